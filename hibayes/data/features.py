@@ -1,0 +1,383 @@
+"""Turn one evaluation table into the arrays a hibayes model reads.
+
+:func:`make_features` renames, filters, validates, optionally aggregates graded
+samples into counts, and encodes categories as integer codes. It returns a
+:class:`FeatureSet`: plain numpy arrays and Python ints (no JAX), the ArviZ
+``coords``/``dims`` that label them, and the processed table that row ``i`` of
+every per-observation array came from. It does not pick or fit a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._checks import (
+    RowContext,
+    check_counts,
+    check_finite_numeric,
+    check_not_missing,
+    level_label,
+    natural_key,
+    require_columns,
+)
+from ._transforms import aggregate_samples, apply_filters, apply_rename
+from .io import load_table
+
+__all__ = ["FeatureSet", "features_from_config", "make_features"]
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Model inputs built from one table.
+
+    :param features: what the models read: ``obs`` (int64); ``n_total`` (int64,
+        binomial mode); ``num_classes`` (int, ordinal mode); per categorical ``c``,
+        ``c_index`` (int32 codes) and ``num_c`` (int); per continuous or
+        passthrough column, an array under the column's name.
+    :param coords: category name -> level labels (str) in code order, plus
+        ``"observation"`` -> ``list(range(n))``.
+    :param dims: ``{"obs": ["observation"]}`` plus ``["observation"]`` for every
+        continuous and passthrough feature.
+    :param table: the processed table, one row per observation with a 0-based
+        index: all columns after rename and filters (so ids such as ``sample_id``
+        map observations back), or with ``aggregate`` the categorical columns,
+        the success counts under the ``observed`` name, ``n_total`` and the
+        passthrough columns. Continuous columns keep raw units.
+    :param source: path of the input file, or ``"<table>"``.
+    :param standardization: per standardized column, ``{"mean": m, "sd": s}`` (sd
+        with ``ddof=0``); ``features[c] == (table[c] - m) / s``.
+    """
+
+    features: dict[str, Any]
+    coords: dict[str, list]
+    dims: dict[str, list[str]]
+    table: pd.DataFrame
+    source: str
+    standardization: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def _names(value: str | Sequence[str] | None) -> list[str]:
+    """Accept a single column name or a sequence of them."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
+def _check_roles(
+    observed: str,
+    n_total: str | None,
+    categorical: list[str],
+    continuous: list[str],
+    passthrough: list[str],
+    aggregate: bool,
+    num_classes: int | None,
+    ctx: RowContext,
+) -> None:
+    """Reject argument combinations that cannot describe one table."""
+    if aggregate and n_total is not None:
+        raise ctx.error(
+            "n_total must not be given with aggregate=True "
+            "(aggregation counts the rows itself)"
+        )
+    if num_classes is not None and (aggregate or n_total is not None):
+        raise ctx.error(
+            "num_classes (ordinal) cannot be combined with n_total "
+            "or aggregate=True (binomial)"
+        )
+    if num_classes is not None and (
+        isinstance(num_classes, bool)
+        or int(num_classes) != num_classes
+        or num_classes < 2
+    ):
+        raise ctx.error(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    if aggregate and continuous:
+        raise ctx.error(
+            f"continuous columns {continuous} cannot be used with "
+            "aggregate=True; aggregate first, or pass them as passthrough"
+        )
+    roles = [
+        observed,
+        *([n_total] if n_total else []),
+        *categorical,
+        *continuous,
+        *passthrough,
+    ]
+    dupes = sorted({c for c in roles if roles.count(c) > 1})
+    if dupes:
+        raise ctx.error(
+            f"column(s) {dupes} given more than one role "
+            "(observed/n_total/categorical/continuous/passthrough)"
+        )
+    if "observation" in categorical:
+        raise ctx.error(
+            "a categorical column cannot be named 'observation' (reserved coordinate)"
+        )
+    derived = [
+        "obs",
+        "n_total",
+        "num_classes",
+        *(f"{c}_index" for c in categorical),
+        *(f"num_{c}" for c in categorical),
+    ]
+    clash = sorted(set(derived) & set(continuous + passthrough))
+    if clash:
+        raise ctx.error(
+            f"continuous/passthrough column name(s) {clash} collide "
+            "with generated feature names; rename them"
+        )
+
+
+def _encode_categorical(
+    series: pd.Series, order: Sequence[Any] | None, ctx: RowContext
+) -> tuple[np.ndarray, list[str]]:
+    """Return int32 codes and the level labels they index."""
+    check_not_missing(series, ctx, "categorical")
+    codes, uniques = pd.factorize(series, sort=False)
+    labels = [level_label(v) for v in uniques]
+    if len(set(labels)) != len(labels):
+        dup = sorted({lab for lab in labels if labels.count(lab) > 1})
+        raise ctx.error(
+            f"levels {dup} are distinct values with the same label (e.g. 1 and '1')",
+            str(series.name),
+        )
+    if order is None:
+        ranked = sorted(range(len(uniques)), key=lambda i: natural_key(uniques[i]))
+        levels = [labels[i] for i in ranked]
+    else:
+        levels = [level_label(v) for v in order]
+        present = set(labels)
+        missing = [lab for lab in labels if lab not in set(levels)]
+        extra = [lab for lab in dict.fromkeys(levels) if lab not in present]
+        dup = sorted({lab for lab in levels if levels.count(lab) > 1})
+        if missing or extra or dup:
+            raise ctx.error(
+                "category_order must list exactly the levels present; "
+                f"missing {sorted(missing, key=natural_key)}, not present {extra}, "
+                f"repeated {dup}; levels present: "
+                f"{sorted(labels, key=natural_key)}",
+                str(series.name),
+            )
+    position = {lab: i for i, lab in enumerate(levels)}
+    remap = np.array([position[lab] for lab in labels], dtype=np.int32)
+    return remap[codes], levels
+
+
+def _passthrough(series: pd.Series, ctx: RowContext) -> np.ndarray:
+    """Numeric passthrough column as int64 (integers, booleans) or float64."""
+    check_not_missing(series, ctx, "passthrough")
+    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_integer_dtype(series):
+        return series.to_numpy(dtype=np.int64)
+    if pd.api.types.is_float_dtype(series):
+        return check_finite_numeric(series, ctx, "passthrough")
+    bad = pd.to_numeric(series, errors="coerce").isna().to_numpy()
+    if bad.any():
+        raise ctx.bad_rows(series, bad, "non-numeric value in passthrough column")
+    raise ctx.error(
+        f"passthrough column has dtype {series.dtype}; convert it to a "
+        "numeric dtype first",
+        str(series.name),
+    )
+
+
+def _standardize_names(
+    standardize: bool | Sequence[str], continuous: list[str], ctx: RowContext
+) -> list[str]:
+    """Resolve ``standardize`` into the list of continuous columns to scale."""
+    if isinstance(standardize, bool):
+        return list(continuous) if standardize else []
+    names = _names(standardize)
+    unknown = [n for n in names if n not in continuous]
+    if unknown:
+        raise ctx.error(
+            f"standardize names {unknown} that are not continuous columns {continuous}"
+        )
+    return names
+
+
+def _outcomes(
+    table: pd.DataFrame,
+    observed: str,
+    n_total: str | None,
+    num_classes: int | None,
+    ctx: RowContext,
+) -> dict[str, Any]:
+    """Validate the outcome columns into ``obs`` (+ ``n_total`` / ``num_classes``)."""
+    if num_classes is not None:
+        # Range first, so -1 and 11 get the same "allowed range" message.
+        values = check_finite_numeric(table[observed], ctx, "observed")
+        outside = (values < 0) | (values >= num_classes)
+        if outside.any():
+            raise ctx.bad_rows(
+                table[observed],
+                outside,
+                f"ordinal class outside the allowed range 0..{int(num_classes) - 1}",
+            )
+    features: dict[str, Any] = {"obs": check_counts(table[observed], ctx, "observed")}
+    if n_total is not None:
+        totals = check_counts(table[n_total], ctx, "n_total")
+        over = features["obs"] > totals
+        if over.any():
+            first = int(np.flatnonzero(over)[0])
+            raise ctx.bad_rows(
+                table[observed],
+                over,
+                f"observed exceeds {n_total!r}",
+                note=f"{n_total} {totals[first]}",
+            )
+        features["n_total"] = totals
+    if num_classes is not None:
+        features["num_classes"] = int(num_classes)
+    return features
+
+
+def make_features(
+    df: pd.DataFrame,
+    *,
+    observed: str,
+    n_total: str | None = None,
+    categorical: Sequence[str] = (),
+    continuous: Sequence[str] = (),
+    rename: Mapping[str, str] | None = None,
+    aggregate: bool = False,
+    category_order: Mapping[str, Sequence] | None = None,
+    standardize: bool | Sequence[str] = False,
+    passthrough: Sequence[str] = (),
+    filters: Mapping[str, Sequence] | None = None,
+    num_classes: int | None = None,
+    source: str = "<table>",
+) -> FeatureSet:
+    """Validate and encode one table into model features.
+
+    Steps, in order: ``rename`` -> ``filters`` -> validation -> ``aggregate`` ->
+    encoding. Column arguments use the names *after* ``rename``.
+
+    Modes: binomial when ``n_total`` is given or ``aggregate=True`` (``obs`` <=
+    ``n_total``); ordinal when ``num_classes`` is given (``obs`` in
+    ``0..num_classes-1``); otherwise ``obs`` are non-negative integers.
+
+    :param df: input table, one row per observation (or per graded sample when
+        ``aggregate=True``).
+    :param observed: column of outcomes: counts, ordinal classes, or per-sample
+        scores (0/1, booleans, ``C``/``I``, ``correct``/``incorrect``) to aggregate.
+    :param n_total: column of trial counts (binomial mode).
+    :param categorical: columns encoded as ``<c>_index`` codes and ``num_<c>``.
+    :param continuous: numeric predictors, copied as float64 arrays.
+    :param rename: original column -> role name, e.g. ``{"model": "group"}``.
+    :param aggregate: count successes (``obs``) and rows (``n_total``) per
+        combination of the categorical columns, in sorted group order.
+    :param category_order: per categorical column, the exact level order.
+    :param standardize: ``True`` for all continuous columns, or a list of them;
+        scaled to mean 0, sd 1 (``ddof=0``).
+    :param passthrough: numeric columns copied as-is (int64 or float64) for custom
+        models; with ``aggregate`` they must be constant within each group.
+    :param filters: column -> allowed values; rows matching every filter are kept.
+    :param num_classes: number of ordinal classes (ordinal mode).
+    :param source: path or ``"<table>"``, used in error messages.
+    :return: features, coords, dims, processed table and source.
+    :rtype: FeatureSet
+    :raises DataError: any bad argument or bad value; the message names the
+        source, column and an example row with its value.
+    """
+    rename = dict(rename or {})
+    positional = (
+        isinstance(df.index, pd.RangeIndex)
+        and df.index.start == 0
+        and df.index.step == 1
+    )
+    ctx = RowContext(source, positional, {new: old for old, new in rename.items()})
+    categorical, continuous = _names(categorical), _names(continuous)
+    passthrough = _names(passthrough)
+    binomial = aggregate or n_total is not None
+    _check_roles(
+        observed,
+        n_total,
+        categorical,
+        continuous,
+        passthrough,
+        aggregate,
+        num_classes,
+        ctx,
+    )
+    category_order = dict(category_order or {})
+    stray = [c for c in category_order if c not in categorical]
+    if stray:
+        raise ctx.error(
+            f"category_order given for {stray}, which are not "
+            f"categorical columns {categorical}"
+        )
+    if len(df) == 0:
+        raise ctx.error("table has no rows")
+    to_scale = _standardize_names(standardize, continuous, ctx)
+
+    table = apply_rename(df, rename, ctx)
+    if filters:
+        table = apply_filters(table, dict(filters), ctx)
+    needed = [
+        observed,
+        *([n_total] if n_total else []),
+        *categorical,
+        *continuous,
+        *passthrough,
+    ]
+    require_columns(table, needed, ctx)
+
+    for col in categorical:
+        check_not_missing(table[col], ctx, "categorical")
+    cont = {c: check_finite_numeric(table[c], ctx, "continuous") for c in continuous}
+    for col in passthrough:
+        _passthrough(table[col], ctx)
+    if aggregate:
+        table = aggregate_samples(table, observed, categorical, passthrough, ctx)
+        ctx = RowContext(source, True, ctx.renamed)
+        n_total = "n_total"
+    # Outcomes are checked before re-indexing so errors cite source rows.
+    features = _outcomes(
+        table, observed, n_total if binomial else None, num_classes, ctx
+    )
+    table = table.reset_index(drop=True)
+
+    coords: dict[str, list] = {}
+    dims: dict[str, list[str]] = {"obs": ["observation"]}
+    for col in categorical:
+        codes, levels = _encode_categorical(table[col], category_order.get(col), ctx)
+        features[f"{col}_index"] = codes
+        features[f"num_{col}"] = len(levels)
+        coords[col] = levels
+    scales: dict[str, dict[str, float]] = {}
+    for col in to_scale:
+        mean, sd = float(cont[col].mean()), float(cont[col].std())
+        if sd == 0.0:
+            raise ctx.error(f"cannot standardize: constant value {mean!r} (sd 0)", col)
+        cont[col] = (cont[col] - mean) / sd
+        scales[col] = {"mean": mean, "sd": sd}
+    for col in continuous:
+        features[col] = cont[col]
+        dims[col] = ["observation"]
+    for col in passthrough:
+        features[col] = _passthrough(table[col], ctx)
+        dims[col] = ["observation"]
+    coords["observation"] = list(range(len(table)))
+    return FeatureSet(features, coords, dims, table, source, scales)
+
+
+def features_from_config(
+    path: str | Path, *, fmt: str | None = None, **kwargs: Any
+) -> FeatureSet:
+    """Load a table file and build its features (``load_table`` + ``make_features``).
+
+    :param path: file to read (CSV, TSV, Parquet, JSON lines or JSON records).
+    :param fmt: format override, see :func:`hibayes.data.load_table`.
+    :param kwargs: keyword arguments of :func:`make_features` except ``source``.
+    :return: features built from the file, with ``source`` set to the path.
+    :rtype: FeatureSet
+    :raises DataError: unreadable file or bad contents.
+    """
+    return make_features(load_table(path, fmt=fmt), source=str(path), **kwargs)

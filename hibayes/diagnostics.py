@@ -1,0 +1,184 @@
+"""Convergence and predictive-accuracy diagnostics of a fit, as plain numbers.
+
+Pure functions over InferenceData, computed by ArviZ; no I/O and no printing.
+:func:`diagnose` returns the flat metrics dict that tracking logs, and
+:func:`convergence_failures` says in words why a fit did not converge.
+
+Quantities that are constant across all draws (a dummy-coded reference level
+fixed at 0) have no defined R-hat or ESS; they are left out rather than turning
+the maxima into NaN.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+__all__ = [
+    "Thresholds",
+    "diagnose",
+    "convergence_failures",
+    "pointwise_loo",
+    "METRIC_KEYS",
+]
+
+METRIC_KEYS = (
+    "rhat_max",
+    "ess_bulk_min",
+    "ess_tail_min",
+    "divergences",
+    "ebfmi_min",
+    "tree_depth_hits",
+    "elpd_loo",
+    "elpd_loo_se",
+    "p_loo",
+    "pareto_k_max",
+    "pareto_k_bad",
+    "elpd_waic",
+    "elpd_waic_se",
+    "p_waic",
+    "converged",
+)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Limits a converged fit must meet (Vehtari et al. 2021; Betancourt 2016).
+
+    :param rhat_max: largest acceptable rank-normalised split R-hat.
+    :param ess_bulk_min: smallest acceptable bulk ESS.
+    :param ess_tail_min: smallest acceptable tail ESS.
+    :param divergences_max: largest acceptable number of divergent transitions.
+    :param ebfmi_min: smallest acceptable E-BFMI of any chain.
+    """
+
+    rhat_max: float = 1.01
+    ess_bulk_min: float = 400.0
+    ess_tail_min: float = 400.0
+    divergences_max: int = 0
+    ebfmi_min: float = 0.3
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "Thresholds":
+        """Build from a config mapping; unknown keys raise ``ValueError``."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown checks key(s) {unknown}; known: {sorted(known)}")
+        return cls(**dict(values))
+
+    def as_dict(self) -> dict[str, float]:
+        """Plain dict of the thresholds."""
+        return asdict(self)
+
+
+def _varying(posterior: xr.Dataset) -> xr.Dataset:
+    """Mask (to NaN) elements that are constant over every chain and draw."""
+    spread = posterior.max(dim=("chain", "draw")) - posterior.min(dim=("chain", "draw"))
+    return posterior.where(spread > 0)
+
+
+def _finite_extreme(ds: xr.Dataset, how: str) -> float:
+    values = np.concatenate([np.ravel(ds[v].values) for v in ds.data_vars] or [np.array([])])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return float("nan")
+    return float(values.max() if how == "max" else values.min())
+
+
+def _sampling_metrics(idata: az.InferenceData) -> dict[str, float]:
+    posterior = idata.posterior
+    numeric = [v for v in posterior.data_vars if np.issubdtype(posterior[v].dtype, np.number)]
+    varying = _varying(posterior[numeric])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = {
+            "rhat_max": _finite_extreme(az.rhat(varying), "max"),
+            "ess_bulk_min": _finite_extreme(az.ess(varying, method="bulk"), "min"),
+            "ess_tail_min": _finite_extreme(az.ess(varying, method="tail"), "min"),
+        }
+    stats = idata.sample_stats
+    out["divergences"] = float(stats["diverging"].values.sum())
+    out["ebfmi_min"] = float(np.min(az.bfmi(idata))) if "energy" in stats else float("nan")
+    hits = stats.get("reached_max_treedepth")
+    out["tree_depth_hits"] = float(hits.values.sum()) if hits is not None else float("nan")
+    return out
+
+
+def _loo_metrics(idata: az.InferenceData) -> dict[str, float]:
+    nan = float("nan")
+    if "log_likelihood" not in idata.groups():
+        return dict.fromkeys(
+            ("elpd_loo", "elpd_loo_se", "p_loo", "pareto_k_max", "pareto_k_bad",
+             "elpd_waic", "elpd_waic_se", "p_waic"), nan
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loo = az.loo(idata, pointwise=True)
+        waic = az.waic(idata, pointwise=True)
+    k = np.asarray(loo.pareto_k)
+    return {
+        "elpd_loo": float(loo.elpd_loo),
+        "elpd_loo_se": float(loo.se),
+        "p_loo": float(loo.p_loo),
+        "pareto_k_max": float(np.nanmax(k)),
+        "pareto_k_bad": float(np.sum(k > float(loo.good_k))),
+        "elpd_waic": float(waic.elpd_waic),
+        "elpd_waic_se": float(waic.se),
+        "p_waic": float(waic.p_waic),
+    }
+
+
+def convergence_failures(metrics: Mapping[str, float], thresholds: Thresholds) -> list[str]:
+    """Reasons, in words, that the metrics fail the thresholds (empty: converged)."""
+    t = thresholds
+    reasons = []
+    checks = [
+        ("rhat_max", lambda v: v <= t.rhat_max, f"R-hat {{v:.3f}} > {t.rhat_max}"),
+        ("ess_bulk_min", lambda v: v >= t.ess_bulk_min,
+         f"bulk ESS {{v:.0f}} < {t.ess_bulk_min:.0f}"),
+        ("ess_tail_min", lambda v: v >= t.ess_tail_min,
+         f"tail ESS {{v:.0f}} < {t.ess_tail_min:.0f}"),
+        ("divergences", lambda v: v <= t.divergences_max,
+         f"{{v:.0f}} divergent transitions (max {t.divergences_max})"),
+        ("ebfmi_min", lambda v: v >= t.ebfmi_min, f"E-BFMI {{v:.2f}} < {t.ebfmi_min}"),
+    ]
+    for key, ok, message in checks:
+        value = metrics.get(key, float("nan"))
+        if not np.isfinite(value):
+            reasons.append(f"{key} is not available")
+        elif not ok(value):
+            reasons.append(message.format(v=value))
+    return reasons
+
+
+def diagnose(idata: az.InferenceData, thresholds: Thresholds | None = None) -> dict[str, float]:
+    """Every diagnostic of a fit as a flat dict of floats (keys: :data:`METRIC_KEYS`)."""
+    thresholds = thresholds or Thresholds()
+    metrics = {**_sampling_metrics(idata), **_loo_metrics(idata)}
+    metrics["converged"] = 0.0 if convergence_failures(metrics, thresholds) else 1.0
+    return {key: metrics[key] for key in METRIC_KEYS}
+
+
+def pointwise_loo(idata: az.InferenceData) -> pd.DataFrame:
+    """One row per observation: observed value, ``loo_i``, ``pareto_k``, ``waic_i``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loo = az.loo(idata, pointwise=True)
+        waic = az.waic(idata, pointwise=True)
+    frame = pd.DataFrame(
+        {
+            "loo_i": np.ravel(loo.loo_i.values),
+            "pareto_k": np.ravel(np.asarray(loo.pareto_k)),
+            "waic_i": np.ravel(waic.waic_i.values),
+        }
+    )
+    frame.insert(0, "obs", np.ravel(idata.observed_data["obs"].values))
+    frame.index.name = "observation"
+    return frame

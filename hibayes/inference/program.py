@@ -1,0 +1,207 @@
+"""Turn a model factory, hyperparameters and features into a traceable program.
+
+JAX compiles a function once per structure. So that a prior sweep reuses one
+compiled sampler, numeric hyperparameters and array features enter the program
+as *arguments* (traced), while integers that shape arrays (``num_group``),
+strings and lists stay *static* and decide the cache key. The user's factory is
+called inside the traced function, so its code is unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+from numpyro.handlers import seed, trace
+
+from ..model import ModelError, ModelFactory, bind_hyperparameters
+
+__all__ = ["Program", "build_program", "SiteInfo"]
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    """What a pre-flight trace of the program saw.
+
+    :param shapes: site name -> shape of one draw, for every sample and
+        deterministic site.
+    :param latent: names of unobserved sample sites.
+    :param deterministic: names of deterministic sites.
+    """
+
+    shapes: dict[str, tuple[int, ...]]
+    latent: list[str]
+    deterministic: list[str]
+
+
+@dataclass
+class Program:
+    """A model ready to compile: static parts fixed, traced parts as arguments.
+
+    :param name: registered model name.
+    :param fn: NumPyro program ``fn(arrays, hyper)``.
+    :param arrays: array features (traced).
+    :param hyper: numeric hyperparameters (traced, as float32 scalars); empty
+        when the model needs them as Python constants.
+    :param hyperparameters: every bound factory argument, for the record.
+    :param structure_key: digest of everything that forces a recompile.
+    :param sites: what the pre-flight trace saw.
+    """
+
+    name: str
+    fn: Callable[..., None]
+    arrays: dict[str, np.ndarray]
+    hyper: dict[str, Any]
+    hyperparameters: dict[str, Any]
+    structure_key: str
+    sites: SiteInfo = field(repr=False)
+
+
+def _is_traceable_number(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, float):
+        return True
+    # An int default such as ``prior_mu_loc=0`` is still a prior value.
+    return isinstance(value, int) and key.startswith("prior_")
+
+
+def _split_features(features: Mapping[str, Any]) -> tuple[dict, dict]:
+    arrays, static = {}, {}
+    for key, value in features.items():
+        if isinstance(value, (np.ndarray, jax.Array)) and np.ndim(value) > 0:
+            arrays[key] = np.asarray(value)
+        else:
+            static[key] = value
+    return arrays, static
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)
+
+
+def _digest(payload: Any) -> str:
+    text = json.dumps(_jsonable(payload), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _make_fn(factory: ModelFactory, static_hyper: dict, static_features: dict) -> Callable:
+    def program(arrays: Mapping[str, Any], hyper: Mapping[str, Any]) -> None:
+        inner = factory(**static_hyper, **hyper)
+        inner({**static_features, **arrays})
+
+    return program
+
+
+def _preflight(fn: Callable, arrays: dict, hyper: dict, name: str) -> SiteInfo:
+    """Run the program once, concretely and with argument validation on."""
+    with numpyro.validation_enabled(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            tr = trace(seed(fn, jax.random.PRNGKey(0))).get_trace(arrays, hyper)
+        except ModelError:
+            raise
+        except ValueError as exc:
+            raise ModelError(f"model '{name}' rejected its inputs: {exc}") from exc
+    shapes, latent, deterministic = {}, [], []
+    for site_name, site in tr.items():
+        if site["type"] == "sample":
+            shapes[site_name] = tuple(np.shape(site["value"]))
+            if not site["is_observed"]:
+                latent.append(site_name)
+        elif site["type"] == "deterministic":
+            shapes[site_name] = tuple(np.shape(site["value"]))
+            deterministic.append(site_name)
+    return SiteInfo(shapes=shapes, latent=latent, deterministic=deterministic)
+
+
+def _run_for_shape(fn: Callable, arrays: Any, hyper: Any) -> jax.Array:
+    trace(seed(fn, jax.random.PRNGKey(0))).get_trace(arrays, hyper)
+    return jnp.zeros(())
+
+
+def _code_digest(code: Any) -> str:
+    """Digest of a function's bytecode including nested functions (the program)."""
+    h = hashlib.sha256(code.co_code)
+    for const in code.co_consts:
+        if hasattr(const, "co_code"):
+            h.update(_code_digest(const).encode())
+        else:
+            h.update(repr(const).encode())
+    return h.hexdigest()
+
+
+def _traces_with_tracers(fn: Callable, arrays: dict, hyper: dict) -> bool:
+    try:
+        jax.eval_shape(
+            lambda a, h: _run_for_shape(fn, a, h),
+            arrays,
+            hyper,
+        )
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError,
+            jax.errors.TracerIntegerConversionError, jax.errors.TracerArrayConversionError):
+        return False
+    return True
+
+
+def build_program(
+    factory: ModelFactory,
+    features: Mapping[str, Any],
+    hyperparameters: Mapping[str, Any] | None = None,
+) -> Program:
+    """Bind hyperparameters, split traced from static parts, check the program.
+
+    :param factory: a ``@model``-decorated factory.
+    :param features: the features dict (arrays and ints) the program reads.
+    :param hyperparameters: factory keyword arguments; defaults fill the rest.
+    :raises ModelError: unknown arguments, invalid prior values, missing
+        features or a program without an ``obs`` site, all before sampling.
+    """
+    name = factory.__name__
+    values = bind_hyperparameters(name, factory.builder, (), dict(hyperparameters or {}))
+    arrays, static_features = _split_features(features)
+    traced = {k: v for k, v in values.items() if _is_traceable_number(k, v)}
+    static_hyper = {k: v for k, v in values.items() if k not in traced}
+    hyper = {k: jnp.asarray(v, dtype=jnp.float32) for k, v in traced.items()}
+    fn = _make_fn(factory, static_hyper, static_features)
+    sites = _preflight(fn, arrays, hyper, name)
+    if hyper and not _traces_with_tracers(fn, arrays, hyper):
+        # The model branches on a hyperparameter in Python: compile per value.
+        static_hyper, hyper = values, {}
+        fn = _make_fn(factory, static_hyper, static_features)
+    origin = factory.builder.__module__ + ":" + factory.builder.__qualname__
+    code = getattr(factory.builder, "__code__", None)
+    structure_key = _digest(
+        {
+            "model": origin,
+            "code": _code_digest(code) if code else "",
+            "static_hyper": static_hyper,
+            "traced": sorted(hyper),
+            "static_features": static_features,
+            "arrays": {k: [list(v.shape), str(v.dtype)] for k, v in arrays.items()},
+        }
+    )
+    return Program(
+        name=name,
+        fn=fn,
+        arrays=arrays,
+        hyper=hyper,
+        hyperparameters=values,
+        structure_key=structure_key,
+        sites=sites,
+    )

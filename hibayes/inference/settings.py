@@ -1,0 +1,92 @@
+"""NUTS settings: one frozen record, validated once, shared by config and code."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping
+
+__all__ = ["FitSettings", "FitSettingsError", "INIT_STRATEGIES", "CHAIN_METHODS"]
+
+INIT_STRATEGIES = ("median", "mean", "uniform", "sample", "feasible")
+CHAIN_METHODS = ("auto", "parallel", "vectorized", "sequential")
+
+
+class FitSettingsError(ValueError):
+    """A sampler setting is out of range."""
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Sampler settings for one NUTS fit.
+
+    :param samples: post-warmup draws per chain.
+    :param warmup: warmup (adaptation) iterations per chain.
+    :param chains: number of chains.
+    :param seed: seed of the PRNG key; same seed, same draws.
+    :param target_accept: NUTS target acceptance probability.
+    :param max_tree_depth: NUTS maximum tree depth.
+    :param init_strategy: one of :data:`INIT_STRATEGIES`.
+    :param chain_method: one of :data:`CHAIN_METHODS`; ``auto`` picks parallel
+        chains on CPU when there are enough devices, vectorized on GPU.
+    :param dense_mass: adapt a dense mass matrix instead of a diagonal one.
+    :param prior_samples: draws of the prior and prior predictive (0: skip).
+    :param posterior_predictive_samples: posterior draws pushed through the
+        likelihood (``None``: all of them).
+    """
+
+    samples: int = 2000
+    warmup: int = 1000
+    chains: int = 4
+    seed: int = 0
+    target_accept: float = 0.95
+    max_tree_depth: int = 10
+    init_strategy: str = "median"
+    chain_method: str = "auto"
+    dense_mass: bool = False
+    prior_samples: int = 500
+    posterior_predictive_samples: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("samples", "chains"):
+            if int(getattr(self, name)) <= 0:
+                raise FitSettingsError(f"fit.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("warmup", "prior_samples"):
+            if int(getattr(self, name)) < 0:
+                raise FitSettingsError(f"fit.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 < float(self.target_accept) < 1.0:
+            raise FitSettingsError(
+                f"fit.target_accept must be in (0, 1), got {self.target_accept}"
+            )
+        if not 1 <= int(self.max_tree_depth) <= 20:
+            raise FitSettingsError(
+                f"fit.max_tree_depth must be in 1..20, got {self.max_tree_depth}"
+            )
+        if self.init_strategy not in INIT_STRATEGIES:
+            raise FitSettingsError(
+                f"fit.init_strategy must be one of {INIT_STRATEGIES}, got "
+                f"{self.init_strategy!r}"
+            )
+        if self.chain_method not in CHAIN_METHODS:
+            raise FitSettingsError(
+                f"fit.chain_method must be one of {CHAIN_METHODS}, got {self.chain_method!r}"
+            )
+        pps = self.posterior_predictive_samples
+        if pps is not None and int(pps) <= 0:
+            raise FitSettingsError(
+                f"fit.posterior_predictive_samples must be > 0 or null, got {pps}"
+            )
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "FitSettings":
+        """Build from a config mapping, refusing keys that are not settings."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise FitSettingsError(
+                f"unknown fit setting(s) {unknown}; known: {sorted(known)}"
+            )
+        return cls(**dict(values))
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict of the settings."""
+        return asdict(self)

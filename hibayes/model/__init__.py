@@ -1,0 +1,16 @@
+"""Models: the ``@model`` API, the registry and the built-in models."""
+
+from ._api import Model, ModelError, ModelFactory, bind_hyperparameters, model
+from .registry import get_model, list_models, load_models, model_origin
+
+__all__ = [
+    "Model",
+    "ModelError",
+    "ModelFactory",
+    "bind_hyperparameters",
+    "model",
+    "get_model",
+    "list_models",
+    "load_models",
+    "model_origin",
+]

@@ -1,0 +1,163 @@
+"""The public model API: the ``Model`` protocol and the ``@model`` decorator.
+
+A model *factory* is a function whose arguments are prior hyperparameters (and
+structural options) and which returns a NumPyro program ``model(features)``.
+``@model`` registers the factory by name and wraps the program it returns so the
+``obs`` contract is enforced. It does no inference and no I/O.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+from typing import Any, Callable, Mapping, Protocol
+
+from numpyro.primitives import Messenger
+
+__all__ = [
+    "Model",
+    "ModelFactory",
+    "ModelError",
+    "model",
+    "bind_hyperparameters",
+]
+
+OBS_SITE = "obs"
+
+
+class ModelError(ValueError):
+    """A model, its factory arguments or its registration is not usable."""
+
+
+class Model(Protocol):
+    """A NumPyro program that reads a ``features`` dict and observes ``obs``."""
+
+    def __call__(self, features: Mapping[str, Any]) -> None:
+        """Run the program on ``features``."""
+
+
+class ModelFactory(Protocol):
+    """A ``@model``-decorated factory: hyperparameters in, :class:`Model` out."""
+
+    __name__: str
+    builder: Callable[..., Model]
+    builtin: bool
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Model:
+        """Build the program for these hyperparameters."""
+
+
+class _SiteRecorder(Messenger):
+    """Records the names of the sample sites a program visits."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.names: set[str] = set()
+        super().__init__(fn)
+
+    def process_message(self, msg: dict) -> None:
+        if msg["type"] == "sample":
+            self.names.add(msg["name"])
+
+
+def bind_hyperparameters(
+    name: str, builder: Callable[..., Any], args: tuple, kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Bind factory arguments to parameter names, defaults filled in.
+
+    :param name: the model's registered name, for error messages.
+    :param builder: the undecorated factory.
+    :param args: positional arguments as the user gave them.
+    :param kwargs: keyword arguments as the user gave them.
+    :return: every parameter of ``builder`` mapped to its value.
+    :raises ModelError: for unknown or surplus arguments, with suggestions.
+    """
+    sig = inspect.signature(builder)
+    accepted = [
+        p.name
+        for p in sig.parameters.values()
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    takes_var_kw = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
+    if not takes_var_kw:
+        unknown = [k for k in kwargs if k not in accepted]
+        if unknown:
+            hints = []
+            for key in unknown:
+                close = difflib.get_close_matches(key, accepted, n=1)
+                hints.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+            raise ModelError(
+                f"model '{name}' does not take {', '.join(hints)}; "
+                f"it accepts: {', '.join(accepted) or '(no arguments)'}"
+            )
+    try:
+        bound = sig.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise ModelError(f"model '{name}': {exc}; it accepts: {', '.join(accepted)}") from exc
+    bound.apply_defaults()
+    values = dict(bound.arguments)
+    for p in sig.parameters.values():
+        if p.kind == p.VAR_KEYWORD:
+            values.update(values.pop(p.name, {}))
+        elif p.kind == p.VAR_POSITIONAL:
+            values.pop(p.name, None)
+    return values
+
+
+def _wrap_program(name: str, program: Callable[..., Any]) -> Model:
+    """Wrap a program so that a missing ``obs`` feature or site fails by name."""
+
+    @functools.wraps(program)
+    def checked(features: Mapping[str, Any]) -> None:
+        if OBS_SITE not in features:
+            raise ModelError(
+                f"model '{name}' needs a feature named '{OBS_SITE}' (the observed "
+                f"data); features present: {sorted(features)}"
+            )
+        recorder = _SiteRecorder(program)
+        result = recorder(features)
+        if OBS_SITE not in recorder.names:
+            raise ModelError(
+                f"model '{name}' never samples a site named '{OBS_SITE}'; the "
+                f"observed data must be `numpyro.sample('{OBS_SITE}', ..., "
+                f"obs=features['{OBS_SITE}'])` (sample sites seen: "
+                f"{sorted(recorder.names)})"
+            )
+        return result
+
+    checked.model_name = name  # type: ignore[attr-defined]
+    return checked
+
+
+def model(builder: Callable[..., Model]) -> ModelFactory:
+    """Register a model factory under its function name and enforce ``obs``.
+
+    .. doctest::
+
+        >>> from hibayes.model import Model, model
+        >>> @model
+        ... def my_model(prior_loc: float = 0.0) -> Model:  # doctest: +SKIP
+        ...     def program(features): ...
+        ...     return program
+    """
+    from .registry import register  # registry imports this module
+
+    name = builder.__name__
+
+    @functools.wraps(builder)
+    def factory(*args: Any, **kwargs: Any) -> Model:
+        values = bind_hyperparameters(name, builder, args, kwargs)
+        program = builder(**values)
+        if not callable(program):
+            raise ModelError(
+                f"model factory '{name}' must return the NumPyro program (a "
+                f"function of features), got {type(program).__name__}"
+            )
+        wrapped = _wrap_program(name, program)
+        wrapped.hyperparameters = values  # type: ignore[attr-defined]
+        return wrapped
+
+    factory.builder = builder  # type: ignore[attr-defined]
+    factory.builtin = builder.__module__ == "hibayes.model.models"  # type: ignore[attr-defined]
+    register(factory)  # type: ignore[arg-type]
+    return factory  # type: ignore[return-value]

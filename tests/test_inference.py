@@ -1,0 +1,111 @@
+"""The NUTS driver: InferenceData groups, reproducibility, sampler reuse, I/O."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from hibayes.inference import FitSettings, FitSettingsError, fit_model, load_idata, save_idata
+from hibayes.model import get_model
+
+
+@pytest.fixture(scope="module")
+def fitted(group_data, quick):
+    features, coords, _ = group_data
+    return fit_model(get_model("simplified_group_binomial_exponential"), features, None,
+                     quick, coords)
+
+
+def test_idata_has_every_group(fitted, quick):
+    idata = fitted.idata
+    assert set(idata.groups()) == {
+        "posterior", "sample_stats", "log_likelihood", "observed_data", "constant_data",
+        "prior", "prior_predictive", "posterior_predictive",
+    }
+    stats = idata.sample_stats
+    for name in ("diverging", "energy", "tree_depth", "step_size", "acceptance_rate",
+                 "n_steps", "lp", "reached_max_treedepth"):
+        assert stats[name].shape == (2, 300), name
+    assert idata.log_likelihood["obs"].shape == (2, 300, 8)
+    assert idata.posterior_predictive["obs"].shape == (2, 300, 8)
+    assert idata.prior["z_group"].shape == (1, 50, 8)
+    assert idata.prior_predictive["obs"].shape == (1, 50, 8)
+    assert set(idata.constant_data.data_vars) >= {"n_total", "group_index", "num_group"}
+    np.testing.assert_array_equal(idata.observed_data["obs"].values,
+                                  idata.constant_data["n_total"].values * 0
+                                  + idata.observed_data["obs"].values)
+    assert idata.posterior.attrs["model_name"] == "simplified_group_binomial_exponential"
+    # Posterior predictive draws are replicated data, not the observed data again.
+    assert not np.all(idata.posterior_predictive["obs"].values == idata.observed_data["obs"].values)
+
+
+def test_posterior_predictive_honours_requested_count(group_data, quick):
+    features, coords, _ = group_data
+    settings = dataclasses.replace(quick, posterior_predictive_samples=37)
+    result = fit_model(get_model("simplified_group_binomial_exponential"), features, None,
+                       settings, coords)
+    assert result.idata.posterior_predictive["obs"].shape == (1, 37, 8)
+
+
+def test_same_seed_same_draws_other_seed_other_draws(fitted, group_data, quick):
+    features, coords, _ = group_data
+    factory = get_model("simplified_group_binomial_exponential")
+    again = fit_model(factory, features, None, quick, coords)
+    np.testing.assert_array_equal(again.idata.posterior["z_group"].values,
+                                  fitted.idata.posterior["z_group"].values)
+    other = fit_model(factory, features, None, dataclasses.replace(quick, seed=1), coords)
+    assert not np.array_equal(other.idata.posterior["z_group"].values,
+                              fitted.idata.posterior["z_group"].values)
+
+
+def test_prior_sweep_reuses_the_compiled_sampler(fitted, group_data, quick):
+    features, coords, _ = group_data
+    factory = get_model("simplified_group_binomial_exponential")
+    result = fit_model(factory, features, {"prior_sigma_group_rate": 3.0}, quick, coords)
+    assert result.timings["compile"] == 0.0
+    # The new prior value really reached the compiled sampler.
+    assert not np.array_equal(result.idata.posterior["sigma_group"].values,
+                              fitted.idata.posterior["sigma_group"].values)
+    assert result.program.structure_key == fitted.program.structure_key
+
+
+def test_sequential_and_parallel_chains_agree(group_data, quick):
+    features, coords, _ = group_data
+    factory = get_model("simplified_group_binomial_exponential")
+    par = fit_model(factory, features, None, dataclasses.replace(quick, chain_method="parallel"),
+                    coords)
+    seq = fit_model(factory, features, None,
+                    dataclasses.replace(quick, chain_method="sequential"), coords)
+    assert par.chain_method == "parallel" and seq.chain_method == "sequential"
+    np.testing.assert_allclose(par.idata.posterior["z_group"].values,
+                               seq.idata.posterior["z_group"].values, rtol=1e-4, atol=1e-4)
+
+
+def test_netcdf_round_trip(fitted, tmp_path):
+    path = save_idata(fitted.idata, tmp_path / "idata.nc")
+    back = load_idata(path)
+    assert set(back.groups()) == set(fitted.idata.groups())
+    np.testing.assert_array_equal(back.posterior["group_effects"].values,
+                                  fitted.idata.posterior["group_effects"].values)
+    assert list(back.posterior["group_effects"].coords["group"].values)[0] == "model-a"
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("samples", 0, "fit.samples must be > 0"),
+        ("chains", -1, "fit.chains must be > 0"),
+        ("target_accept", 1.5, "fit.target_accept must be in"),
+        ("init_strategy", "zero", "fit.init_strategy must be one of"),
+    ],
+)
+def test_bad_settings_are_refused(key, value, message):
+    with pytest.raises(FitSettingsError, match=message):
+        FitSettings(**{key: value})
+
+
+def test_unknown_setting_is_refused():
+    with pytest.raises(FitSettingsError, match=r"unknown fit setting\(s\) \['num_sample'\]"):
+        FitSettings.from_mapping({"num_sample": 10})

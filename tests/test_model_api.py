@@ -1,0 +1,141 @@
+"""The public @model API, the registry and the obs contract."""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pytest
+
+from hibayes.inference import fit_model
+from hibayes.model import ModelError, get_model, list_models, load_models
+
+USER_MODEL = '''
+from hibayes.model import Model, model
+from hibayes.model.models import check_features
+import numpyro, numpyro.distributions as dist, jax, jax.numpy as jnp
+
+@model
+def my_custom_model(prior_mu_loc: float = 0.0, prior_mu_scale: float = 1.0) -> Model:
+    def model(features):
+        check_features(features, ["obs", "num_group", "group_index", "n_total"])
+        overall_mean = numpyro.sample("overall_mean", dist.Normal(prior_mu_loc, prior_mu_scale))
+        sigma_group = numpyro.sample("sigma_group", dist.Exponential(rate=1.0))
+        z_group = numpyro.sample("z_group", dist.Normal(0, 1).expand([features["num_group"]]))
+        group_effects = overall_mean + sigma_group * z_group
+        numpyro.deterministic("group_effects", group_effects)
+        numpyro.sample("obs", dist.Binomial(total_count=features["n_total"],
+                       probs=jax.nn.sigmoid(group_effects[features["group_index"]])), obs=features["obs"])
+    return model
+'''
+
+
+def test_user_model_verbatim_registers_builds_and_fits(tmp_path, group_data, quick):
+    path = tmp_path / "my_models.py"
+    path.write_text(USER_MODEL)
+    assert load_models(str(path)) == ["my_custom_model"]
+    factory = get_model("my_custom_model")
+    program = factory(prior_mu_loc=0.5)
+    assert program.hyperparameters == {"prior_mu_loc": 0.5, "prior_mu_scale": 1.0}
+    features, coords, _ = group_data
+    result = fit_model(factory, features, {"prior_mu_loc": -1.0}, quick, coords)
+    post = result.idata.posterior
+    assert post["group_effects"].shape == (2, 300, 8)
+    assert list(post["group_effects"].dims) == ["chain", "draw", "group"]
+    assert set(post.data_vars) == {"overall_mean", "sigma_group", "z_group", "group_effects"}
+    # Loading the same file again is a no-op, not a duplicate registration.
+    assert load_models(str(path)) == []
+
+
+def test_positional_arguments_bind_like_keywords():
+    factory = get_model("two_level_group_binomial")
+    program = factory(0.5, 2.0)
+    assert program.hyperparameters["prior_mu_overall_loc"] == 0.5
+    assert program.hyperparameters["prior_mu_overall_scale"] == 2.0
+    assert program.hyperparameters["prior_sigma_group_scale"] == 0.1
+
+
+def test_unknown_factory_argument_suggests_the_right_one():
+    factory = get_model("two_level_group_binomial")
+    with pytest.raises(ModelError, match="prior_sigma_grup_scale.*did you mean 'prior_sigma_group_scale'"):
+        factory(prior_sigma_grup_scale=0.3)
+
+
+def test_unknown_model_name_suggests_close_name():
+    with pytest.raises(ModelError, match="Did you mean 'two_level_group_binomial'"):
+        get_model("two_level_group_binomal")
+
+
+def test_all_six_builtins_registered():
+    assert {
+        "simplified_group_binomial_exponential",
+        "two_level_group_binomial",
+        "three_level_group_binomial",
+        "three_level_group_binomial_exponential",
+        "linear_group_binomial",
+        "ordered_logistic_model",
+    } <= set(list_models())
+
+
+def test_custom_model_may_not_replace_builtin(tmp_path):
+    path = tmp_path / "clash.py"
+    path.write_text(textwrap.dedent('''
+        from hibayes.model import model
+        @model
+        def two_level_group_binomial():
+            def program(features):
+                pass
+            return program
+    '''))
+    with pytest.raises(ModelError, match="may not replace the built-in model 'two_level_group_binomial'"):
+        load_models(str(path))
+
+
+def test_custom_model_file_errors_are_named(tmp_path):
+    with pytest.raises(ModelError, match="not found: .*nope.py"):
+        load_models(str(tmp_path / "nope.py"))
+    bad = tmp_path / "broken.py"
+    bad.write_text("def oops(:\n    pass\n")
+    with pytest.raises(ModelError, match="broken.py has a syntax error at line 1"):
+        load_models(str(bad))
+
+
+def test_check_features_names_every_missing_feature():
+    from hibayes.model.models import check_features
+
+    with pytest.raises(ValueError) as err:
+        check_features({"obs": 1, "n_total": 2}, ["obs", "group_index", "num_group"])
+    text = str(err.value)
+    assert "group_index, num_group" in text
+    assert "Features present: ['n_total', 'obs']" in text
+
+
+def test_obs_rules_name_the_model(tmp_path, group_data):
+    path = tmp_path / "no_obs.py"
+    path.write_text(textwrap.dedent('''
+        import numpyro, numpyro.distributions as dist
+        from hibayes.model import model
+        @model
+        def model_without_obs(prior_loc: float = 0.0):
+            def program(features):
+                numpyro.sample("y", dist.Normal(prior_loc, 1.0), obs=features["obs"])
+            return program
+    '''))
+    load_models(str(path))
+    program = get_model("model_without_obs")()
+    with pytest.raises(ModelError, match="model 'model_without_obs' never samples a site named 'obs'"):
+        import numpyro
+
+        with numpyro.handlers.seed(rng_seed=0):
+            program({"obs": np.zeros(3)})
+    features, _, _ = group_data
+    no_obs = {k: v for k, v in features.items() if k != "obs"}
+    with pytest.raises(ModelError, match="model 'two_level_group_binomial' needs a feature named 'obs'"):
+        get_model("two_level_group_binomial")()(no_obs)
+
+
+def test_invalid_prior_value_fails_before_sampling(group_data, quick):
+    features, coords, _ = group_data
+    with pytest.raises(ModelError, match="two_level_group_binomial.*rejected its inputs"):
+        fit_model(get_model("two_level_group_binomial"), features,
+                  {"prior_sigma_group_scale": -1.0}, quick, coords)
