@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import arviz as az
 import jax
@@ -57,6 +57,7 @@ def fit_model(
     hyperparameters: Mapping[str, Any] | None = None,
     settings: FitSettings | None = None,
     coords: Mapping[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> FitResult:
     """Fit ``factory(**hyperparameters)`` to ``features`` with NUTS.
 
@@ -65,21 +66,30 @@ def fit_model(
     :param hyperparameters: factory keyword arguments (priors, structure).
     :param settings: sampler settings; defaults as in :class:`FitSettings`.
     :param coords: category labels from the data, to name posterior axes.
+    :param progress: called with a short message at each stage (compile, sample...).
     :return: a :class:`FitResult`; same seed and inputs give identical draws.
     """
     settings = settings or FitSettings()
+    say = progress or (lambda message: None)
     start = time.perf_counter()
     program = build_program(factory, features, hyperparameters)
     rng_key = jax.random.PRNGKey(int(settings.seed))
     sample_key, ppc_key, prior_key = jax.random.split(rng_key, 3)
     chain_keys = jax.random.split(sample_key, settings.chains)
 
+    say("compiling the sampler (reused when cached)")
     sampler = get_sampler(program, settings, chain_keys)
+    say(
+        f"sampling {settings.chains} chains x ({settings.warmup} warmup + "
+        f"{settings.samples} draws), {sampler.chain_method}"
+        + (f"; compiled in {sampler.compile_s:.1f} s" if sampler.compile_s else "; compiled sampler reused")
+    )
     t0 = time.perf_counter()
     samples, extras = sampler.run_fn(chain_keys, program.arrays, program.hyper)
     samples, extras = to_numpy(jax.block_until_ready((samples, extras)))
     sampling_s = time.perf_counter() - t0
 
+    say(f"sampled in {sampling_s:.1f} s; log-likelihood, prior and predictive draws")
     t1 = time.perf_counter()
     fns = predictive_fns(program)
     latent = {k: samples[k] for k in program.sites.latent}

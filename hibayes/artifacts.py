@@ -1,0 +1,72 @@
+"""Write the outputs of one fit into its job directory.
+
+Everything a run holds in MLflow is first written here, so a fit's results
+survive a tracking store that is down; tracking then uploads this directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from pathlib import Path
+from typing import Any, Mapping
+
+import arviz as az
+from omegaconf import DictConfig, OmegaConf
+
+from .diagnostics import pointwise_loo
+from .inference import save_idata
+
+__all__ = ["write_fit_outputs", "write_traceback", "write_config", "write_json"]
+
+log = logging.getLogger(__name__)
+
+
+def write_json(data: Mapping[str, Any], path: Path) -> Path:
+    """Write a mapping as pretty JSON (NaN kept as null)."""
+    clean = {k: (None if isinstance(v, float) and v != v else v) for k, v in data.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(clean, indent=2, sort_keys=True, default=str) + "\n")
+    return path
+
+
+def write_config(cfg: DictConfig, out_dir: Path) -> Path:
+    """Write the resolved config as ``config.yaml``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "config.yaml"
+    path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    return path
+
+
+def write_fit_outputs(
+    idata: az.InferenceData,
+    metrics: Mapping[str, float],
+    out_dir: Path,
+    *,
+    plots: bool = True,
+) -> list[Path]:
+    """Write idata.nc, summary.csv, loo_pointwise.csv, metrics.json and plots/."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [save_idata(idata, out_dir / "idata.nc")]
+    summary = az.summary(idata, kind="all", round_to="none")
+    summary.index.name = "parameter"
+    summary.to_csv(out_dir / "summary.csv")
+    written.append(out_dir / "summary.csv")
+    if "log_likelihood" in idata.groups():
+        pointwise_loo(idata).to_csv(out_dir / "loo_pointwise.csv")
+        written.append(out_dir / "loo_pointwise.csv")
+    written.append(write_json(metrics, out_dir / "metrics.json"))
+    if plots:
+        from .plots import save_fit_plots  # matplotlib only when plots are wanted
+
+        written.extend(save_fit_plots(idata, out_dir / "plots"))
+    return written
+
+
+def write_traceback(exc: BaseException, out_dir: Path) -> Path:
+    """Write the traceback of a failed fit as ``traceback.txt``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "traceback.txt"
+    path.write_text("".join(traceback.format_exception(exc)))
+    return path

@@ -1,0 +1,139 @@
+"""Compare fits of the same data: shared parameters and ArviZ comparison tables.
+
+:func:`compare_fits` wraps :func:`arviz.compare` and refuses fits that were not
+made on the same observed data, since their ELPDs are then not comparable. This
+module draws nothing (see :mod:`hibayes.plots`) and fits nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+__all__ = ["compare_fits", "comparison_to_csv", "shared_vars"]
+
+log = logging.getLogger(__name__)
+
+_SAMPLE_DIMS = ("chain", "draw")
+_ICS = ("loo", "waic")
+
+
+def _common_vars(
+    idatas: Mapping[str, az.InferenceData], same_coords: bool = True
+) -> list[str]:
+    """Posterior variables in every fit with equal dims (and coords if asked)."""
+    if not idatas:
+        return []
+    posteriors = [idata.posterior for idata in idatas.values()]
+    first = posteriors[0]
+    names = []
+    for name, var in first.data_vars.items():
+        dims = [d for d in var.dims if d not in _SAMPLE_DIMS]
+        ok = True
+        for other in posteriors[1:]:
+            if name not in other.data_vars:
+                ok = False
+                break
+            other_dims = [d for d in other[name].dims if d not in _SAMPLE_DIMS]
+            if other_dims != dims:
+                ok = False
+                break
+            if same_coords and any(
+                not np.array_equal(first[d].values, other[d].values) for d in dims
+            ):
+                ok = False
+                break
+        if ok:
+            names.append(str(name))
+    return names
+
+
+def shared_vars(idatas: Mapping[str, az.InferenceData]) -> list[str]:
+    """Posterior variables present in every fit with the same dims and coords.
+
+    :param idatas: fit name -> InferenceData.
+    :return: variable names in the order of the first fit's posterior.
+    """
+    return _common_vars(idatas, same_coords=True)
+
+
+def _observed(name: str, idata: az.InferenceData) -> np.ndarray:
+    if "observed_data" not in idata.groups() or "obs" not in idata.observed_data:
+        raise ValueError(f"fit '{name}' has no observed data 'obs' to compare on")
+    return np.asarray(idata.observed_data["obs"].values)
+
+
+def _check_same_data(idatas: Mapping[str, az.InferenceData]) -> None:
+    """Raise ``ValueError`` naming every fit whose observed data differ."""
+    names = list(idatas)
+    ref_name = names[0]
+    ref = _observed(ref_name, idatas[ref_name])
+    differ = []
+    for name in names[1:]:
+        obs = _observed(name, idatas[name])
+        if obs.shape != ref.shape:
+            differ.append(f"'{name}' (shape {obs.shape} vs {ref.shape})")
+        elif not np.array_equal(obs, ref):
+            n_diff = int(np.sum(obs != ref))
+            differ.append(f"'{name}' ({n_diff} of {obs.size} values differ)")
+    if differ:
+        raise ValueError(
+            "fits can only be compared on the same observed data; these differ from "
+            f"'{ref_name}': {', '.join(differ)}"
+        )
+    missing = [n for n, i in idatas.items() if "log_likelihood" not in i.groups()]
+    if missing:
+        raise ValueError(
+            f"fits without a log_likelihood group cannot be compared: "
+            f"{', '.join(repr(m) for m in missing)}"
+        )
+
+
+def compare_fits(
+    idatas: Mapping[str, az.InferenceData], ic: str = "loo"
+) -> pd.DataFrame:
+    """ArviZ's comparison table of fits to the same observed data.
+
+    :param idatas: fit name -> InferenceData with ``log_likelihood`` and
+        ``observed_data`` groups; at least two.
+    :param ic: ``"loo"`` (PSIS-LOO) or ``"waic"``.
+    :return: :func:`arviz.compare` with ``method="stacking"``: columns ``rank``,
+        ``elpd_<ic>``, ``p_<ic>``, ``elpd_diff``, ``weight``, ``se``, ``dse``,
+        ``warning``, ``scale``; index the fit names, best first. ArviZ's warnings
+        are captured into ``table.attrs["warnings"]`` (and logged at debug level),
+        not printed.
+    :raises ValueError: fewer than two fits, an unknown ``ic``, fits whose
+        observed data differ (named), or fits without a log-likelihood.
+    """
+    if ic not in _ICS:
+        raise ValueError(f"ic must be one of {', '.join(_ICS)}, got {ic!r}")
+    if len(idatas) < 2:
+        raise ValueError(f"comparing needs at least two fits, got {len(idatas)}")
+    _check_same_data(idatas)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = az.compare(dict(idatas), ic=ic, method="stacking")
+    messages = list(dict.fromkeys(str(w.message) for w in caught))
+    for message in messages:
+        log.debug("arviz: %s", message)
+    table.attrs["warnings"] = messages
+    return table
+
+
+def comparison_to_csv(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write a comparison table to CSV, fit names in a ``fit`` column.
+
+    :param table: a table from :func:`compare_fits`.
+    :param path: file to write; parent folders are created.
+    :return: the path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index_label="fit")
+    return path

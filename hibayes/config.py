@@ -1,0 +1,116 @@
+"""Turn the sections of a composed config into the objects the pipeline uses.
+
+One function per config group; each validates its section and raises a
+specific error naming the offending key, so a bad config fails before sampling.
+Nothing here samples, plots or tracks.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from omegaconf import DictConfig, OmegaConf
+
+from .data import FeatureSet, example_path, features_from_config
+from .diagnostics import Thresholds
+from .inference.settings import FitSettings
+from .model import ModelError, ModelFactory, bind_hyperparameters, get_model, load_models
+
+__all__ = ["ModelSpec", "to_plain", "model_spec", "fit_settings", "thresholds", "load_data"]
+
+# Keys of the model section that configure hibayes, not the model factory.
+MODEL_META_KEYS = ("name", "path", "tag")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to fit and with which factory arguments.
+
+    :param name: registered model name.
+    :param factory: the ``@model`` factory.
+    :param hyperparameters: keyword arguments for the factory.
+    :param tag: free-text label of this configuration (shown in run names).
+    :param dropped: config keys not passed because the named model does not take them.
+    """
+
+    name: str
+    factory: ModelFactory
+    hyperparameters: dict[str, Any]
+    tag: str | None
+    dropped: tuple[str, ...] = ()
+
+
+def to_plain(section: Any) -> Any:
+    """A config section as plain Python containers, interpolations resolved."""
+    if isinstance(section, DictConfig) or OmegaConf.is_config(section):
+        return OmegaConf.to_container(section, resolve=True)
+    return section
+
+
+def _builtin_keys(group_choice: str | None) -> set[str]:
+    if not group_choice:
+        return set()
+    try:
+        factory = get_model(group_choice)
+    except ModelError:
+        return set()
+    return set(inspect.signature(factory.builder).parameters)
+
+
+def model_spec(section: Mapping[str, Any], group_choice: str | None = None) -> ModelSpec:
+    """Resolve the model section: load custom files, find the factory, split arguments.
+
+    :param section: the ``model`` config section.
+    :param group_choice: which ``conf/model`` option was composed. When
+        ``model.name`` names another model (``model.path=x.py model.name=y``), that
+        option's prior keys the named model does not take are dropped, not passed.
+    """
+    values = dict(to_plain(section))
+    name = values.get("name")
+    if not name:
+        raise ModelError("model.name is not set: choose model=<built-in> or set model.name")
+    load_models(values.get("path"))
+    factory = get_model(str(name))
+    hyper = {k: v for k, v in values.items() if k not in MODEL_META_KEYS}
+    dropped: list[str] = []
+    if group_choice and group_choice != name:
+        accepted = set(inspect.signature(factory.builder).parameters)
+        for key in list(hyper):
+            if key in _builtin_keys(group_choice) and key not in accepted:
+                dropped.append(key)
+                del hyper[key]
+    bind_hyperparameters(str(name), factory.builder, (), hyper)  # unknown keys fail here
+    tag = values.get("tag")
+    return ModelSpec(str(name), factory, hyper, str(tag) if tag else None, tuple(dropped))
+
+
+def fit_settings(section: Mapping[str, Any]) -> FitSettings:
+    """NUTS settings from the ``fit`` section."""
+    return FitSettings.from_mapping(to_plain(section))
+
+
+def thresholds(section: Mapping[str, Any]) -> Thresholds:
+    """Convergence thresholds from the ``checks`` section."""
+    return Thresholds.from_mapping(to_plain(section))
+
+
+def data_source(section: Mapping[str, Any]) -> str:
+    """The path of the table a data section reads (a shipped example or a file)."""
+    values = to_plain(section)
+    if values.get("path"):
+        return str(values["path"])
+    if values.get("example"):
+        return str(example_path(str(values["example"])))
+    raise ValueError("data.path is not set (or choose a shipped example with data.example)")
+
+
+def load_data(section: Mapping[str, Any]) -> FeatureSet:
+    """Read the table named by the ``data`` section and build features."""
+    values = dict(to_plain(section))
+    path = data_source(values)
+    for key in ("path", "example"):
+        values.pop(key, None)
+    fmt = values.pop("format", None)
+    return features_from_config(path, fmt=fmt, **values)

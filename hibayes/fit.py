@@ -1,0 +1,248 @@
+"""The main job: ``python -m hibayes.fit [overrides] [-m]``.
+
+``main`` is the Hydra entry point; :func:`fit` does the work for one composed
+config and can be called from tests and notebooks. Data flows one way:
+config -> data -> features -> model -> inference -> diagnostics -> outputs ->
+tracking. Every fit is one MLflow run; a failure ends it as FAILED with its
+traceback, an interrupt as KILLED.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from .runtime import configure_host_devices
+
+configure_host_devices()  # before anything starts JAX
+
+log = logging.getLogger("hibayes.fit")
+
+__all__ = ["FitOutcome", "JobContext", "fit", "main"]
+
+
+@dataclass
+class JobContext:
+    """Where and as what a fit runs.
+
+    :param out_dir: directory for this fit's outputs.
+    :param overrides: the job's command-line overrides.
+    :param model_choice: the ``conf/model`` option composed (None outside Hydra).
+    :param sweep_dir: the multirun's directory (None for a single run).
+    :param job_num: the job's number in the sweep.
+    """
+
+    out_dir: Path
+    overrides: list[str] = field(default_factory=list)
+    model_choice: str | None = None
+    sweep_dir: Path | None = None
+    job_num: int | None = None
+
+    @classmethod
+    def from_hydra(cls) -> "JobContext":
+        """The context of the Hydra job now running."""
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+        multirun = hc.mode == RunMode.MULTIRUN
+        return cls(
+            out_dir=Path(hc.runtime.output_dir),
+            overrides=list(hc.overrides.task),
+            model_choice=hc.runtime.choices.get("model"),
+            sweep_dir=Path(hc.sweep.dir) if multirun else None,
+            job_num=int(hc.job.num) if multirun else None,
+        )
+
+
+@dataclass
+class FitOutcome:
+    """What one job reports back (to the sweep, and as Hydra's return value)."""
+
+    status: str
+    name: str
+    run_id: str
+    out_dir: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    error: str | None = None
+    data_digest: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict (picklable across launcher processes)."""
+        return asdict(self)
+
+
+def run_name(model_name: str, tag: str | None, overrides: list[str]) -> str:
+    """A run name a person can read: model, tag, and what this job changed."""
+    changed = []
+    for item in overrides:
+        key = item.split("=", 1)[0].lstrip("+~")
+        if key in ("model", "model.name", "model.tag") or key.startswith("hydra"):
+            continue
+        changed.append(item.lstrip("+~").removeprefix("model."))
+    parts = [model_name] + ([f"[{tag}]"] if tag else []) + changed
+    return " ".join(parts)
+
+
+def _open_tracker(cfg: DictConfig) -> Any:
+    from .tracking import MlflowTracker, NullTracker
+
+    section = cfg.get("tracking")
+    if section is None or not section.get("enabled", True):
+        return NullTracker()
+    tracker = MlflowTracker(
+        uri=section.get("uri"),
+        experiment=section.get("experiment") or "hibayes",
+        artifact_location=section.get("artifact_location"),
+    )
+    tracker.check_reachable()
+    return tracker
+
+
+def _params(cfg: DictConfig) -> dict[str, str]:
+    from .config import to_plain
+    from .tracking import flatten_config, redact
+
+    plain = {k: v for k, v in to_plain(cfg).items() if k != "hydra"}
+    return redact(flatten_config(plain))
+
+
+def _summary_line(outcome: FitOutcome, tracker: Any) -> str:
+    m = outcome.metrics
+    verdict = "converged" if m.get("converged") == 1.0 else "NOT converged: " + "; ".join(
+        outcome.problems
+    )
+    where = tracker.run_url(outcome.run_id) if outcome.run_id else outcome.out_dir
+    return (
+        f"{outcome.name}: {verdict} | elpd_loo {m.get('elpd_loo', float('nan')):.1f} "
+        f"± {m.get('elpd_loo_se', float('nan')):.1f} | {m.get('time_total_s', 0):.1f} s | {where}"
+    )
+
+
+def fit(cfg: DictConfig, job: JobContext | None = None) -> FitOutcome:
+    """Fit the model the config describes and record it; see the module docstring.
+
+    :param cfg: a composed config (``conf/config.yaml`` and its groups).
+    :param job: where to write outputs; from Hydra when ``None``.
+    :raises Exception: in a single run, whatever failed (after recording it).
+    """
+    from .artifacts import write_config, write_fit_outputs, write_json, write_traceback
+    from .config import data_source, fit_settings, load_data, model_spec, thresholds
+    from .data import file_digest
+    from .diagnostics import convergence_failures, diagnose
+    from .inference import fit_model
+    from .sweep import read_sweep_info
+    from .tracking import provenance_tags
+
+    start = time.perf_counter()
+    job = job or JobContext.from_hydra()
+    out_dir = job.out_dir
+    sweep = read_sweep_info(job.sweep_dir) if job.sweep_dir else None
+    named_by = job.overrides
+    if sweep:  # in a sweep, what differs between jobs names them
+        named_by = [o for o in job.overrides if o.split("=", 1)[0] in sweep.varying]
+    name = run_name(str(cfg.model.get("name")), cfg.model.get("tag"), named_by)
+    prefix = f"[job {job.job_num + 1}/{sweep.n_jobs}] " if sweep and job.job_num is not None else ""
+    tracker = _open_tracker(cfg)  # unreachable store: fail here, before any sampling
+    tags = {
+        **provenance_tags(),
+        "hibayes.model": str(cfg.model.get("name")),
+        "hibayes.overrides": " ".join(job.overrides),
+        "hibayes.output_dir": str(out_dir.resolve()),
+    }
+    if cfg.model.get("tag"):
+        tags["hibayes.tag"] = str(cfg.model.tag)
+    if sweep:
+        tags.update({"hibayes.sweep_id": sweep.sweep_id, "hibayes.job_num": str(job.job_num)})
+    run_id = tracker.start_run(name, tags=tags,
+                               parent_run_id=sweep.parent_run_id if sweep else None)
+    outcome = FitOutcome(status="RUNNING", name=name, run_id=run_id, out_dir=str(out_dir))
+    try:
+        write_config(cfg, out_dir)
+        overrides_file = out_dir / ".hydra" / "overrides.yaml"
+        if overrides_file.exists():
+            shutil.copy(overrides_file, out_dir / "overrides.yaml")
+        tracker.log_params(run_id, _params(cfg))
+        spec = model_spec(cfg.model, job.model_choice)
+        if spec.dropped:
+            log.info("%snot passed to %s (it does not take them): %s",
+                     prefix, spec.name, ", ".join(spec.dropped))
+        settings, limits = fit_settings(cfg.fit), thresholds(cfg.checks)
+        source = data_source(cfg.data)
+        data = load_data(cfg.data)
+        outcome.data_digest = file_digest(source)
+        tracker.log_dataset(run_id, data.table, name=Path(source).stem, source=source,
+                            digest=outcome.data_digest)
+        result = fit_model(spec.factory, data.features, spec.hyperparameters, settings,
+                           data.coords, progress=lambda msg: log.info("%s%s: %s", prefix, name, msg))
+        metrics = diagnose(result.idata, limits)
+        problems = convergence_failures(metrics, limits)
+        t_post = time.perf_counter()
+        write_fit_outputs(result.idata, metrics, out_dir)
+        timings = {
+            "time_compile_s": result.timings["compile"],
+            "time_sampling_s": result.timings["sampling"],
+            "time_predictive_s": result.timings["predictive"],
+            "time_outputs_s": time.perf_counter() - t_post,
+        }
+        timings["time_total_s"] = time.perf_counter() - start
+        timings["ess_bulk_per_s"] = metrics["ess_bulk_min"] / timings["time_total_s"]
+        metrics = {**metrics, **timings}
+        write_json(metrics, out_dir / "metrics.json")
+        tracker.log_metrics(run_id, metrics)
+        tracker.set_tags(run_id, {
+            "hibayes.chain_method": result.chain_method,
+            "hibayes.converged": "yes" if metrics["converged"] == 1.0 else "no",
+            "hibayes.problems": "; ".join(problems) or "none",
+            "hibayes.structure_key": result.program.structure_key,
+        })
+        tracker.log_artifacts(run_id, out_dir)
+        tracker.end_run(run_id, "FINISHED")
+        outcome.status, outcome.metrics, outcome.problems = "FINISHED", metrics, problems
+        log.info("%s%s", prefix, _summary_line(outcome, tracker))
+        return outcome
+    except BaseException as exc:
+        interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
+        outcome.status = "KILLED" if interrupted else "FAILED"
+        outcome.error = f"{type(exc).__name__}: {exc}"
+        _record_failure(tracker, run_id, exc, out_dir, outcome.status)
+        log.error("%s%s %s: %s", prefix, name, outcome.status, outcome.error)
+        if interrupted or sweep is None:
+            raise
+        return outcome
+
+
+def _record_failure(tracker: Any, run_id: str, exc: BaseException, out_dir: Path,
+                    status: str) -> None:
+    """Best effort: traceback on disk and on the run, run ended with ``status``."""
+    from .artifacts import write_traceback
+
+    path = write_traceback(exc, out_dir)
+    try:
+        tracker.log_artifact(run_id, path)
+        tracker.set_tags(run_id, {"hibayes.error": f"{type(exc).__name__}: {exc}"[:5000]})
+    except Exception as log_exc:  # the store may be why we failed
+        log.warning("could not record the failure on the run: %s", log_exc)
+    finally:
+        try:
+            tracker.end_run(run_id, status)
+        except Exception as end_exc:
+            log.warning("could not mark run %s as %s: %s", run_id, status, end_exc)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> dict[str, Any]:
+    """Hydra entry point: one fit per composed config."""
+    return fit(cfg).as_dict()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Hydra sweeper plugin for hibayes (see :mod:`hibayes.sweep`)."""

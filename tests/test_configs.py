@@ -1,0 +1,109 @@
+"""Every option of every config group composes and turns into real objects."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+
+from hibayes.config import fit_settings, load_data, model_spec, thresholds
+from hibayes.model import ModelError
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+
+
+def options(group: str) -> list[str]:
+    """The option names of one config group."""
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def composed(*overrides: str, hydra_cfg: bool = False):
+    """Compose conf/config.yaml with overrides."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=hydra_cfg)
+
+
+@pytest.mark.parametrize("name", options("model"))
+def test_every_model_config_composes_loads_its_data_and_binds(name):
+    cfg = composed(f"model={name}", hydra_cfg=True)
+    spec = model_spec(cfg.model, name)
+    assert spec.name == name
+    program = spec.factory(**spec.hyperparameters)
+    data = load_data(cfg.data)
+    program_features = data.features
+    import numpyro
+
+    with numpyro.handlers.seed(rng_seed=0):
+        program(program_features)  # the model's default data has what it reads
+    # The default prior sweep names a key the model really has.
+    for key in cfg.hydra.sweeper.params:
+        assert key.removeprefix("model.") in spec.hyperparameters
+
+
+def test_model_configs_match_the_factories():
+    script = Path(__file__).resolve().parent.parent / "scripts" / "make_model_configs.py"
+    done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("name", options("fit"))
+def test_every_fit_config_is_valid(name):
+    settings = fit_settings(composed(f"fit={name}").fit)
+    assert settings.samples > 0
+
+
+@pytest.mark.parametrize("name", options("checks"))
+def test_every_checks_config_is_valid(name):
+    assert thresholds(composed(f"checks={name}").checks).rhat_max >= 1.0
+
+
+@pytest.mark.parametrize("name", [o for o in options("data") if o != "table"])
+def test_every_shipped_data_config_loads(name):
+    data = load_data(composed(f"data={name}").data)
+    assert len(data.features["obs"]) > 0
+
+
+def test_table_data_config_reads_a_users_file(tmp_path):
+    path = tmp_path / "results.csv"
+    path.write_text("grader,score\na,3\nb,7\na,10\n")
+    cfg = composed("data=table", f"data.path={path}", "data.observed=score",
+                   "data.categorical=[grader]", "model=ordered_logistic_model",
+                   "model.main_effects=[grader]")
+    data = load_data(cfg.data)
+    assert data.features["num_grader"] == 2
+    assert data.features["num_classes"] == 11
+
+
+@pytest.mark.parametrize("name", options("tracking"))
+def test_every_tracking_config_composes(name):
+    cfg = composed(f"tracking={name}")
+    assert "uri" in cfg.tracking
+
+
+def test_config_typo_is_refused_by_hydra():
+    with pytest.raises(ConfigCompositionException, match="fit.sampels"):
+        composed("fit.sampels=3")
+
+
+def test_custom_model_keeps_only_its_own_keys(tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text(
+        "from hibayes.model import model\n"
+        "@model\n"
+        "def mine_for_config(prior_mu_loc: float = 0.0):\n"
+        "    def program(features):\n"
+        "        pass\n"
+        "    return program\n"
+    )
+    cfg = composed(f"model.path={path}", "model.name=mine_for_config", "+model.prior_mu_loc=-1.0")
+    spec = model_spec(cfg.model, "two_level_group_binomial")
+    assert spec.hyperparameters == {"prior_mu_loc": -1.0}
+    assert "prior_sigma_group_scale" in spec.dropped
+    cfg = composed(f"model.path={path}", "model.name=mine_for_config", "+model.prior_mu_lco=1")
+    with pytest.raises(ModelError, match="did you mean 'prior_mu_loc'"):
+        model_spec(cfg.model, "two_level_group_binomial")
