@@ -12,11 +12,16 @@ import traceback
 from pathlib import Path
 from typing import Any, Mapping
 
-import arviz as az
+from typing import TYPE_CHECKING
+
+import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from .diagnostics import pointwise_loo
+from .diagnostics import Criteria, pointwise_loo
 from .inference import save_idata
+
+if TYPE_CHECKING:
+    import arviz as az
 
 __all__ = ["write_fit_outputs", "write_traceback", "write_config", "write_json"]
 
@@ -40,21 +45,21 @@ def write_config(cfg: DictConfig, out_dir: Path) -> Path:
 
 
 def write_fit_outputs(
-    idata: az.InferenceData,
+    idata: "az.InferenceData",
     metrics: Mapping[str, float],
     out_dir: Path,
     *,
+    summary: pd.DataFrame,
+    criteria: Criteria,
     plots: bool = True,
 ) -> list[Path]:
     """Write idata.nc, summary.csv, loo_pointwise.csv, metrics.json and plots/."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [save_idata(idata, out_dir / "idata.nc")]
-    summary = az.summary(idata, kind="all", round_to="none")
-    summary.index.name = "parameter"
     summary.to_csv(out_dir / "summary.csv")
     written.append(out_dir / "summary.csv")
-    if "log_likelihood" in idata.groups():
-        pointwise_loo(idata).to_csv(out_dir / "loo_pointwise.csv")
+    if criteria.loo is not None:
+        pointwise_loo(idata, criteria).to_csv(out_dir / "loo_pointwise.csv")
         written.append(out_dir / "loo_pointwise.csv")
     written.append(write_json(metrics, out_dir / "metrics.json"))
     if plots:

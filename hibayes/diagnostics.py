@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
-import arviz as az
 import numpy as np
 import pandas as pd
-import xarray as xr
+
+if TYPE_CHECKING:  # ArviZ costs seconds to import; only the functions need it
+    import arviz as az
 
 __all__ = [
     "Thresholds",
+    "Criteria",
+    "information_criteria",
+    "summarize",
     "diagnose",
     "convergence_failures",
     "pointwise_loo",
@@ -78,31 +82,52 @@ class Thresholds:
         return asdict(self)
 
 
-def _varying(posterior: xr.Dataset) -> xr.Dataset:
-    """Mask (to NaN) elements that are constant over every chain and draw."""
-    spread = posterior.max(dim=("chain", "draw")) - posterior.min(dim=("chain", "draw"))
-    return posterior.where(spread > 0)
+class Criteria(NamedTuple):
+    """PSIS-LOO and WAIC of a fit, pointwise (ArviZ ``ELPDData``), or ``None``."""
+
+    loo: Any
+    waic: Any
 
 
-def _finite_extreme(ds: xr.Dataset, how: str) -> float:
-    values = np.concatenate([np.ravel(ds[v].values) for v in ds.data_vars] or [np.array([])])
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return float("nan")
-    return float(values.max() if how == "max" else values.min())
+def information_criteria(idata: "az.InferenceData") -> Criteria:
+    """PSIS-LOO and WAIC with pointwise values; ``None`` without a log_likelihood."""
+    import arviz as az
+
+    if "log_likelihood" not in idata.groups():
+        return Criteria(None, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Criteria(az.loo(idata, pointwise=True), az.waic(idata, pointwise=True))
 
 
-def _sampling_metrics(idata: az.InferenceData) -> dict[str, float]:
-    posterior = idata.posterior
-    numeric = [v for v in posterior.data_vars if np.issubdtype(posterior[v].dtype, np.number)]
-    varying = _varying(posterior[numeric])
+def summarize(idata: "az.InferenceData") -> pd.DataFrame:
+    """ArviZ summary (mean, sd, HDI, MCSE, ESS, R-hat) of every posterior variable."""
+    import arviz as az
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        out = {
-            "rhat_max": _finite_extreme(az.rhat(varying), "max"),
-            "ess_bulk_min": _finite_extreme(az.ess(varying, method="bulk"), "min"),
-            "ess_tail_min": _finite_extreme(az.ess(varying, method="tail"), "min"),
-        }
+        table = az.summary(idata, kind="all", round_to="none")
+    table.index.name = "parameter"
+    return table
+
+
+def _extreme(values: pd.Series, how: str) -> float:
+    finite = values[np.isfinite(values)]
+    if finite.empty:
+        return float("nan")
+    return float(finite.max() if how == "max" else finite.min())
+
+
+def _sampling_metrics(idata: "az.InferenceData", summary: pd.DataFrame) -> dict[str, float]:
+    import arviz as az
+
+    # A quantity constant over all draws has no R-hat or ESS: leave it out.
+    varying = summary[summary["sd"] > 0]
+    out = {
+        "rhat_max": _extreme(varying["r_hat"], "max"),
+        "ess_bulk_min": _extreme(varying["ess_bulk"], "min"),
+        "ess_tail_min": _extreme(varying["ess_tail"], "min"),
+    }
     stats = idata.sample_stats
     out["divergences"] = float(stats["diverging"].values.sum())
     out["ebfmi_min"] = float(np.min(az.bfmi(idata))) if "energy" in stats else float("nan")
@@ -111,17 +136,13 @@ def _sampling_metrics(idata: az.InferenceData) -> dict[str, float]:
     return out
 
 
-def _loo_metrics(idata: az.InferenceData) -> dict[str, float]:
-    nan = float("nan")
-    if "log_likelihood" not in idata.groups():
+def _loo_metrics(criteria: Criteria) -> dict[str, float]:
+    loo, waic = criteria
+    if loo is None:
         return dict.fromkeys(
             ("elpd_loo", "elpd_loo_se", "p_loo", "pareto_k_max", "pareto_k_bad",
-             "elpd_waic", "elpd_waic_se", "p_waic"), nan
+             "elpd_waic", "elpd_waic_se", "p_waic"), float("nan")
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        loo = az.loo(idata, pointwise=True)
-        waic = az.waic(idata, pointwise=True)
     k = np.asarray(loo.pareto_k)
     return {
         "elpd_loo": float(loo.elpd_loo),
@@ -158,20 +179,31 @@ def convergence_failures(metrics: Mapping[str, float], thresholds: Thresholds) -
     return reasons
 
 
-def diagnose(idata: az.InferenceData, thresholds: Thresholds | None = None) -> dict[str, float]:
-    """Every diagnostic of a fit as a flat dict of floats (keys: :data:`METRIC_KEYS`)."""
+def diagnose(
+    idata: "az.InferenceData",
+    thresholds: Thresholds | None = None,
+    *,
+    summary: pd.DataFrame | None = None,
+    criteria: Criteria | None = None,
+) -> dict[str, float]:
+    """Every diagnostic of a fit as a flat dict of floats (keys: :data:`METRIC_KEYS`).
+
+    :param summary: :func:`summarize` of ``idata``, if already computed.
+    :param criteria: :func:`information_criteria` of ``idata``, if already computed.
+    """
     thresholds = thresholds or Thresholds()
-    metrics = {**_sampling_metrics(idata), **_loo_metrics(idata)}
+    summary = summarize(idata) if summary is None else summary
+    criteria = information_criteria(idata) if criteria is None else criteria
+    metrics = {**_sampling_metrics(idata, summary), **_loo_metrics(criteria)}
     metrics["converged"] = 0.0 if convergence_failures(metrics, thresholds) else 1.0
     return {key: metrics[key] for key in METRIC_KEYS}
 
 
-def pointwise_loo(idata: az.InferenceData) -> pd.DataFrame:
+def pointwise_loo(idata: "az.InferenceData", criteria: Criteria | None = None) -> pd.DataFrame:
     """One row per observation: observed value, ``loo_i``, ``pareto_k``, ``waic_i``."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        loo = az.loo(idata, pointwise=True)
-        waic = az.waic(idata, pointwise=True)
+    loo, waic = information_criteria(idata) if criteria is None else criteria
+    if loo is None:
+        raise ValueError("pointwise LOO needs a log_likelihood group")
     frame = pd.DataFrame(
         {
             "loo_i": np.ravel(loo.loo_i.values),

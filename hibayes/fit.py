@@ -19,10 +19,6 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from .runtime import configure_host_devices
-
-configure_host_devices()  # before anything starts JAX
-
 log = logging.getLogger("hibayes.fit")
 
 __all__ = ["FitOutcome", "JobContext", "fit", "main"]
@@ -80,12 +76,36 @@ class FitOutcome:
         return asdict(self)
 
 
+# Needed only after sampling; importing them on a thread while JAX compiles and
+# samples (which release the GIL) takes seconds off a fresh process.
+_POST_SAMPLING_MODULES = ("arviz", "matplotlib.figure", "matplotlib.backends.backend_agg")
+
+
+def _preload_in_background(modules: tuple[str, ...]) -> None:
+    """Import ``modules`` on a daemon thread; the main thread's import waits if early."""
+    import importlib
+    import threading
+
+    def load() -> None:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # the main thread's own import will report it
+                return
+
+    threading.Thread(target=load, name="hibayes-preload", daemon=True).start()
+
+
+# Overrides that say where things are, not what was fitted: kept out of run names.
+_UNNAMING = ("hydra", "tracking", "runtime", "data.", "model.path")
+
+
 def run_name(model_name: str, tag: str | None, overrides: list[str]) -> str:
     """A run name a person can read: model, tag, and what this job changed."""
     changed = []
     for item in overrides:
         key = item.split("=", 1)[0].lstrip("+~")
-        if key in ("model", "model.name", "model.tag") or key.startswith("hydra"):
+        if key in ("model", "model.name", "model.tag") or key.startswith(_UNNAMING):
             continue
         changed.append(item.lstrip("+~").removeprefix("model."))
     parts = [model_name] + ([f"[{tag}]"] if tag else []) + changed
@@ -134,10 +154,17 @@ def fit(cfg: DictConfig, job: JobContext | None = None) -> FitOutcome:
     :param job: where to write outputs; from Hydra when ``None``.
     :raises Exception: in a single run, whatever failed (after recording it).
     """
+    from .runtime import configure_compilation_cache, configure_host_devices
+
+    runtime = cfg.get("runtime") or {}
+    configure_host_devices(runtime.get("host_devices"))  # before anything starts JAX
+    configure_compilation_cache(runtime.get("jax_cache_dir"))
+    _preload_in_background(_POST_SAMPLING_MODULES)
+
     from .artifacts import write_config, write_fit_outputs, write_json, write_traceback
     from .config import data_source, fit_settings, load_data, model_spec, thresholds
     from .data import file_digest
-    from .diagnostics import convergence_failures, diagnose
+    from .diagnostics import convergence_failures, diagnose, information_criteria, summarize
     from .inference import fit_model
     from .sweep import read_sweep_info
     from .tracking import provenance_tags
@@ -183,10 +210,11 @@ def fit(cfg: DictConfig, job: JobContext | None = None) -> FitOutcome:
                             digest=outcome.data_digest)
         result = fit_model(spec.factory, data.features, spec.hyperparameters, settings,
                            data.coords, progress=lambda msg: log.info("%s%s: %s", prefix, name, msg))
-        metrics = diagnose(result.idata, limits)
-        problems = convergence_failures(metrics, limits)
         t_post = time.perf_counter()
-        write_fit_outputs(result.idata, metrics, out_dir)
+        summary, criteria = summarize(result.idata), information_criteria(result.idata)
+        metrics = diagnose(result.idata, limits, summary=summary, criteria=criteria)
+        problems = convergence_failures(metrics, limits)
+        write_fit_outputs(result.idata, metrics, out_dir, summary=summary, criteria=criteria)
         timings = {
             "time_compile_s": result.timings["compile"],
             "time_sampling_s": result.timings["sampling"],

@@ -38,6 +38,16 @@ SETUP = {
         {"prior_main_effects_scale": "0.5,1.0,2.0"}),
 }
 
+# Sampler settings that suit a model's geometry (they leave its posterior unchanged).
+FIT = {
+    # A few dozen correlated parameters (cutpoints, effects) informed by many rows:
+    # a dense mass matrix halves the leapfrog steps (scripts/bench_fit.py).
+    "ordered_logistic_model": (
+        {"dense_mass": True},
+        "dense mass: cutpoints and effects are correlated; see scripts/bench_fit.py",
+    ),
+}
+
 
 def render(name: str) -> str:
     """The yaml text of one built-in model's config."""
@@ -49,6 +59,9 @@ def render(name: str) -> str:
         value = structure.get(pname, param.default)
         model[pname] = list(value) if isinstance(value, tuple) else value
     body = yaml.safe_dump({"model": model}, sort_keys=False)
+    if name in FIT:
+        settings, why = FIT[name]
+        body += f"\n# {why}\n" + yaml.safe_dump({"fit": settings}, sort_keys=False)
     sweep_yaml = yaml.safe_dump(
         {"hydra": {"sweeper": {"params": {f"model.{k}": v for k, v in sweep.items()}}}},
         sort_keys=False,

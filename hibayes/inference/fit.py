@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-import arviz as az
 import jax
 import numpy as np
 
@@ -16,6 +15,9 @@ from .idata import build_idata, sample_stats_from_extras
 from .program import Program, build_program
 from .sampler import get_sampler, predictive_fns, to_numpy
 from .settings import FitSettings
+
+if TYPE_CHECKING:
+    import arviz as az
 
 __all__ = ["FitResult", "fit_model"]
 
@@ -32,7 +34,7 @@ class FitResult:
     :param timings: seconds: ``compile``, ``sampling``, ``predictive``, ``total``.
     """
 
-    idata: az.InferenceData
+    idata: "az.InferenceData"
     program: Program
     settings: FitSettings
     chain_method: str

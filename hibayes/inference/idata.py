@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import arviz as az
 import numpy as np
 
 from ..labels import infer_dims
+
+if TYPE_CHECKING:  # imported where used: ArviZ takes seconds to import
+    import arviz as az
 
 __all__ = ["build_idata", "save_idata", "load_idata"]
 
@@ -52,7 +54,7 @@ def build_idata(
     coords: Mapping[str, Any],
     site_shapes: Mapping[str, tuple[int, ...]],
     attrs: Mapping[str, Any],
-) -> az.InferenceData:
+) -> "az.InferenceData":
     """Build InferenceData with every group, axes labelled by category name.
 
     ``posterior``, ``sample_stats`` and ``log_likelihood`` have leading
@@ -60,6 +62,8 @@ def build_idata(
     (draw, obs) when it was drawn from a thinned posterior; ``prior`` holds
     (draw, ...) arrays including ``obs``.
     """
+    import arviz as az
+
     dims, all_coords = infer_dims(site_shapes, coords)
     obs_dims = ["observation"]
     dims = {**dims, "obs": obs_dims}
@@ -99,7 +103,7 @@ def build_idata(
     return idata
 
 
-def save_idata(idata: az.InferenceData, path: str | Path) -> Path:
+def save_idata(idata: "az.InferenceData", path: str | Path) -> Path:
     """Write InferenceData to netCDF; returns the path written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,8 +111,10 @@ def save_idata(idata: az.InferenceData, path: str | Path) -> Path:
     return path
 
 
-def load_idata(path: str | Path) -> az.InferenceData:
+def load_idata(path: str | Path) -> "az.InferenceData":
     """Read InferenceData written by :func:`save_idata` (fully loaded in memory)."""
+    import arviz as az
+
     idata = az.from_netcdf(str(path))
     for group in idata.groups():
         idata[group].load()  # detach from the file so it can be moved or deleted

@@ -281,8 +281,20 @@ def ordered_logistic_model(
     prior_cutpoint_diffs_loc: float = -0.5,
     prior_cutpoint_diffs_scale: float = 0.3,
     min_cutpoint_spacing: float = 0.3,
+    sample_cutpoints_relative_to_intercept: bool = True,
 ) -> Model:
-    """Ordered-logistic regression for ordinal scores 0..num_classes-1."""
+    """Ordered-logistic regression for ordinal scores 0..num_classes-1.
+
+    The likelihood depends on the intercept and the cutpoints only through their
+    difference, so in the original coordinates the posterior has a ridge along
+    which only the priors inform, and NUTS needs ever longer trajectories as data
+    grows. With ``sample_cutpoints_relative_to_intercept`` (default) the sampler
+    draws ``first_cutpoint_offset`` = first_cutpoint - intercept instead of
+    ``first_cutpoint``: a shift with unit Jacobian whose prior
+    N(loc - intercept, scale) reproduces the original joint density exactly, so
+    the posterior is unchanged and ``first_cutpoint`` is still recorded
+    (as a deterministic site).
+    """
     both = sorted(set(main_effects or []) & set(continuous_effects or []))
     if both:
         raise ValueError(
@@ -312,10 +324,17 @@ def ordered_logistic_model(
             dist.Normal(prior_continuous_loc, prior_continuous_scale),
             dist.Normal(prior_interaction_loc, prior_interaction_scale),
         )
-        first_cutpoint = numpyro.sample(
-            "first_cutpoint",
-            dist.Normal(prior_first_cutpoint_loc, prior_first_cutpoint_scale),
-        )
+        if sample_cutpoints_relative_to_intercept:
+            offset = numpyro.sample(
+                "first_cutpoint_offset",
+                dist.Normal(prior_first_cutpoint_loc - intercept, prior_first_cutpoint_scale),
+            )
+            first_cutpoint = numpyro.deterministic("first_cutpoint", intercept + offset)
+        else:
+            first_cutpoint = numpyro.sample(
+                "first_cutpoint",
+                dist.Normal(prior_first_cutpoint_loc, prior_first_cutpoint_scale),
+            )
         if num_classes > 2:
             diffs = numpyro.sample(
                 "cutpoint_diffs",

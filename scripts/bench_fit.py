@@ -1,0 +1,284 @@
+"""Benchmark hibayes fits against plain NumPyro; prints one table.
+
+Every case runs in a fresh process; each number is the median of --repeats runs.
+
+1. one two-level binomial fit, 20 groups, 4 chains x (1000 warmup + 1000 draws),
+   through ``python -m hibayes.fit``: cold and warm JAX compile cache;
+2. an eight-value prior sweep of the same model through ``python -m hibayes.fit -m``,
+   against eight independent fresh-process fits;
+3. the ordered-logistic model at 20k, 50k and 200k rows (2 chains x (500 + 500));
+4. the same models written as plain NumPyro by hand (the baseline for 1 and 3).
+
+    python scripts/bench_fit.py [--repeats 3] [--rows 20000,50000,200000] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+PY = sys.executable
+SWEEP = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0]
+
+
+def write_group_data(path: Path, groups: int = 20, seed: int = 0) -> Path:
+    """Counts for ``groups`` groups from a two-level binomial process."""
+    rng = np.random.default_rng(seed)
+    effects = 0.3 + 0.5 * rng.standard_normal(groups)
+    n = np.full(groups, 60)
+    obs = rng.binomial(n, 1 / (1 + np.exp(-effects)))
+    lines = ["group,n_correct,n_total"] + [f"g{i:02d},{o},{t}" for i, (o, t) in enumerate(zip(obs, n))]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def ordinal_arrays(rows: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Ordinal scores 0..10 from grader and LLM effects (the shipped example's process)."""
+    rng = np.random.default_rng(seed)
+    g, l = rng.integers(0, 4, rows), rng.integers(0, 5, rows)
+    eta = np.array([-0.5, -0.1, 0.2, 0.4])[g] + np.array([-1, -0.5, 0, 0.5, 1.0])[l]
+    cut = -4 + np.concatenate([[0], np.cumsum(np.full(9, np.exp(-0.5) + 0.3))])
+    cdf = 1 / (1 + np.exp(-(cut[None] - eta[:, None])))
+    obs = (rng.random(rows)[:, None] > cdf).sum(1)
+    return {"obs": obs, "grader_index": g, "llm_index": l}
+
+
+def run(cmd: list[str], cwd: Path, env: dict | None = None) -> tuple[float, str]:
+    """Run a command; return its wall time and stdout+stderr."""
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})},
+                          capture_output=True, text=True, timeout=3600)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+    return wall, done.stdout + done.stderr
+
+
+def hibayes_fit(work: Path, data: Path, cache: Path, *extra: str) -> dict:
+    """One fresh-process ``python -m hibayes.fit``; wall time plus the run's metrics."""
+    out = work / f"run-{time.time_ns()}"
+    wall, _ = run([PY, "-m", "hibayes.fit", "data=table", f"data.path={data}",
+                   "data.observed=n_correct", "data.n_total=n_total", "data.categorical=[group]",
+                   "fit.samples=1000", "fit.warmup=1000", f"hydra.run.dir={out}",
+                   f"tracking.uri=sqlite:///{work}/mlflow.db", *extra],
+                  work, {"HIBAYES_JAX_CACHE": str(cache)})
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {"wall": wall, **metrics}
+
+
+PLAIN_GROUP = textwrap.dedent('''
+    import sys, time, json
+    t0 = time.perf_counter()
+    import numpyro
+    numpyro.set_host_device_count(4)
+    import jax, numpy as np, pandas as pd, numpyro.distributions as dist
+    from numpyro.infer import MCMC, NUTS
+    import arviz as az
+    df = pd.read_csv(sys.argv[1])
+    G = len(df)
+    def model(obs, n, idx):
+        mu = numpyro.sample("mu_overall", dist.Normal(0, 1))
+        so = numpyro.sample("sigma_overall", dist.HalfNormal(0.5))
+        zo = numpyro.sample("z_overall", dist.Normal(0, 1))
+        sg = numpyro.sample("sigma_group", dist.HalfNormal(0.1))
+        z = numpyro.sample("z_group", dist.Normal(0, 1).expand([G]))
+        eff = mu + so * zo + sg * z
+        numpyro.sample("obs", dist.Binomial(n, logits=eff[idx]), obs=obs)
+    mcmc = MCMC(NUTS(model, target_accept_prob=0.95), num_warmup=1000, num_samples=1000,
+                num_chains=4, chain_method="parallel", progress_bar=False)
+    t1 = time.perf_counter()
+    mcmc.run(jax.random.PRNGKey(0), df.n_correct.values, df.n_total.values, np.arange(G))
+    t2 = time.perf_counter()
+    ess = float(az.ess(az.from_numpyro(mcmc)).to_array().min())
+    print(json.dumps({"import": t1 - t0, "run": t2 - t1, "ess_bulk_min": ess,
+                      "total": time.perf_counter() - t0}))
+''')
+
+PLAIN_ORDINAL = textwrap.dedent('''
+    import sys, time, json
+    t0 = time.perf_counter()
+    import numpyro
+    numpyro.set_host_device_count(2)
+    import jax, jax.numpy as jnp, numpy as np, numpyro.distributions as dist
+    from numpyro.infer import MCMC, NUTS
+    import arviz as az
+    d = np.load(sys.argv[1])
+    def model(obs, g, l):
+        b0 = numpyro.sample("intercept", dist.Normal(0, 1))
+        gf = numpyro.sample("grader_free", dist.Normal(0, 1).expand([3]))
+        lf = numpyro.sample("llm_free", dist.Normal(0, 1).expand([4]))
+        ge = jnp.concatenate([gf, -gf.sum(keepdims=True)])
+        le = jnp.concatenate([lf, -lf.sum(keepdims=True)])
+        c1 = numpyro.sample("first_cutpoint", dist.Normal(-4, 0.2))
+        diffs = numpyro.sample("cutpoint_diffs", dist.LogNormal(-0.5, 0.3).expand([9]))
+        cut = jnp.concatenate([c1[None], c1 + jnp.cumsum(diffs + 0.3)])
+        numpyro.sample("obs", dist.OrderedLogistic(b0 + ge[g] + le[l], cut), obs=obs)
+    mcmc = MCMC(NUTS(model, target_accept_prob=0.95), num_warmup=500, num_samples=500,
+                num_chains=2, chain_method="parallel", progress_bar=False)
+    t1 = time.perf_counter()
+    mcmc.run(jax.random.PRNGKey(0), d["obs"], d["grader_index"], d["llm_index"],
+             extra_fields=("num_steps",))
+    t2 = time.perf_counter()
+    ess = float(az.ess(az.from_numpyro(mcmc)).to_array().min())
+    steps = float(mcmc.get_extra_fields()["num_steps"].mean())
+    print(json.dumps({"run": t2 - t1, "ess_bulk_min": ess, "steps": steps,
+                      "total": time.perf_counter() - t0}))
+''')
+
+HIBAYES_ORDINAL = textwrap.dedent('''
+    import sys, time, json
+    t0 = time.perf_counter()
+    import numpy as np
+    from hibayes.runtime import configure_compilation_cache
+    from hibayes.inference import FitSettings, fit_model
+    from hibayes.diagnostics import diagnose
+    from hibayes.model import get_model
+    configure_compilation_cache(sys.argv[2])
+    d = dict(np.load(sys.argv[1]))
+    d.update(num_grader=4, num_llm=5)
+    r = fit_model(get_model("ordered_logistic_model"), d, {"main_effects": ["grader", "llm"]},
+                  FitSettings(samples=500, warmup=500, chains=2, dense_mass=True,
+                              prior_samples=0, posterior_predictive_samples=100))
+    m = diagnose(r.idata)
+    print(json.dumps({"compile": r.timings["compile"], "run": r.timings["sampling"],
+                      "ess_bulk_min": m["ess_bulk_min"], "rhat_max": m["rhat_max"],
+                      "steps": float(r.idata.sample_stats.n_steps.mean()),
+                      "total": time.perf_counter() - t0}))
+''')
+
+
+def last_json(text: str) -> dict:
+    """The last JSON object line a script printed."""
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise ValueError(text[-2000:])
+
+
+def med(values: list[float]) -> float:
+    """Median."""
+    return statistics.median(values)
+
+
+def main() -> None:
+    """Run the cases and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rows", default="20000,50000,200000")
+    parser.add_argument("--cases", default="1,2,3")
+    args = parser.parse_args()
+    cases = set(args.cases.split(","))
+    work = Path(tempfile.mkdtemp(prefix="hibayes-bench-"))
+    data = write_group_data(work / "groups20.csv")
+    rows_out: list[tuple[str, ...]] = []
+
+    def add(case: str, what: str, **cols: float | str) -> None:
+        rows_out.append((case, what, *(f"{v:.1f}" if isinstance(v, float) else str(v)
+                                       for v in cols.values())))
+        print(" | ".join(rows_out[-1]), flush=True)
+
+    if "1" in cases:
+        cold, warm, plain = [], [], []
+        for i in range(args.repeats):
+            cache = work / f"cache-{i}"
+            cold.append(hibayes_fit(work, data, cache))
+            warm.append(hibayes_fit(work, data, cache))
+            script = work / "plain_group.py"
+            script.write_text(PLAIN_GROUP)
+            wall, text = run([PY, str(script), str(data)], work)
+            plain.append({"wall": wall, **last_json(text)})
+        for label, res in (("hibayes cold cache", cold), ("hibayes warm cache", warm)):
+            add("1", label, compile_s=med([r["time_compile_s"] for r in res]),
+                sampling_s=med([r["time_sampling_s"] for r in res]),
+                total_s=med([r["wall"] for r in res]),
+                ess_min=med([r["ess_bulk_min"] for r in res]),
+                ess_per_s=med([r["ess_bulk_min"] / r["wall"] for r in res]))
+        add("4", "plain NumPyro (case 1 model)", compile_s="-",
+            sampling_s=med([p["run"] for p in plain]), total_s=med([p["wall"] for p in plain]),
+            ess_min=med([p["ess_bulk_min"] for p in plain]),
+            ess_per_s=med([p["ess_bulk_min"] / p["wall"] for p in plain]))
+
+    if "2" in cases:
+        sweep_walls, single_walls, one_compile, samplings = [], [], [], []
+        values = ",".join(map(str, SWEEP))
+        for i in range(args.repeats):
+            cache = work / f"sweep-cache-{i}"
+            out = work / f"sweep-{i}"
+            wall, _ = run([PY, "-m", "hibayes.fit", "-m", "data=table", f"data.path={data}",
+                           "data.observed=n_correct", "data.n_total=n_total",
+                           "data.categorical=[group]", "fit.samples=1000", "fit.warmup=1000",
+                           f"model.prior_sigma_group_scale={values}", f"hydra.sweep.dir={out}",
+                           f"tracking.uri=sqlite:///{work}/mlflow.db"],
+                          work, {"HIBAYES_JAX_CACHE": str(cache)})
+            sweep_walls.append(wall)
+            metrics = [json.loads((out / str(j) / "metrics.json").read_text())
+                       for j in range(len(SWEEP))]
+            one_compile.append(max(m["time_compile_s"] for m in metrics))
+            samplings.append(sum(m["time_sampling_s"] for m in metrics))
+        cache = work / "indep-cache"
+        for value in SWEEP:
+            single_walls.append(hibayes_fit(work, data, cache,
+                                            f"model.prior_sigma_group_scale={value}")["wall"])
+        sweep_med = med(sweep_walls)
+        ideal = med(one_compile) + med(samplings)
+        add("2", "8-fit sweep, one process", compile_s=med(one_compile),
+            sampling_s=med(samplings), total_s=sweep_med,
+            ess_min="-", ess_per_s=f"x{sweep_med / ideal:.2f} of compile+8 samplings")
+        add("2", "per additional fit in sweep", compile_s=0.0, sampling_s=med(samplings) / 8,
+            total_s=(sweep_med - single_walls[0]) / 7 if single_walls else float("nan"),
+            ess_min="-", ess_per_s="-")
+        add("2", "8 independent processes (1 cold, 7 warm)", compile_s="-", sampling_s="-",
+            total_s=sum(single_walls), ess_min="-", ess_per_s="-")
+
+    if "3" in cases:
+        for rows in [int(r) for r in args.rows.split(",")]:
+            arrays = work / f"ord-{rows}.npz"
+            np.savez(arrays, **ordinal_arrays(rows))
+            script = work / "hibayes_ordinal.py"
+            script.write_text(HIBAYES_ORDINAL)
+            res = []
+            for i in range(args.repeats):
+                wall, text = run([PY, str(script), str(arrays), str(work / "ord-cache")], work)
+                res.append({"wall": wall, **last_json(text)})
+            add("3", f"hibayes ordinal {rows} rows (steps {med([r['steps'] for r in res]):.0f})",
+                compile_s=med([r["compile"] for r in res]), sampling_s=med([r["run"] for r in res]),
+                total_s=med([r["wall"] for r in res]), ess_min=med([r["ess_bulk_min"] for r in res]),
+                ess_per_s=med([r["ess_bulk_min"] / r["wall"] for r in res]))
+            if rows <= 20000:
+                script = work / "plain_ordinal.py"
+                script.write_text(PLAIN_ORDINAL)
+                res = []
+                for i in range(args.repeats):
+                    wall, text = run([PY, str(script), str(arrays)], work)
+                    res.append({"wall": wall, **last_json(text)})
+                add("4", f"plain NumPyro ordinal {rows} rows (steps "
+                    f"{med([r['steps'] for r in res]):.0f})", compile_s="-",
+                    sampling_s=med([r["run"] for r in res]), total_s=med([r["wall"] for r in res]),
+                    ess_min=med([r["ess_bulk_min"] for r in res]),
+                    ess_per_s=med([r["ess_bulk_min"] / r["wall"] for r in res]))
+
+    print()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}, repeats {args.repeats}")
+    header = ("case", "what", "compile s", "sampling s", "total s", "min bulk ESS", "ESS/s total")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows_out:
+        print("| " + " | ".join(row) + " |")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
