@@ -107,10 +107,21 @@ def data_source(section: Mapping[str, Any]) -> str:
 
 
 def load_data(section: Mapping[str, Any]) -> FeatureSet:
-    """Read the table named by the ``data`` section and build features."""
+    """Read the table named by the ``data`` section and build features.
+
+    ``data.reader`` picks how: ``table`` (the default: CSV, Parquet, JSON) or
+    ``inspect`` (Inspect eval logs, options under ``data.inspect``).
+    """
     values = dict(to_plain(section))
     path = data_source(values)
     for key in ("path", "example"):
         values.pop(key, None)
     fmt = values.pop("format", None)
+    reader = values.pop("reader", None) or "table"
+    if reader == "inspect":
+        from .data.inspect_logs import features_from_inspect_logs
+
+        return features_from_inspect_logs(path, options=values.pop("inspect", None), **values)
+    if reader != "table":
+        raise ValueError(f"data.reader must be 'table' or 'inspect', got {reader!r}")
     return features_from_config(path, fmt=fmt, **values)

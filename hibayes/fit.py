@@ -4,7 +4,9 @@
 config and can be called from tests and notebooks. Data flows one way:
 config -> data -> features -> model -> inference -> diagnostics -> outputs ->
 tracking. Every fit is one MLflow run; a failure ends it as FAILED with its
-traceback, an interrupt as KILLED.
+traceback, an interrupt as KILLED. Outputs are written to the job directory before
+they are uploaded, and what a failing store did not take waits in the job's
+``upload_pending.json`` for ``python -m hibayes.sync`` (:mod:`hibayes.pending`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import hydra
 from omegaconf import DictConfig
+
+from . import interrupts
 
 log = logging.getLogger("hibayes.fit")
 
@@ -70,6 +74,7 @@ class FitOutcome:
     problems: list[str] = field(default_factory=list)
     error: str | None = None
     data_digest: str | None = None
+    upload_pending: str | None = None  # the pending-upload file, if the store missed some
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (picklable across launcher processes)."""
@@ -112,8 +117,17 @@ def run_name(model_name: str, tag: str | None, overrides: list[str]) -> str:
     return " ".join(parts)
 
 
-def _open_tracker(cfg: DictConfig) -> Any:
-    from .tracking import MlflowTracker, NullTracker
+def _open_tracker(cfg: DictConfig, pending_file: Path | None = None, *,
+                  defer_unreachable: bool = False) -> Any:
+    """The run's tracker, its store checked before anything else happens.
+
+    With ``pending_file`` the tracker records what the store fails to take there
+    (:mod:`hibayes.pending`) instead of failing the fit; with ``defer_unreachable``
+    (a sweep job whose parent run exists) an unreachable store does not stop the
+    job either: everything is recorded for ``python -m hibayes.sync``.
+    """
+    from .pending import DeferringTracker
+    from .tracking import MlflowTracker, NullTracker, TrackingError
 
     section = cfg.get("tracking")
     if section is None or not section.get("enabled", True):
@@ -123,8 +137,30 @@ def _open_tracker(cfg: DictConfig) -> Any:
         experiment=section.get("experiment") or "hibayes",
         artifact_location=section.get("artifact_location"),
     )
-    tracker.check_reachable()
-    return tracker
+    try:
+        tracker.check_reachable()
+    except TrackingError as exc:
+        if pending_file is None or not defer_unreachable:
+            raise
+        from .redaction import scrub_text
+
+        log.warning("%s; fitting anyway, the records go to %s", scrub_text(str(exc)),
+                    pending_file)
+        return DeferringTracker(tracker, pending_file, offline_reason=str(exc))
+    return tracker if pending_file is None else DeferringTracker(tracker, pending_file)
+
+
+def _settle_uploads(tracker: Any, prefix: str) -> str | None:
+    """Send what the store missed if it is back; else say where it waits."""
+    if not getattr(tracker, "pending", False):
+        return None
+    if tracker.flush():
+        log.info("%sthe store is back: every record of this fit arrived", prefix)
+        return None
+    log.error("%snot every record reached %s (%s); the results are on disk: "
+              "python -m hibayes.sync %s", prefix, tracker.uri, tracker.reason,
+              tracker.pending_file.parent)
+    return str(tracker.pending_file)
 
 
 def _params(cfg: DictConfig) -> dict[str, str]:
@@ -147,11 +183,14 @@ def _summary_line(outcome: FitOutcome, tracker: Any) -> str:
     )
 
 
-def fit(cfg: DictConfig, job: JobContext | None = None) -> FitOutcome:
+def fit(cfg: DictConfig, job: JobContext | None = None, *,
+        extra_tags: Mapping[str, str] | None = None) -> FitOutcome:
     """Fit the model the config describes and record it; see the module docstring.
 
     :param cfg: a composed config (``conf/config.yaml`` and its groups).
     :param job: where to write outputs; from Hydra when ``None``.
+    :param extra_tags: more tags for the run, set when it starts (e.g.
+        ``hibayes.reproduced_from``).
     :raises Exception: in a single run, whatever failed (after recording it).
     """
     from .runtime import configure_compilation_cache, configure_host_devices
@@ -163,7 +202,7 @@ def fit(cfg: DictConfig, job: JobContext | None = None) -> FitOutcome:
 
     from .artifacts import write_config, write_fit_outputs, write_json, write_traceback
     from .config import data_source, fit_settings, load_data, model_spec, thresholds
-    from .data import file_digest
+    from .data import file_digest, table_digest
     from .diagnostics import convergence_failures, diagnose, information_criteria, summarize
     from .inference import fit_model
     from .sweep import read_sweep_info
@@ -178,12 +217,20 @@ def fit(cfg: DictConfig, job: JobContext | None = None) -> FitOutcome:
         named_by = [o for o in job.overrides if o.split("=", 1)[0] in sweep.varying]
     name = run_name(str(cfg.model.get("name")), cfg.model.get("tag"), named_by)
     prefix = f"[job {job.job_num + 1}/{sweep.n_jobs}] " if sweep and job.job_num is not None else ""
-    tracker = _open_tracker(cfg)  # unreachable store: fail here, before any sampling
+    from .pending import PENDING_FILE
+
+    # Unreachable store: a single fit fails here, before any sampling; a sweep's job
+    # (its parent run exists) records everything for `python -m hibayes.sync`.
+    tracker = _open_tracker(cfg, out_dir / PENDING_FILE,
+                            defer_unreachable=bool(sweep and sweep.parent_run_id))
     tags = {
         **provenance_tags(),
         "hibayes.model": str(cfg.model.get("name")),
         "hibayes.overrides": " ".join(job.overrides),
         "hibayes.output_dir": str(out_dir.resolve()),
+        # Relative paths in the config (data.path, model.path) mean this directory.
+        "hibayes.working_dir": str(Path.cwd()),
+        **(extra_tags or {}),
     }
     if cfg.model.get("tag"):
         tags["hibayes.tag"] = str(cfg.model.tag)
@@ -203,13 +250,15 @@ def fit(cfg: DictConfig, job: JobContext | None = None) -> FitOutcome:
             log.info("%snot passed to %s (it does not take them): %s",
                      prefix, spec.name, ", ".join(spec.dropped))
         settings, limits = fit_settings(cfg.fit), thresholds(cfg.checks)
-        source = data_source(cfg.data)
+        source = str(Path(data_source(cfg.data)).resolve())  # absolute: reproducible
         data = load_data(cfg.data)
-        outcome.data_digest = file_digest(source)
+        # A folder of Inspect logs has no one file: fingerprint the table read from it.
+        outcome.data_digest = (file_digest(source) if Path(source).is_file()
+                               else table_digest(data.table))
         tracker.log_dataset(run_id, data.table, name=Path(source).stem, source=source,
                             digest=outcome.data_digest)
         result = fit_model(spec.factory, data.features, spec.hyperparameters, settings,
-                           data.coords, progress=lambda msg: log.info("%s%s: %s", prefix, name, msg))
+                           data.coords, progress=lambda msg: _progress(prefix, name, msg))
         t_post = time.perf_counter()
         summary, criteria = summarize(result.idata), information_criteria(result.idata)
         metrics = diagnose(result.idata, limits, summary=summary, criteria=criteria)
@@ -223,7 +272,9 @@ def fit(cfg: DictConfig, job: JobContext | None = None) -> FitOutcome:
         }
         timings["time_total_s"] = time.perf_counter() - start
         timings["ess_bulk_per_s"] = metrics["ess_bulk_min"] / timings["time_total_s"]
-        metrics = {**metrics, **timings}
+        # elpd_loo first: MLflow's compare view plots the first logged metric by default.
+        metrics = {**{k: metrics[k] for k in ("elpd_loo",) if k in metrics}, **metrics,
+                   **timings}
         write_json(metrics, out_dir / "metrics.json")
         tracker.log_metrics(run_id, metrics)
         tracker.set_tags(run_id, {
@@ -233,19 +284,31 @@ def fit(cfg: DictConfig, job: JobContext | None = None) -> FitOutcome:
             "hibayes.structure_key": result.program.structure_key,
         })
         tracker.log_artifacts(run_id, out_dir)
+        interrupts.check()  # a signal the fit has not acted on yet: not FINISHED
         tracker.end_run(run_id, "FINISHED")
         outcome.status, outcome.metrics, outcome.problems = "FINISHED", metrics, problems
+        outcome.upload_pending = _settle_uploads(tracker, prefix)
         log.info("%s%s", prefix, _summary_line(outcome, tracker))
         return outcome
     except BaseException as exc:
         interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
+        if interrupted:
+            interrupts.acknowledge()  # handled here: the run ends KILLED
         outcome.status = "KILLED" if interrupted else "FAILED"
         outcome.error = f"{type(exc).__name__}: {exc}"
         _record_failure(tracker, run_id, exc, out_dir, outcome.status)
         log.error("%s%s %s: %s", prefix, name, outcome.status, outcome.error)
+        if not interrupted:
+            outcome.upload_pending = _settle_uploads(tracker, prefix)
         if interrupted or sweep is None:
             raise
         return outcome
+
+
+def _progress(prefix: str, name: str, message: str) -> None:
+    """Log a stage of the fit; a signal received meanwhile is raised here."""
+    interrupts.check()
+    log.info("%s%s: %s", prefix, name, message)
 
 
 def _record_failure(tracker: Any, run_id: str, exc: BaseException, out_dir: Path,
@@ -269,7 +332,41 @@ def _record_failure(tracker: Any, run_id: str, exc: BaseException, out_dir: Path
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> dict[str, Any]:
     """Hydra entry point: one fit per composed config."""
-    return fit(cfg).as_dict()
+    if cfg.get("models_file") and JobContext.from_hydra().sweep_dir is None:
+        from .reference_config import ReferenceConfigError
+
+        # Without -m the file's models would be silently replaced by the default one.
+        raise ReferenceConfigError(
+            f"models_file={cfg.models_file} fits every model the file lists as one sweep: "
+            "add -m to the command")
+    if JobContext.from_hydra().sweep_dir is not None:
+        return fit(cfg).as_dict()
+    return _single_fit(cfg)
+
+
+def _single_fit(cfg: DictConfig) -> dict[str, Any]:
+    """One fit outside a sweep: SIGTERM ends it KILLED; bad input or lost uploads exit 1."""
+    from .data import DataError
+    from .inference.settings import FitSettingsError
+    from .model import ModelError
+    from .redaction import scrub_text
+    from .tracking import TrackingError
+
+    restore = interrupts.install()
+    try:
+        outcome = fit(cfg)
+    except (DataError, ModelError, FitSettingsError, TrackingError) as exc:
+        # Input the user can fix: the message says what and where. A fit that got as
+        # far as opening its run left traceback.txt in the job dir and on the run.
+        raise SystemExit(f"error: {scrub_text(str(exc))}") from None
+    finally:
+        restore()
+    if outcome.upload_pending:
+        raise SystemExit(
+            f"error: the fit finished but not every record reached the MLflow store; "
+            f"results are in {outcome.out_dir}; send them with: "
+            f"python -m hibayes.sync {outcome.out_dir}")
+    return outcome.as_dict()
 
 
 if __name__ == "__main__":

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+from . import interrupts
 
 log = logging.getLogger("hibayes.sweep")
 
@@ -89,13 +89,18 @@ class SweepSession:
 
     def __init__(self, cfg: DictConfig, jobs: Sequence[Sequence[str]]) -> None:
         from .fit import _open_tracker
-        from .tracking import provenance_tags
+        from .tracking import TrackingError, provenance_tags
 
         self.cfg = cfg
         self.jobs = [list(j) for j in jobs]
         self.sweep_dir = Path(cfg.hydra.sweep.dir).resolve()
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        self.tracker = _open_tracker(cfg)
+        from .pending import PENDING_FILE
+
+        # The store must answer now (no fit has run); later failures are recorded in
+        # the sweep dir's upload_pending.json for `python -m hibayes.sync`.
+        self.tracker = _open_tracker(cfg, self.sweep_dir / PENDING_FILE)
+        _warn_sqlite_parallel(cfg, self.tracker)
         name = _sweep_name(cfg, self.jobs)
         tags = {
             **provenance_tags(),
@@ -104,27 +109,64 @@ class SweepSession:
             "hibayes.output_dir": str(self.sweep_dir),
         }
         self.parent_run_id = self.tracker.start_run(name, tags=tags)
+        if getattr(self.tracker, "pending", False):  # the store went away just now
+            self.tracker.pending_file.unlink(missing_ok=True)
+            raise TrackingError(f"could not create the sweep's parent run: {self.tracker.reason}")
         self.info = SweepInfo(str(self.sweep_dir), self.parent_run_id, name, len(self.jobs),
                               varying_keys(self.jobs))
         (self.sweep_dir / SWEEP_FILE).write_text(json.dumps(asdict(self.info), indent=2))
         self.tracker.log_text(
             self.parent_run_id, "\n".join(" ".join(j) for j in self.jobs) + "\n", "jobs.txt"
         )
-        self._previous_sigterm = signal.getsignal(signal.SIGTERM)
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+        # SIGTERM/Ctrl-C become KeyboardInterrupt, never in the middle of a store call.
+        self._restore_signals = interrupts.install()
         log.info("sweep of %d fits: %s", len(self.jobs), name)
 
     def abort(self, status: str = "KILLED") -> None:
         """End the parent run early (interrupt or launcher failure)."""
-        signal.signal(signal.SIGTERM, self._previous_sigterm)
+        interrupts.acknowledge()  # handled here
         try:
-            self.tracker.end_run(self.parent_run_id, status)
-        except Exception as exc:
-            log.warning("could not end the sweep's parent run: %s", exc)
+            with interrupts.shielded():
+                self._kill_running_children()
+                try:
+                    self.tracker.end_run(self.parent_run_id, status)
+                except Exception as exc:
+                    log.warning("could not end the sweep's parent run: %s", exc)
+        finally:
+            self._restore_signals()
+
+    def _kill_running_children(self) -> None:
+        """End as KILLED the children still RUNNING (their worker processes are gone).
+
+        Jobs in this process end their own runs; jobs in launcher workers (joblib,
+        submitit, Ray) may be stopped without a chance to, so the sweep does it.
+        """
+        if getattr(self.tracker, "pending", False) or not self.parent_run_id:
+            return
+        try:
+            running = [r for r in self.tracker.children(self.parent_run_id)
+                       if r.info.status == "RUNNING"]
+            store = getattr(self.tracker, "tracker", self.tracker)  # past the wrapper
+            for run in running:
+                store.end_run(run.info.run_id, "KILLED")
+        except Exception as exc:  # noqa: BLE001 - interrupted: do what can be done quickly
+            log.warning("could not end the sweep's running children as KILLED: %s", exc)
+            return
+        if running:
+            log.warning("ended %d running child run(s) as KILLED", len(running))
 
     def finish(self, outcomes: Sequence[dict[str, Any] | BaseException]) -> None:
         """Compare finished children on the parent, close it, raise if jobs failed."""
-        signal.signal(signal.SIGTERM, self._previous_sigterm)
+        try:
+            interrupts.check()  # a signal no job acted on
+            self._finish(outcomes)
+        except KeyboardInterrupt:
+            self.abort("KILLED")
+            raise
+        finally:
+            self._restore_signals()
+
+    def _finish(self, outcomes: Sequence[dict[str, Any] | BaseException]) -> None:
         failures, finished = [], []
         for job, outcome in zip(self.jobs, outcomes):
             if isinstance(outcome, BaseException):
@@ -133,25 +175,42 @@ class SweepSession:
                 failures.append(f"{outcome.get('name')}: {outcome.get('error')}")
             else:
                 finished.append(outcome)
+        compared: tuple[Any, dict[str, Any]] = (None, {})
         try:
-            self._compare(finished)
+            compared = self._compare(finished)
         except Exception as exc:
             log.warning("sweep comparison failed: %s", exc)
             self.tracker.set_tags(self.parent_run_id,
                                   {"hibayes.comparison_error": f"{type(exc).__name__}: {exc}"})
+        self._report(outcomes, *compared)
         self.tracker.log_metrics(self.parent_run_id, {
             "jobs_finished": float(len(finished)),
             "jobs_failed": float(len(failures)),
             "jobs_converged": float(sum(o["metrics"].get("converged", 0) for o in finished)),
         })
         self.tracker.end_run(self.parent_run_id, "FAILED" if failures else "FINISHED")
+        pending = [str(Path(o["upload_pending"]).parent) for o in outcomes
+                   if isinstance(o, dict) and o.get("upload_pending")]
+        if getattr(self.tracker, "pending", False) and not self.tracker.flush():
+            pending.insert(0, f"{self.sweep_dir} (the sweep's parent run)")
+        problems = []
         if failures:
-            raise SweepFailed(
-                f"{len(failures)} of {len(self.jobs)} fits failed:\n  " + "\n  ".join(failures)
-            )
+            problems.append(f"{len(failures)} of {len(self.jobs)} fits failed:\n  "
+                            + "\n  ".join(failures))
+        if pending:
+            problems.append(
+                f"{len(pending)} run(s) did not fully reach the MLflow store "
+                f"{self.tracker.uri}; their results are on disk. Once the store is back: "
+                f"python -m hibayes.sync {self.sweep_dir}\n  " + "\n  ".join(pending))
+        if problems:
+            raise SweepFailed("\n".join(problems))
 
-    def _compare(self, finished: list[dict[str, Any]]) -> None:
-        """comparison.csv, comparison plot and side-by-side forest on the parent."""
+    def _compare(self, finished: list[dict[str, Any]]) -> tuple[Any, dict[str, Any]]:
+        """comparison.csv, comparison plot and side-by-side forest on the parent.
+
+        :return: the comparison table (None with fewer than two fits) and the fits
+            it loaded, by name, for the report.
+        """
         from .comparison import compare_fits, comparison_to_csv
         from .inference import load_idata
 
@@ -163,26 +222,57 @@ class SweepSession:
             log.warning("children were fitted to different data; comparing the %d on the "
                         "most common dataset", len(group))
         if len(group) < 2:
-            return
+            return None, {}
         idatas = {o["name"]: load_idata(Path(o["out_dir"]) / "idata.nc") for o in group}
         table = compare_fits(idatas)
         from .plots import plot_comparison, plot_forest_side_by_side
 
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp)
-            comparison_to_csv(table, out / "comparison.csv")
-            (out / "plots").mkdir()
-            plot_comparison(table).savefig(out / "plots" / "comparison.png", dpi=100,
-                                           bbox_inches="tight")
-            plot_forest_side_by_side(idatas).savefig(out / "plots" / "forest_side_by_side.png",
-                                                     dpi=100, bbox_inches="tight")
-            import matplotlib.pyplot as plt
+        # Kept in the sweep dir, not a temp dir: a store that is down gets it later.
+        out = self.sweep_dir / "parent_artifacts"
+        (out / "plots").mkdir(parents=True, exist_ok=True)
+        comparison_to_csv(table, out / "comparison.csv")
+        plot_comparison(table).savefig(out / "plots" / "comparison.png", dpi=100,
+                                       bbox_inches="tight")
+        plot_forest_side_by_side(idatas).savefig(out / "plots" / "forest_side_by_side.png",
+                                                 dpi=100, bbox_inches="tight")
+        import matplotlib.pyplot as plt
 
-            plt.close("all")
-            self.tracker.log_artifacts(self.parent_run_id, out)
-            comparison_to_csv(table, self.sweep_dir / "comparison.csv")
+        plt.close("all")
+        self.tracker.log_artifacts(self.parent_run_id, out)
+        comparison_to_csv(table, self.sweep_dir / "comparison.csv")
         log.info("comparison of %d fits (LOO):\n%s", len(group), table.to_string())
+        return table, idatas
+
+    def _report(self, outcomes: Sequence[dict[str, Any] | BaseException], table: Any,
+                idatas: dict[str, Any]) -> None:
+        """report.html in the sweep dir and on the parent run; never fails the sweep."""
+        from .report import FitRecord, write_sweep_report
+
+        try:
+            fits = [FitRecord.from_outcome(o, job, self.info.varying)
+                    for job, o in zip(self.jobs, outcomes)]
+            links = {"MLflow parent run": self.tracker.run_url(self.parent_run_id),
+                     "sweep folder": str(self.sweep_dir)}
+            path = write_sweep_report(self.sweep_dir / "report.html", fits,
+                                      title=self.info.name, comparison=table,
+                                      idatas=idatas, links=links)
+            self.tracker.log_artifact(self.parent_run_id, path)
+            log.info("sweep report: %s", path)
+        except Exception as exc:  # noqa: BLE001 - the fits are done; a report is extra
+            log.warning("sweep report failed: %s: %s", type(exc).__name__, exc)
+            self.tracker.set_tags(self.parent_run_id,
+                                  {"hibayes.report_error": f"{type(exc).__name__}: {exc}"})
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+def _warn_sqlite_parallel(cfg: DictConfig, tracker: Any) -> None:
+    """Say loudly that parallel workers and a SQLite store do not mix well."""
+    target = str(OmegaConf.select(cfg, "hydra.launcher._target_", default="") or "")
+    uri = str(getattr(tracker, "uri", ""))
+    if uri.startswith("sqlite:") and target and not target.endswith("BasicLauncher"):
+        log.warning(
+            "the %s launcher runs jobs in parallel processes, all writing to the SQLite "
+            "store %s: SQLite takes one writer at a time, so runs may be refused "
+            "('database is locked'). Refused records are kept in each job's "
+            "upload_pending.json and the sweep exits non-zero; prefer a tracking "
+            "server (tracking=server) for parallel sweeps.", target.rsplit(".", 1)[-1], uri)
+

@@ -34,3 +34,13 @@ def group_data() -> tuple[dict, dict, np.ndarray]:
     features = {"obs": obs, "n_total": n, "group_index": np.arange(8), "num_group": 8}
     coords = {"group": [f"model-{c}" for c in "abcdefgh"], "observation": list(range(8))}
     return features, coords, true
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real tracking-only ``mlflow server`` on a free 127.0.0.1 port (tests/server.py)."""
+    from server import MlflowServer
+
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server")).start()
+    yield server
+    server.stop()

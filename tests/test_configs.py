@@ -62,7 +62,7 @@ def test_every_checks_config_is_valid(name):
     assert thresholds(composed(f"checks={name}").checks).rhat_max >= 1.0
 
 
-@pytest.mark.parametrize("name", [o for o in options("data") if o != "table"])
+@pytest.mark.parametrize("name", [o for o in options("data") if o not in ("table", "inspect")])
 def test_every_shipped_data_config_loads(name):
     data = load_data(composed(f"data={name}").data)
     assert len(data.features["obs"]) > 0

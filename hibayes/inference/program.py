@@ -108,6 +108,17 @@ def _make_fn(factory: ModelFactory, static_hyper: dict, static_features: dict) -
     return program
 
 
+def _not_positive(hyper: Mapping[str, Any]) -> str:
+    """Name the scale/rate hyperparameters that are not > 0 (the usual culprit)."""
+    bad = []
+    for key, value in hyper.items():
+        if any(word in key for word in ("scale", "rate", "sigma", "concentration")):
+            arr = np.asarray(value)
+            if arr.size and np.issubdtype(arr.dtype, np.number) and np.any(arr <= 0):
+                bad.append(f"{key}={float(arr):g}" if arr.ndim == 0 else key)
+    return f" (must be > 0: {', '.join(bad)})" if bad else ""
+
+
 def _preflight(fn: Callable, arrays: dict, hyper: dict, name: str) -> SiteInfo:
     """Run the program once, concretely and with argument validation on."""
     with numpyro.validation_enabled(), warnings.catch_warnings():
@@ -117,7 +128,9 @@ def _preflight(fn: Callable, arrays: dict, hyper: dict, name: str) -> SiteInfo:
         except ModelError:
             raise
         except ValueError as exc:
-            raise ModelError(f"model '{name}' rejected its inputs: {exc}") from exc
+            raise ModelError(
+                f"model '{name}' rejected its inputs: {exc}{_not_positive(hyper)}"
+            ) from exc
     shapes, latent, deterministic = {}, [], []
     for site_name, site in tr.items():
         if site["type"] == "sample":

@@ -5,9 +5,14 @@ Two differences from ``BasicSweeper``: the sweep is wrapped in a
 a model's default prior sweep (``hydra.sweeper.params`` set by its
 ``conf/model`` file) is dropped when the command line sweeps ``model`` itself,
 because those keys belong to one model only.
+
+With ``models_file=hibayes.yaml`` (a file in the reference tool's format) the
+jobs are the file's model entries (:mod:`hibayes.reference_config`), crossed
+with any sweep on the command line; every entry is checked before the first fit.
 """
 
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -17,6 +22,8 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
+
+log = logging.getLogger("hibayes.sweep")
 
 
 @dataclass
@@ -36,14 +43,56 @@ ConfigStore.instance().store(
 class HibayesSweeper(BasicSweeper):
     """Basic sweeper that records the sweep as a parent run (hibayes.sweep)."""
 
+    _reference: Any = None  # the parsed models_file, when there is one
+
     def _job_overrides(self, arguments: List[str]) -> List[List[str]]:
         assert self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         parsed = parser.parse_overrides(arguments)
+        models_file = self.config.get("models_file") if self.config is not None else None
+        if any(o.get_key_element() == "models_file" and o.is_sweep_override() for o in parsed):
+            from hibayes.reference_config import ReferenceConfigError
+
+            raise ReferenceConfigError("models_file takes one file; list every model in it")
+        if models_file:
+            return self._models_file_jobs(parser, parsed, arguments, str(models_file))
         if any(o.get_key_element() == "model" and o.is_sweep_override() for o in parsed):
             self.params = {k: v for k, v in self.params.items() if not k.startswith("model.")}
         overrides = parser.parse_overrides(self._parse_config() + list(arguments))
         return [job for batch in self.split_arguments(overrides, None) for job in batch]
+
+    def _models_file_jobs(self, parser: OverridesParser, parsed: List[Any],
+                          arguments: List[str], models_file: str) -> List[List[str]]:
+        """One job per model entry of a reference-format file, checked before any fit."""
+        from hibayes.reference_config import (
+            ReferenceConfigError,
+            job_overrides,
+            read_reference_config,
+            validate_reference_config,
+        )
+
+        for o in parsed:
+            if o.get_key_element() == "model":
+                raise ReferenceConfigError(
+                    f"models_file={models_file} chooses the models: drop '{o.input_line}' "
+                    "from the command line")
+        ref = read_reference_config(models_file)
+        validate_reference_config(ref)  # unknown models or prior keys: fail before any fit
+        if ref.ignored:
+            log.warning("%s: not used here:\n  %s", ref.source, "\n  ".join(ref.ignored))
+        if ref.settings:
+            log.info("%s: for every fit: %s", ref.source,
+                     ", ".join(f"{k}={v}" for k, v in ref.settings.items()))
+        self._reference = ref
+        # The default model's prior sweep belongs to that model, not to the file's.
+        self.params = {k: v for k, v in self.params.items() if not k.startswith("model.")}
+        builtins = set(self.hydra_context.config_loader.get_group_options("model"))
+        jobs: List[List[str]] = []
+        for entry in job_overrides(ref, builtins):
+            # Command-line values come last and win over the file's.
+            overrides = parser.parse_overrides(self._parse_config() + entry + list(arguments))
+            jobs.extend(job for batch in self.split_arguments(overrides, None) for job in batch)
+        return jobs
 
     def sweep(self, arguments: List[str]) -> Any:
         """Run every job of the sweep under one parent run."""
@@ -58,6 +107,10 @@ class HibayesSweeper(BasicSweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         session = SweepSession(self.config, jobs)
+        if self._reference is not None:
+            from hibayes.reference_config import reference_tags
+
+            session.tracker.set_tags(session.parent_run_id, reference_tags(self._reference))
         returns: List[Sequence[JobReturn]] = []
         try:
             for batch in batches:

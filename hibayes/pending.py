@@ -1,0 +1,426 @@
+"""Records that did not reach the tracking store, kept on disk until they do.
+
+:class:`DeferringTracker` wraps an :class:`~hibayes.tracking.MlflowTracker` for
+one run (a fit, or a sweep's parent). It passes every call through until the
+store fails; from then on — or from the start, when it is opened offline — it
+appends each call to ``upload_pending.json`` in the run's output directory
+instead of sending it, so a fit whose store went down keeps its results and
+says what is missing. :meth:`DeferringTracker.flush` sends the recorded calls
+once the store answers again (``python -m hibayes.sync`` does it for files left
+behind). Each recorded call can be sent twice without changing the run a second
+time: the run is found again by its ``hibayes.run_key`` tag before one is
+created, metrics keep the timestamp they were first logged with, params and
+tags are rewritten with equal values, artifacts overwrite themselves. A replay
+cut short therefore just runs again.
+
+Every string this wrapper sends — run name, tags, params, texts, and the text
+files of an uploaded directory — is scrubbed of credentials first
+(:mod:`hibayes.redaction`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .interrupts import shielded
+from .redaction import scrub_text, scrub_tree
+from .tracking import NOT_FINITE_TAG, MlflowTracker, TrackingError, redact
+from .tracking.params import sanitize_key
+from .tracking.store import describe, store_errors
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["PENDING_FILE", "RUN_KEY_TAG", "UPLOAD_TAG", "DeferringTracker"]
+
+log = logging.getLogger("hibayes.pending")
+
+#: The file, in a run's output directory, listing what the store has not received.
+PENDING_FILE = "upload_pending.json"
+#: Tag that identifies a run across retries (a random id chosen before creation).
+RUN_KEY_TAG = "hibayes.run_key"
+#: Tag on runs completed after a store failure ("synced") or left incomplete.
+UPLOAD_TAG = "hibayes.upload"
+_VERSION = 1
+_PENDING_ID = "pending-"
+_T = TypeVar("_T")
+
+
+class DeferringTracker:
+    """A tracker for one run that records, instead of losing, what the store refuses.
+
+    :param tracker: the store to send to.
+    :param pending_file: where to record calls the store did not take.
+    :param offline_reason: why the store is known to be unreachable already; the
+        wrapper then records from the first call.
+    """
+
+    def __init__(
+        self,
+        tracker: MlflowTracker,
+        pending_file: Path,
+        offline_reason: str | None = None,
+    ) -> None:
+        self.tracker = tracker
+        self.uri = scrub_text(tracker.uri)
+        self.pending_file = Path(pending_file).resolve()
+        self.run_key = uuid.uuid4().hex
+        self.run_id: str | None = None
+        self.reason = scrub_text(offline_reason) if offline_reason else None
+        self.ops: list[dict[str, Any]] = []
+
+    def __repr__(self) -> str:
+        state = f"offline: {self.reason}" if self.reason else "online"
+        return f"DeferringTracker({self.uri!r}, {state}, {len(self.ops)} pending)"
+
+    # -- state ------------------------------------------------------------------
+
+    @property
+    def pending(self) -> bool:
+        """Whether some calls wait in :attr:`pending_file` for the store."""
+        return bool(self.ops)
+
+    @classmethod
+    def from_file(cls, path: Path, uri: str | None = None) -> DeferringTracker:
+        """Reopen a pending file left by an earlier process (for a replay).
+
+        :param path: an ``upload_pending.json``.
+        :param uri: the store to send to; default the one recorded in the file
+            (a URI whose password was hidden needs ``uri`` or the env credentials).
+        :raises ValueError: the file is not a pending-upload record.
+        """
+        path = Path(path)
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: not a readable pending-upload record: {exc}") from exc
+        if not isinstance(record, dict) or record.get("version") != _VERSION:
+            raise ValueError(f"{path}: not a pending-upload record (version {_VERSION})")
+        target = uri or record["tracking_uri"]
+        if "***" in target:
+            raise ValueError(
+                f"{path}: the recorded tracking URI {target} had its password hidden; "
+                "pass the URI (--uri) or set MLFLOW_TRACKING_USERNAME/PASSWORD")
+        store = MlflowTracker(uri=target, experiment=record["experiment"],
+                              artifact_location=record.get("artifact_location"))
+        self = cls(store, path, offline_reason=record.get("reason") or "recorded earlier")
+        self.run_key = record["run_key"]
+        self.run_id = record.get("run_id")
+        self.ops = list(record["ops"])
+        return self
+
+    def _save(self) -> None:
+        record = {
+            "version": _VERSION,
+            "tracking_uri": self.uri,
+            "experiment": self.tracker.experiment,
+            "artifact_location": self.tracker.artifact_location,
+            "run_key": self.run_key,
+            "run_id": self.run_id,
+            "reason": self.reason,
+            "pending": [op["op"] for op in self.ops],
+            "ops": self.ops,
+        }
+        self.pending_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.pending_file.with_name(self.pending_file.name + ".tmp")
+        tmp.write_text(json.dumps(record, indent=1, default=str) + "\n")
+        tmp.replace(self.pending_file)  # never a half-written record
+
+    def _send(self, op: dict[str, Any], call: Callable[[], _T]) -> _T | None:
+        """Make the call while the store answers; once it fails, record instead."""
+        if self.reason is None:
+            try:
+                with shielded():  # a signal must not cut a store transaction in half
+                    return call()
+            except TrackingError as exc:
+                self._go_offline(exc)
+        self.ops.append(op)
+        self._save()
+        return None
+
+    def _go_offline(self, exc: TrackingError) -> None:
+        self.reason = scrub_text(str(exc))
+        log.warning(
+            "%s; the results stay on disk, and what the store did not get is listed "
+            "in %s (send it with: python -m hibayes.sync %s)",
+            self.reason, self.pending_file, self.pending_file.parent)
+
+    def _check_run(self, run_id: str) -> None:
+        if run_id != self._public_id():
+            raise ValueError(f"this tracker records run {self._public_id()}, not {run_id}")
+
+    def _public_id(self) -> str:
+        return self.run_id or f"{_PENDING_ID}{self.run_key}"
+
+    # -- the Tracker interface ---------------------------------------------------
+
+    def check_reachable(self, timeout_s: float = 10) -> None:
+        """Raise :class:`TrackingError` naming the URI if the store is unreachable."""
+        self.tracker.check_reachable(timeout_s)
+
+    def start_run(self, run_name: str, tags: Mapping[str, str] | None = None,
+                  parent_run_id: str | None = None) -> str:
+        """Create the run (or record its creation); return its id or a placeholder."""
+        if self.run_id is not None or self.ops:
+            raise ValueError("a DeferringTracker records one run; it was started already")
+        op = {"op": "start_run", "run_name": scrub_text(run_name),
+              "tags": _scrub_map({**(tags or {}), RUN_KEY_TAG: self.run_key}),
+              "parent_run_id": parent_run_id}
+        self.run_id = self._send(op, lambda: self._apply_start(op))
+        return self._public_id()
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        """Log params (redacted), or record them."""
+        self._check_run(run_id)
+        op = {"op": "log_params", "params": redact(_scrub_map(params))}
+        self._send(op, lambda: self._apply(op))
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Log finite metrics with a timestamp fixed now (replays do not duplicate them)."""
+        self._check_run(run_id)
+        op = {"op": "log_metrics", "metrics": {k: _as_float(v) for k, v in metrics.items()},
+              "step": int(step), "timestamp": int(time.time() * 1000)}
+        self._send(op, lambda: self._apply(op))
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        """Set tags (scrubbed), or record them."""
+        self._check_run(run_id)
+        op = {"op": "set_tags", "tags": _scrub_map(tags)}
+        self._send(op, lambda: self._apply(op))
+
+    def log_dataset(self, run_id: str, df: pd.DataFrame, *, name: str, source: str,
+                    digest: str | None = None, context: str = "training") -> str:
+        """Log the table as a dataset input, or record its description (not its rows)."""
+        from .tracking.datasets import dataset_input, frame_digest
+
+        self._check_run(run_id)
+        full_digest = digest or frame_digest(df)
+        if self.reason is None:
+            try:
+                with shielded():
+                    return self.tracker.log_dataset(run_id=self.run_id, df=df, name=name,
+                                                    source=source, digest=full_digest,
+                                                    context=context)
+            except TrackingError as exc:
+                self._go_offline(exc)  # and record the dataset's description below
+        entity = dataset_input(df, name=name, source=source, digest=full_digest,
+                               context=context).dataset
+        op = {"op": "log_dataset", "context": context,
+              "dataset": {"name": entity.name, "digest": entity.digest,
+                          "source_type": entity.source_type, "source": entity.source,
+                          "schema": entity.schema, "profile": entity.profile},
+              "tags": {"hibayes.data_digest": full_digest, "hibayes.data_source": source}}
+        self._send(op, lambda: self._apply(op))
+        return entity.digest
+
+    def log_artifacts(self, run_id: str, local_dir: str | Path,
+                      artifact_path: str | None = None) -> None:
+        """Upload a directory's files (text files scrubbed first), or record it."""
+        self._check_run(run_id)
+        op = {"op": "log_artifacts", "dir": str(Path(local_dir).resolve()),
+              "artifact_path": artifact_path}
+        self._send(op, lambda: self._apply(op))
+
+    def log_artifact(self, run_id: str, local_path: str | Path,
+                     artifact_path: str | None = None) -> None:
+        """Upload one file (scrubbed first if text), or record it."""
+        self._check_run(run_id)
+        op = {"op": "log_artifact", "path": str(Path(local_path).resolve()),
+              "artifact_path": artifact_path}
+        self._send(op, lambda: self._apply(op))
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        """Write ``text`` (scrubbed) as an artifact, or record it."""
+        self._check_run(run_id)
+        op = {"op": "log_text", "text": scrub_text(text), "artifact_file": artifact_file}
+        self._send(op, lambda: self._apply(op))
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        """Terminate the run, or record the status it should end with."""
+        self._check_run(run_id)
+        op = {"op": "end_run", "status": status}
+        self._send(op, lambda: self._apply(op))
+
+    def get_run(self, run_id: str) -> Any:
+        """Fetch a run from the store (raises :class:`TrackingError` when it fails)."""
+        return self.tracker.get_run(run_id)
+
+    def children(self, parent_run_id: str) -> list[Any]:
+        """Child runs of a parent, from the store."""
+        return self.tracker.children(parent_run_id)
+
+    def download_artifact(self, run_id: str, path: str, dst_dir: str | Path) -> Path:
+        """Download an artifact from the store."""
+        return self.tracker.download_artifact(run_id, path, dst_dir)
+
+    def run_url(self, run_id: str) -> str:
+        """Where to look at the run: its UI URL, or the pending file while offline."""
+        if self.reason is not None or self.run_id is None:
+            return f"{self.pending_file} (not yet in {self.uri})"
+        try:
+            return scrub_text(self.tracker.run_url(self.run_id))
+        except TrackingError:
+            return f"run {self.run_id} in {self.uri}"
+
+    # -- sending what was recorded --------------------------------------------------
+
+    def flush(self, timeout_s: float = 10) -> bool:
+        """Send the recorded calls if the store answers; return whether none are left.
+
+        The store is asked once, without retries, before anything is sent. Sent
+        calls leave the pending file as they succeed; when it is empty the file
+        is removed and the run gets the tag ``hibayes.upload=synced``.
+
+        :param timeout_s: how long to wait for the store's first answer.
+        """
+        if not self.ops:
+            return True
+        try:
+            self.tracker.check_reachable(timeout_s)
+        except TrackingError as exc:
+            self.reason = scrub_text(str(exc))
+            self._save()
+            return False
+        while self.ops:
+            op = self.ops[0]
+            try:
+                with shielded():
+                    if op["op"] == "start_run":
+                        self.run_id = self._apply_start(op)
+                    else:
+                        self._apply(op)
+            except TrackingError as exc:
+                self.reason = scrub_text(str(exc))
+                self._save()
+                self._mark_incomplete()
+                return False
+            self.ops.pop(0)
+            self._save()
+        self.reason = None
+        try:
+            self._apply({"op": "set_tags", "tags": {UPLOAD_TAG: "synced"}})
+        except TrackingError as exc:  # everything else arrived; say so, keep going
+            log.warning("run %s is complete but not tagged %s=synced: %s",
+                        self.run_id, UPLOAD_TAG, exc)
+        self.pending_file.unlink(missing_ok=True)
+        return True
+
+    def _mark_incomplete(self) -> None:
+        if self.run_id is None:
+            return
+        try:
+            self.tracker.set_tags(self.run_id, {UPLOAD_TAG: "incomplete"})
+        except TrackingError:
+            pass  # the pending file says it anyway
+
+    def _find_run(self) -> str | None:
+        """The run created earlier under this run key, if the store has it."""
+        with _translated(self.uri, "look for an earlier run"):
+            found = self.tracker.client.search_runs(
+                [self.tracker.experiment_id],
+                filter_string=f"tags.`{RUN_KEY_TAG}` = '{self.run_key}'",
+                max_results=2,
+            )
+        return found[0].info.run_id if found else None
+
+    def _apply_start(self, op: Mapping[str, Any]) -> str:
+        existing = self.run_id or self._find_run()
+        if existing:
+            return existing
+        return self.tracker.start_run(op["run_name"], tags=op["tags"],
+                                      parent_run_id=op.get("parent_run_id"))
+
+    def _apply(self, op: Mapping[str, Any]) -> None:
+        """Send one recorded call to the store (the run must exist)."""
+        if self.run_id is None:
+            raise TrackingError(f"MLflow store {self.uri}: the run was never created")
+        kind, run_id = op["op"], self.run_id
+        if kind == "log_params":
+            self.tracker.log_params(run_id, op["params"])
+        elif kind == "log_metrics":
+            self._log_metrics_at(op["metrics"], op["step"], op["timestamp"])
+        elif kind == "set_tags":
+            self.tracker.set_tags(run_id, op["tags"])
+        elif kind == "log_dataset":
+            self._log_dataset_entity(op)
+        elif kind == "log_artifacts":
+            self._upload(Path(op["dir"]), op.get("artifact_path"))
+        elif kind == "log_artifact":
+            self._upload(Path(op["path"]), op.get("artifact_path"))
+        elif kind == "log_text":
+            self.tracker.log_text(run_id, op["text"], op["artifact_file"])
+        elif kind == "end_run":
+            self.tracker.end_run(run_id, op["status"])
+        else:
+            raise ValueError(f"{self.pending_file}: unknown recorded call {kind!r}")
+
+    def _log_metrics_at(self, metrics: Mapping[str, float | None], step: int,
+                        timestamp: int) -> None:
+        from mlflow.entities import Metric
+
+        finite = {sanitize_key(k): v for k, v in metrics.items()
+                  if v is not None and math.isfinite(v)}
+        dropped = sorted(sanitize_key(k) for k in metrics if sanitize_key(k) not in finite)
+        batch = [Metric(k, v, timestamp, step) for k, v in finite.items()]
+        with _translated(self.uri, f"log {len(batch)} metrics to run {self.run_id}"):
+            self.tracker.client.log_batch(self.run_id, metrics=batch, synchronous=True)
+        if dropped:
+            before = self.tracker.get_run(self.run_id).data.tags.get(NOT_FINITE_TAG, "")
+            names = sorted({*filter(None, before.split(",")), *dropped})
+            self.tracker.set_tags(self.run_id, {NOT_FINITE_TAG: ",".join(names)})
+
+    def _log_dataset_entity(self, op: Mapping[str, Any]) -> None:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        entity = DatasetInput(dataset=Dataset(**op["dataset"]),
+                              tags=[InputTag("mlflow.data.context", op["context"])])
+        with _translated(self.uri, f"log dataset {entity.dataset.name!r}"):
+            self.tracker.client.log_inputs(self.run_id, datasets=[entity])
+        self.tracker.set_tags(self.run_id, op["tags"])
+
+    def _upload(self, local: Path, artifact_path: str | None) -> None:
+        """Upload a file or a directory's files, leaving out the pending file itself."""
+        if not local.exists():
+            raise TrackingError(f"cannot upload {local}: it no longer exists")
+        scrub_tree(local)
+        if local.is_file():
+            self.tracker.log_artifact(self.run_id, local, artifact_path)
+            return
+        for path in _files(local):
+            parent = path.parent.relative_to(local).as_posix()
+            where = "/".join(p for p in (artifact_path, parent) if p and p != ".") or None
+            self.tracker.log_artifact(self.run_id, path, where)
+
+
+def _files(root: Path) -> Iterator[Path]:
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.name.startswith(PENDING_FILE):
+            yield path
+
+
+def _scrub_map(values: Mapping[str, Any]) -> dict[str, str]:
+    return {str(k): scrub_text(str(v)) for k, v in values.items()}
+
+
+def _as_float(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+@contextmanager
+def _translated(uri: str, what: str) -> Iterator[None]:
+    try:
+        yield
+    except store_errors() as exc:
+        raise TrackingError(f"MLflow store {uri}: could not {what}: {describe(exc)}") from exc

@@ -1,0 +1,37 @@
+"""Plots of a fit (trace, forest, predictive check, Pareto k) and of comparisons.
+
+Every function returns a :class:`matplotlib.figure.Figure` built without pyplot,
+so no figure is registered globally and nothing leaks over a sweep of many fits:
+drop the reference (or save it) and it is gone. Axes are labelled by category
+name, never ``<var>_dim_0``. Large posteriors are capped (at most
+:data:`MAX_TRACE_VARS` trace rows, :data:`MAX_FOREST_ROWS` forest rows) so a plot
+stays readable and fast. :func:`save_fit_plots` never raises for a plot it cannot
+draw: it logs a warning and skips it. Nothing here fits or compares models.
+"""
+
+from ._base import (
+    MAX_FOREST_ROWS,
+    MAX_TRACE_LEVELS,
+    MAX_TRACE_VARS,
+    effect_vars,
+    scalar_vars,
+)
+from .checks import plot_pareto_k, plot_ppc, plot_prior_posterior
+from .comparison_plots import plot_comparison, plot_forest_side_by_side
+from .fit_plots import plot_forest, plot_trace, save_fit_plots
+
+__all__ = [
+    "MAX_FOREST_ROWS",
+    "MAX_TRACE_LEVELS",
+    "MAX_TRACE_VARS",
+    "effect_vars",
+    "plot_comparison",
+    "plot_forest",
+    "plot_forest_side_by_side",
+    "plot_pareto_k",
+    "plot_ppc",
+    "plot_prior_posterior",
+    "plot_trace",
+    "save_fit_plots",
+    "scalar_vars",
+]
