@@ -8,6 +8,7 @@ Nothing here samples, plots or tracks.
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -18,7 +19,16 @@ from .diagnostics import Thresholds
 from .inference.settings import FitSettings
 from .model import ModelError, ModelFactory, bind_hyperparameters, get_model, load_models
 
-__all__ = ["ModelSpec", "to_plain", "model_spec", "fit_settings", "thresholds", "load_data"]
+__all__ = [
+    "ModelSpec",
+    "to_plain",
+    "model_spec",
+    "fit_settings",
+    "thresholds",
+    "data_source",
+    "data_digest",
+    "load_data",
+]
 
 # Keys of the model section that configure hibayes, not the model factory.
 MODEL_META_KEYS = ("name", "path", "tag")
@@ -104,6 +114,17 @@ def data_source(section: Mapping[str, Any]) -> str:
     if values.get("example"):
         return str(example_path(str(values["example"])))
     raise ValueError("data.path is not set (or choose a shipped example with data.example)")
+
+
+def data_digest(section: Mapping[str, Any], table: Any = None) -> str:
+    """Fingerprint of the data a section reads: the file's bytes, or for a folder
+    (Inspect logs) the table read from it (``table``, loaded if not given)."""
+    from .data import file_digest, table_digest
+
+    source = Path(data_source(section))
+    if source.is_file():
+        return file_digest(source)
+    return table_digest(load_data(section).table if table is None else table)
 
 
 def load_data(section: Mapping[str, Any]) -> FeatureSet:

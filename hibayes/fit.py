@@ -200,9 +200,8 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
     configure_compilation_cache(runtime.get("jax_cache_dir"))
     _preload_in_background(_POST_SAMPLING_MODULES)
 
-    from .artifacts import write_config, write_fit_outputs, write_json, write_traceback
-    from .config import data_source, fit_settings, load_data, model_spec, thresholds
-    from .data import file_digest, table_digest
+    from .artifacts import write_config, write_fit_outputs, write_json
+    from .config import data_digest, data_source, fit_settings, load_data, model_spec, thresholds
     from .diagnostics import convergence_failures, diagnose, information_criteria, summarize
     from .inference import fit_model
     from .sweep import read_sweep_info
@@ -252,9 +251,7 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
         settings, limits = fit_settings(cfg.fit), thresholds(cfg.checks)
         source = str(Path(data_source(cfg.data)).resolve())  # absolute: reproducible
         data = load_data(cfg.data)
-        # A folder of Inspect logs has no one file: fingerprint the table read from it.
-        outcome.data_digest = (file_digest(source) if Path(source).is_file()
-                               else table_digest(data.table))
+        outcome.data_digest = data_digest(cfg.data, data.table)
         tracker.log_dataset(run_id, data.table, name=Path(source).stem, source=source,
                             digest=outcome.data_digest)
         result = fit_model(spec.factory, data.features, spec.hyperparameters, settings,

@@ -218,11 +218,12 @@ def check_data(fit: RecordedFit, allow_change: bool = False) -> None:
     :param allow_change: warn instead of raising.
     :raises DataChanged: naming the path and both digests.
     """
-    from .data import DataError, file_digest
+    from .config import data_digest
+    from .data import DataError
 
     recorded = fit.run.data.tags["hibayes.data_digest"]
     try:
-        now = file_digest(fit.source)
+        now = data_digest(fit.cfg.data)
     except DataError as exc:
         now = f"unreadable ({exc})"
     if now == recorded:
