@@ -100,6 +100,7 @@ PLAIN_GROUP = textwrap.dedent('''
                 num_chains=4, chain_method="parallel", progress_bar=False)
     t1 = time.perf_counter()
     mcmc.run(jax.random.PRNGKey(0), df.n_correct.values, df.n_total.values, np.arange(G))
+    jax.block_until_ready(mcmc.get_samples())  # run() returns before the work is done
     t2 = time.perf_counter()
     ess = float(az.ess(az.from_numpyro(mcmc)).to_array().min())
     print(json.dumps({"import": t1 - t0, "run": t2 - t1, "ess_bulk_min": ess,
@@ -130,6 +131,7 @@ PLAIN_ORDINAL = textwrap.dedent('''
     t1 = time.perf_counter()
     mcmc.run(jax.random.PRNGKey(0), d["obs"], d["grader_index"], d["llm_index"],
              extra_fields=("num_steps",))
+    jax.block_until_ready(mcmc.get_samples())  # run() returns before the work is done
     t2 = time.perf_counter()
     ess = float(az.ess(az.from_numpyro(mcmc)).to_array().min())
     steps = float(mcmc.get_extra_fields()["num_steps"].mean())
