@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -13,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
+from store import all_runs, client, run_module
 
 from hibayes.compare import CompareError, compare, run_labels
 
@@ -22,28 +20,6 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "hibayes" / "data" / "examples" / "llm_evals.csv"
 SHORT = ("fit.samples=100", "fit.warmup=100", "fit.prior_samples=0")
 NUMERIC = ["rank", "elpd_loo", "p_loo", "elpd_diff", "weight", "se", "dse"]
-
-
-def run_module(module: str, workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    """``python -m <module> args`` in ``workdir``, tracking to ``workdir/mlflow.db``."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir}/mlflow.db"}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
-
-
-def client(workdir: Path):
-    """An MlflowClient on the test store."""
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=f"sqlite:///{workdir}/mlflow.db")
-
-
-def all_runs(workdir: Path) -> list:
-    """Every run of the hibayes experiment, oldest first."""
-    c = client(workdir)
-    exp = c.get_experiment_by_name("hibayes")
-    return c.search_runs([exp.experiment_id], max_results=1000,
-                         order_by=["attributes.start_time ASC"])
 
 
 @pytest.fixture(scope="module")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from store import all_runs, artifact_paths, client, run_module
 
 pytestmark = pytest.mark.slow
 
@@ -26,36 +25,7 @@ PLOTS = {"plots/trace.png", "plots/forest.png", "plots/ppc.png", "plots/pareto_k
 
 def run_fit(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     """Run the main job as a user would, in ``workdir``, tracking to its own SQLite file."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir}/mlflow.db"}
-    return subprocess.run(
-        [sys.executable, "-m", "hibayes.fit", "fit=quick", *args],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=600,
-    )
-
-
-def client(workdir: Path):
-    """An MlflowClient on the test's store."""
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=f"sqlite:///{workdir}/mlflow.db")
-
-
-def all_runs(workdir: Path) -> list:
-    """Every run of the hibayes experiment."""
-    c = client(workdir)
-    exp = c.get_experiment_by_name("hibayes")
-    return c.search_runs([exp.experiment_id], max_results=1000) if exp else []
-
-
-def artifact_paths(workdir: Path, run_id: str, path: str = "") -> set[str]:
-    """Every artifact file path of a run, recursively."""
-    out = set()
-    for item in client(workdir).list_artifacts(run_id, path):
-        if item.is_dir:
-            out |= artifact_paths(workdir, run_id, item.path)
-        else:
-            out.add(item.path)
-    return out
+    return run_module("hibayes.fit", workdir, "fit=quick", *args)
 
 
 def test_single_fit_is_one_complete_run(tmp_path):
