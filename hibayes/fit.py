@@ -201,8 +201,20 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
     _preload_in_background(_POST_SAMPLING_MODULES)
 
     from .artifacts import write_config, write_fit_outputs, write_json
-    from .config import data_digest, data_source, fit_settings, load_data, model_spec, thresholds
-    from .diagnostics import convergence_failures, diagnose, information_criteria, summarize
+    from .config import (
+        data_digest,
+        data_source,
+        fit_settings,
+        load_data,
+        model_spec,
+        thresholds,
+    )
+    from .diagnostics import (
+        convergence_failures,
+        diagnose,
+        information_criteria,
+        summarize,
+    )
     from .inference import fit_model
     from .sweep import read_sweep_info
     from .tracking import provenance_tags
@@ -329,14 +341,15 @@ def _record_failure(tracker: Any, run_id: str, exc: BaseException, out_dir: Path
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> dict[str, Any]:
     """Hydra entry point: one fit per composed config."""
-    if cfg.get("models_file") and JobContext.from_hydra().sweep_dir is None:
+    in_sweep = JobContext.from_hydra().sweep_dir is not None
+    if cfg.get("models_file") and not in_sweep:
         from .reference_config import ReferenceConfigError
 
         # Without -m the file's models would be silently replaced by the default one.
         raise ReferenceConfigError(
             f"models_file={cfg.models_file} fits every model the file lists as one sweep: "
             "add -m to the command")
-    if JobContext.from_hydra().sweep_dir is not None:
+    if in_sweep:
         return fit(cfg).as_dict()
     return _single_fit(cfg)
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-import textwrap
 from pathlib import Path
 
 import pytest
 from store import all_runs, artifact_paths, client, run_module
+from user_model import USER_MODEL
 
 pytestmark = pytest.mark.slow
 
@@ -107,25 +107,8 @@ def test_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
 
 
 def test_custom_model_file_runs(tmp_path):
-    (tmp_path / "my_models.py").write_text(textwrap.dedent('''
-        from hibayes.model import Model, model
-        from hibayes.model.models import check_features
-        import numpyro, numpyro.distributions as dist, jax
+    (tmp_path / "my_models.py").write_text(USER_MODEL)
 
-        @model
-        def my_custom_model(prior_mu_loc: float = 0.0, prior_mu_scale: float = 1.0) -> Model:
-            def model(features):
-                check_features(features, ["obs", "num_group", "group_index", "n_total"])
-                overall_mean = numpyro.sample("overall_mean", dist.Normal(prior_mu_loc, prior_mu_scale))
-                sigma_group = numpyro.sample("sigma_group", dist.Exponential(rate=1.0))
-                z_group = numpyro.sample("z_group", dist.Normal(0, 1).expand([features["num_group"]]))
-                group_effects = overall_mean + sigma_group * z_group
-                numpyro.deterministic("group_effects", group_effects)
-                numpyro.sample("obs", dist.Binomial(total_count=features["n_total"],
-                               probs=jax.nn.sigmoid(group_effects[features["group_index"]])),
-                               obs=features["obs"])
-            return model
-    '''))
     done = run_fit(tmp_path, "model.path=my_models.py", "model.name=my_custom_model",
                    "+model.prior_mu_loc=-1.0")
     assert done.returncode == 0, done.stderr[-3000:]
