@@ -81,24 +81,8 @@ class FitOutcome:
         return asdict(self)
 
 
-# Needed only after sampling; importing them on a thread while JAX compiles and
-# samples (which release the GIL) takes seconds off a fresh process.
+# Needed only after sampling: imported on a thread while JAX compiles and samples.
 _POST_SAMPLING_MODULES = ("arviz", "matplotlib.figure", "matplotlib.backends.backend_agg")
-
-
-def _preload_in_background(modules: tuple[str, ...]) -> None:
-    """Import ``modules`` on a daemon thread; the main thread's import waits if early."""
-    import importlib
-    import threading
-
-    def load() -> None:
-        for name in modules:
-            try:
-                importlib.import_module(name)
-            except Exception:  # the main thread's own import will report it
-                return
-
-    threading.Thread(target=load, name="hibayes-preload", daemon=True).start()
 
 
 # Overrides that say where things are, not what was fitted: kept out of run names.
@@ -117,26 +101,40 @@ def run_name(model_name: str, tag: str | None, overrides: list[str]) -> str:
     return " ".join(parts)
 
 
-def _open_tracker(cfg: DictConfig, pending_file: Path | None = None, *,
-                  defer_unreachable: bool = False) -> Any:
-    """The run's tracker, its store checked before anything else happens.
-
-    With ``pending_file`` the tracker records what the store fails to take there
-    (:mod:`hibayes.pending`) instead of failing the fit; with ``defer_unreachable``
-    (a sweep job whose parent run exists) an unreachable store does not stop the
-    job either: everything is recorded for ``python -m hibayes.sync``.
-    """
-    from .pending import DeferringTracker
-    from .tracking import MlflowTracker, NullTracker, TrackingError
+def _store_tracker(cfg: DictConfig) -> Any:
+    """The tracker the config asks for; nothing is contacted yet."""
+    from .tracking import MlflowTracker, NullTracker
 
     section = cfg.get("tracking")
     if section is None or not section.get("enabled", True):
         return NullTracker()
-    tracker = MlflowTracker(
+    return MlflowTracker(
         uri=section.get("uri"),
         experiment=section.get("experiment") or "hibayes",
         artifact_location=section.get("artifact_location"),
     )
+
+
+def _open_tracker(cfg: DictConfig, pending_file: Path | None = None, *,
+                  defer_unreachable: bool = False) -> Any:
+    """The config's tracker, its store checked; see :func:`_checked`."""
+    return _checked(_store_tracker(cfg), pending_file, defer_unreachable=defer_unreachable)
+
+
+def _checked(tracker: Any, pending_file: Path | None = None, *,
+             defer_unreachable: bool = False) -> Any:
+    """``tracker`` once its store answered (a TrackingError naming the URI if not).
+
+    With ``pending_file`` the tracker records what the store fails to take there
+    (:mod:`hibayes.pending`) instead of failing the fit; with ``defer_unreachable``
+    an unreachable store does not stop the fit either: everything is recorded for
+    ``python -m hibayes.sync``.
+    """
+    from .pending import DeferringTracker
+    from .tracking import NullTracker, TrackingError
+
+    if isinstance(tracker, NullTracker):
+        return tracker
     try:
         tracker.check_reachable()
     except TrackingError as exc:
@@ -148,6 +146,31 @@ def _open_tracker(cfg: DictConfig, pending_file: Path | None = None, *,
                     pending_file)
         return DeferringTracker(tracker, pending_file, offline_reason=str(exc))
     return tracker if pending_file is None else DeferringTracker(tracker, pending_file)
+
+
+def _fail_fast(tracker: Any) -> None:
+    """Refuse an unusable store before any work: SQLite in milliseconds, others fully."""
+    from .tracking import MlflowTracker
+    from .tracking.store import check_sqlite_openable, sqlite_db_path
+
+    if not isinstance(tracker, MlflowTracker):
+        return
+    if sqlite_db_path(tracker.uri) is not None:
+        check_sqlite_openable(tracker.uri)
+    else:
+        tracker.check_reachable()
+
+
+def _open_run(tracker: Any, pending_file: Path, name: str, tags: dict[str, str],
+              parent_run_id: str | None, params: dict[str, str]) -> tuple[Any, str]:
+    """Open the store, start the run and log its params (on a thread, see :func:`fit`)."""
+    from .tracking import provenance_tags
+
+    tracker = _checked(tracker, pending_file, defer_unreachable=True)
+    run_id = tracker.start_run(name, tags={**provenance_tags(), **tags},
+                               parent_run_id=parent_run_id)
+    tracker.log_params(run_id, params)
+    return tracker, run_id
 
 
 def _settle_uploads(tracker: Any, prefix: str) -> str | None:
@@ -198,9 +221,11 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
     runtime = cfg.get("runtime") or {}
     configure_host_devices(runtime.get("host_devices"))  # before anything starts JAX
     configure_compilation_cache(runtime.get("jax_cache_dir"))
-    _preload_in_background(_POST_SAMPLING_MODULES)
+    from .background import in_background, preload
 
-    from .artifacts import write_config, write_fit_outputs, write_json
+    preload(_POST_SAMPLING_MODULES)
+
+    from .artifacts import write_config, write_fit_outputs, write_json, write_traceback
     from .config import (
         data_digest,
         data_source,
@@ -216,8 +241,8 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
         summarize,
     )
     from .inference import fit_model
+    from .pending import PENDING_FILE
     from .sweep import read_sweep_info
-    from .tracking import provenance_tags
 
     start = time.perf_counter()
     job = job or JobContext.from_hydra()
@@ -228,14 +253,12 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
         named_by = [o for o in job.overrides if o.split("=", 1)[0] in sweep.varying]
     name = run_name(str(cfg.model.get("name")), cfg.model.get("tag"), named_by)
     prefix = f"[job {job.job_num + 1}/{sweep.n_jobs}] " if sweep and job.job_num is not None else ""
-    from .pending import PENDING_FILE
-
-    # Unreachable store: a single fit fails here, before any sampling; a sweep's job
-    # (its parent run exists) records everything for `python -m hibayes.sync`.
-    tracker = _open_tracker(cfg, out_dir / PENDING_FILE,
-                            defer_unreachable=bool(sweep and sweep.parent_run_id))
+    # An unusable store stops a single fit here, before any work. A sweep's job (its
+    # parent run exists) records everything for `python -m hibayes.sync` instead.
+    store = _store_tracker(cfg)
+    if not (sweep and sweep.parent_run_id):
+        _fail_fast(store)
     tags = {
-        **provenance_tags(),
         "hibayes.model": str(cfg.model.get("name")),
         "hibayes.overrides": " ".join(job.overrides),
         "hibayes.output_dir": str(out_dir.resolve()),
@@ -247,15 +270,21 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
         tags["hibayes.tag"] = str(cfg.model.tag)
     if sweep:
         tags.update({"hibayes.sweep_id": sweep.sweep_id, "hibayes.job_num": str(job.job_num)})
-    run_id = tracker.start_run(name, tags=tags,
-                               parent_run_id=sweep.parent_run_id if sweep else None)
-    outcome = FitOutcome(status="RUNNING", name=name, run_id=run_id, out_dir=str(out_dir))
+    # Importing MLflow and opening a SQLite store take seconds: done on a thread
+    # while the data loads and JAX compiles and samples. The run is needed only
+    # when the fit has something to log; a store that fails meanwhile leaves the
+    # records in upload_pending.json, never the fit undone.
+    params, parent_run_id = _params(cfg), sweep.parent_run_id if sweep else None
+    opening = in_background(
+        lambda: _open_run(store, out_dir / PENDING_FILE, name, tags, parent_run_id, params),
+        "hibayes-open-run")
+    outcome = FitOutcome(status="RUNNING", name=name, run_id="", out_dir=str(out_dir))
+    tracker = None
     try:
         write_config(cfg, out_dir)
         overrides_file = out_dir / ".hydra" / "overrides.yaml"
         if overrides_file.exists():
             shutil.copy(overrides_file, out_dir / "overrides.yaml")
-        tracker.log_params(run_id, _params(cfg))
         spec = model_spec(cfg.model, job.model_choice)
         if spec.dropped:
             log.info("%snot passed to %s (it does not take them): %s",
@@ -264,8 +293,6 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
         source = str(Path(data_source(cfg.data)).resolve())  # absolute: reproducible
         data = load_data(cfg.data)
         outcome.data_digest = data_digest(cfg.data, data.table)
-        tracker.log_dataset(run_id, data.table, name=Path(source).stem, source=source,
-                            digest=outcome.data_digest)
         result = fit_model(spec.factory, data.features, spec.hyperparameters, settings,
                            data.coords, progress=lambda msg: _progress(prefix, name, msg))
         t_post = time.perf_counter()
@@ -279,12 +306,16 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
             "time_predictive_s": result.timings["predictive"],
             "time_outputs_s": time.perf_counter() - t_post,
         }
+        tracker, outcome.run_id = opening.result()
         timings["time_total_s"] = time.perf_counter() - start
         timings["ess_bulk_per_s"] = metrics["ess_bulk_min"] / timings["time_total_s"]
         # elpd_loo first: MLflow's compare view plots the first logged metric by default.
         metrics = {**{k: metrics[k] for k in ("elpd_loo",) if k in metrics}, **metrics,
                    **timings}
         write_json(metrics, out_dir / "metrics.json")
+        run_id = outcome.run_id
+        tracker.log_dataset(run_id, data.table, name=Path(source).stem, source=source,
+                            digest=outcome.data_digest)
         tracker.log_metrics(run_id, metrics)
         tracker.set_tags(run_id, {
             "hibayes.chain_method": result.chain_method,
@@ -305,13 +336,30 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
             interrupts.acknowledge()  # handled here: the run ends KILLED
         outcome.status = "KILLED" if interrupted else "FAILED"
         outcome.error = f"{type(exc).__name__}: {exc}"
-        _record_failure(tracker, run_id, exc, out_dir, outcome.status)
+        if tracker is None:
+            tracker, outcome.run_id = _opened_run(opening)
+        if tracker is None:
+            write_traceback(exc, out_dir)
+        else:
+            _record_failure(tracker, outcome.run_id, exc, out_dir, outcome.status)
         log.error("%s%s %s: %s", prefix, name, outcome.status, outcome.error)
-        if not interrupted:
+        if not interrupted and tracker is not None:
             outcome.upload_pending = _settle_uploads(tracker, prefix)
         if interrupted or sweep is None:
             raise
         return outcome
+
+
+def _opened_run(opening: Any) -> tuple[Any, str]:
+    """The run the thread opened, waited for; ``(None, "")`` if opening it failed."""
+    while True:
+        try:
+            return opening.result()
+        except (KeyboardInterrupt, SystemExit):  # a second signal: keep waiting
+            interrupts.acknowledge()
+        except Exception as exc:  # noqa: BLE001 - the fit's own error matters more
+            log.warning("could not open the run to record the failure: %s", exc)
+            return None, ""
 
 
 def _progress(prefix: str, name: str, message: str) -> None:

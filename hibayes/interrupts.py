@@ -67,7 +67,13 @@ def check() -> None:
 
 @contextmanager
 def shielded() -> Iterator[None]:
-    """A section a signal must not cut in half; the interrupt comes at its end."""
+    """A section a signal must not cut in half; the interrupt comes at its end.
+
+    Only the main thread is ever interrupted: on other threads this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     _state["depth"] += 1
     try:
         yield

@@ -14,6 +14,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -32,6 +33,22 @@ pytestmark = pytest.mark.slow
 CHILD_FILES = {"config.yaml", "idata.nc", "summary.csv", "loo_pointwise.csv", "metrics.json",
                "plots/trace.png"}
 METRICS = {"rhat_max", "ess_bulk_min", "elpd_loo", "converged", "time_total_s"}
+# A fit still busy whenever a test looks: its run appears while the model sleeps
+# (a real fit can finish before a poll sees it running), and a signal cuts the sleep.
+SLOW_MODEL = textwrap.dedent('''
+    import time
+    import numpyro, numpyro.distributions as dist
+    from hibayes.model import Model, model
+
+    @model
+    def slow_model(prior_scale: float = 1.0) -> Model:
+        def program(features):
+            time.sleep(600)
+            mu = numpyro.sample("mu", dist.Normal(0.0, prior_scale))
+            numpyro.sample("obs", dist.Binomial(features["n_total"], logits=mu),
+                           obs=features["obs"])
+        return program
+''')
 
 
 @pytest.fixture(scope="module")
@@ -185,8 +202,9 @@ def _peek_statuses(db: Path) -> list[tuple[str, bool]]:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_interrupted_sweep_ends_its_runs_killed(tmp_path, sig):
     db = tmp_path / "mlflow.db"
+    (tmp_path / "slow.py").write_text(SLOW_MODEL)
     proc = _launch(tmp_path, "-m", "fit=quick", f"tracking.uri=sqlite:///{db}",
-                   "model.prior_sigma_group_scale=0.1,0.4")
+                   "model.path=slow.py", "model.name=slow_model", "fit.seed=0,1")
     _wait_for(lambda: ("RUNNING", True) in _peek_statuses(db), proc,
               what="a child run to start")
     proc.send_signal(sig)
@@ -202,7 +220,9 @@ def test_interrupted_sweep_ends_its_runs_killed(tmp_path, sig):
 
 def test_sigterm_ends_a_single_fit_killed(tmp_path):
     db = tmp_path / "mlflow.db"
-    proc = _launch(tmp_path, "fit=quick", f"tracking.uri=sqlite:///{db}")
+    (tmp_path / "slow.py").write_text(SLOW_MODEL)
+    proc = _launch(tmp_path, "fit=quick", f"tracking.uri=sqlite:///{db}",
+                   "model.path=slow.py", "model.name=slow_model")
     _wait_for(lambda: ("RUNNING", False) in _peek_statuses(db), proc,
               what="the run to start")
     proc.send_signal(signal.SIGTERM)

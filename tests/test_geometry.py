@@ -48,3 +48,37 @@ def test_relative_cutpoints_and_dense_mass_give_the_same_posterior(grader_data):
     steps_ref = float(reference.idata.sample_stats["n_steps"].mean())
     steps_new = float(faster.idata.sample_stats["n_steps"].mean())
     assert steps_new < 0.6 * steps_ref, (steps_ref, steps_new)
+
+
+TWO_LEVEL = ["mu_overall", "sigma_overall", "z_overall", "overall_mean", "sigma_group",
+             "group_effects"]
+
+
+def test_two_level_overall_mean_sampled_directly_gives_the_same_posterior():
+    data = features_from_config(example_path("llm_evals"), observed="score", aggregate=True,
+                                rename={"model": "group"}, categorical=["group"])
+
+    def two_level(directly: bool):
+        return fit_model(
+            get_model("two_level_group_binomial"), data.features,
+            {"sample_overall_mean_directly": directly},
+            FitSettings(samples=1500, warmup=1000, chains=4, prior_samples=0,
+                        posterior_predictive_samples=10),
+            data.coords,
+        )
+
+    reference, faster = two_level(False), two_level(True)
+    # The reparameterised program samples overall_mean and derives mu_overall.
+    assert "overall_mean" in faster.program.sites.latent
+    assert "mu_overall" in faster.program.sites.deterministic
+    assert "mu_overall" in reference.program.sites.latent
+    ref = az.summary(reference.idata, var_names=TWO_LEVEL, round_to="none")
+    new = az.summary(faster.idata, var_names=TWO_LEVEL, round_to="none")
+    mcse = np.sqrt(ref["mcse_mean"] ** 2 + new["mcse_mean"] ** 2)
+    assert (np.abs(ref["mean"] - new["mean"]) <= 5 * mcse).all(), (ref["mean"] - new["mean"]) / mcse
+    np.testing.assert_allclose(new["sd"], ref["sd"], rtol=0.15)
+    steps_ref = float(reference.idata.sample_stats["n_steps"].mean())
+    steps_new = float(faster.idata.sample_stats["n_steps"].mean())
+    assert steps_new < 0.6 * steps_ref, (steps_ref, steps_new)
+    divergent_new = int(faster.idata.sample_stats["diverging"].sum())
+    assert divergent_new <= int(reference.idata.sample_stats["diverging"].sum())

@@ -43,7 +43,12 @@ def plot_trace(
     groups = {"posterior": data}
     if "sample_stats" in idata.groups():
         groups["sample_stats"] = idata.sample_stats  # divergence ticks
-    fig = Figure(figsize=(11, 1.9 * len(names) + 0.8), layout="constrained")
+    height = 1.9 * len(names) + 0.8
+    fig = Figure(figsize=(11, height))
+    # Fixed margins in inches: a regular grid needs no layout solver, and
+    # constrained layout doubled the time to save this figure.
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.5 / height, top=1 - 0.75 / height,
+                        hspace=0.55, wspace=0.18)
     axes = fig.subplots(len(names), 2, squeeze=False)
     with _quiet():
         az.plot_trace(

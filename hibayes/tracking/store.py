@@ -17,6 +17,7 @@ from hibayes.tracking.base import TrackingError
 __all__ = [
     "DEFAULT_TRACKING_URI",
     "check_http_reachable",
+    "check_sqlite_openable",
     "default_artifact_location",
     "is_http_uri",
     "resolve_tracking_uri",
@@ -97,6 +98,35 @@ def sqlite_init_lock(uri: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def check_sqlite_openable(uri: str) -> None:
+    """Fail fast, without importing MLflow, when a SQLite store cannot be created or read.
+
+    Catches the usual mistakes (a folder that cannot be created or written, a file
+    that is not a database) in milliseconds; MLflow's own open, which takes seconds,
+    can then run while the fit starts. Other URIs are not checked here.
+
+    :raises TrackingError: naming the URI and the file.
+    """
+    import sqlite3
+    from contextlib import closing
+
+    path = sqlite_db_path(uri)
+    if path is None:
+        return
+    path = path.resolve()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as con:
+                con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        elif not os.access(path.parent, os.W_OK):
+            raise PermissionError(f"cannot create a file in {path.parent}")
+    except (OSError, sqlite3.Error) as exc:
+        raise TrackingError(
+            f"MLflow store {uri}: cannot open the database {path}: {describe(exc)}"
+        ) from exc
 
 
 def store_errors() -> tuple[type[BaseException], ...]:
