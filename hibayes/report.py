@@ -173,10 +173,18 @@ def _png(fig: Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _figure(make: Callable[[], Figure], caption: str, what: str) -> str:
-    """An embedded figure, or a note saying why it could not be drawn."""
+def _figure(make: Callable[[], Figure], caption: str, what: str,
+            drawn: Path | None = None) -> str:
+    """An embedded figure, or a note saying why it could not be drawn.
+
+    :param drawn: a PNG of this figure already on disk: embedded as it is
+        instead of drawing the figure again.
+    """
     try:
-        uri = _png(make())
+        if drawn is not None and drawn.is_file():
+            uri = "data:image/png;base64," + base64.b64encode(drawn.read_bytes()).decode("ascii")
+        else:
+            uri = _png(make())
     except Exception as exc:  # noqa: BLE001 - one plot must not sink the report
         log.warning("report: skipped %s: %s: %s", what, type(exc).__name__, exc)
         return (
@@ -236,7 +244,7 @@ def _convergence_section(fits: Sequence[FitRecord], keys: Sequence[str]) -> str:
     )
 
 
-def _comparison_section(comparison: pd.DataFrame | None) -> str:
+def _comparison_section(comparison: pd.DataFrame | None, drawn: Path | None = None) -> str:
     if comparison is None or comparison.empty:
         return (
             '<h2>Model comparison</h2><p class="note">No comparison: it needs at '
@@ -280,6 +288,7 @@ def _comparison_section(comparison: pd.DataFrame | None) -> str:
             lambda: plot_comparison(comparison),
             "elpd of each fit (higher is better)",
             "comparison plot",
+            drawn,
         )
     )
 
@@ -354,6 +363,7 @@ def write_sweep_report(
     comparison: pd.DataFrame | None = None,
     idatas: Mapping[str, az.InferenceData] | None = None,
     links: Mapping[str, str] | None = None,
+    drawn: Mapping[str, Path] | None = None,
 ) -> Path:
     """Write the HTML report of one sweep.
 
@@ -364,6 +374,9 @@ def write_sweep_report(
     :param idatas: fit name -> InferenceData, for fits already loaded; the others
         are read from ``<out_dir>/idata.nc``.
     :param links: label -> URL or path shown under the title (parent run, sweep folder).
+    :param drawn: PNGs drawn already, embedded instead of drawn again:
+        ``"comparison"`` and ``"forest_side_by_side"``. Each fit's posterior
+        predictive check is taken from its ``plots/ppc.png`` when present.
     :return: the path written.
     :rtype: pathlib.Path
     """
@@ -389,7 +402,8 @@ def write_sweep_report(
     body = [f'<h1>{_esc(title)}</h1><p class="meta">{_esc(meta)}{link_html}</p>']
     body += [f'<p class="note">{_esc(n)}</p>' for n in load_notes]
     body.append(_convergence_section(fits, keys))
-    body.append(_comparison_section(comparison))
+    drawn = dict(drawn or {})
+    body.append(_comparison_section(comparison, drawn.get("comparison")))
     if len(loaded) >= 1:
         body.append(
             "<h2>Parameters side by side</h2>"
@@ -397,6 +411,7 @@ def write_sweep_report(
                 lambda: plot_forest_side_by_side(loaded),
                 "posterior mean, interquartile range and 94% HDI of each fit",
                 "side-by-side forest plot",
+                drawn.get("forest_side_by_side"),
             )
         )
     body.append(_prior_section(finished, loaded, keys))
@@ -407,6 +422,7 @@ def write_sweep_report(
                 lambda i=loaded[f.name]: plot_ppc(i),
                 f.name,
                 f"posterior predictive check ({f.name})",
+                Path(f.out_dir) / "plots" / "ppc.png" if f.out_dir else None,
             )
             for f in finished
             if f.name in loaded

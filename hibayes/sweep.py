@@ -253,9 +253,12 @@ class SweepSession:
                     for job, o in zip(self.jobs, outcomes)]
             links = {"MLflow parent run": self.tracker.run_url(self.parent_run_id),
                      "sweep folder": str(self.sweep_dir)}
+            plots = self.sweep_dir / "parent_artifacts" / "plots"  # drawn by _compare
             path = write_sweep_report(self.sweep_dir / "report.html", fits,
                                       title=self.info.name, comparison=table,
-                                      idatas=idatas, links=links)
+                                      idatas=idatas, links=links,
+                                      drawn={name: plots / f"{name}.png" for name in
+                                             ("comparison", "forest_side_by_side")})
             self.tracker.log_artifact(self.parent_run_id, path)
             log.info("sweep report: %s", path)
         except Exception as exc:  # noqa: BLE001 - the fits are done; a report is extra

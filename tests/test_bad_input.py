@@ -120,3 +120,15 @@ def test_bad_input_is_refused_before_sampling(workdir, request, overrides, messa
         assert statuses <= {"FAILED"}
         if statuses:  # a run was opened: its failure and traceback are recorded on disk
             assert (workdir / "runs" / case / "traceback.txt").exists()
+
+
+def test_a_store_that_is_not_a_database_is_refused_before_any_work(workdir):
+    (workdir / "notes.db").write_text("these are my notes, not an MLflow store\n")
+    done = run_hibayes(workdir, "fit=quick", "tracking.uri=sqlite:///notes.db",
+                       "hydra.run.dir=runs/not_a_database")
+    assert done.returncode != 0
+    assert "cannot open the database" in done.stderr and "notes.db" in done.stderr
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "compiling the sampler" not in done.stdout + done.stderr
+    assert not (workdir / "runs" / "not_a_database" / "config.yaml").exists()
+    assert (workdir / "notes.db").read_text().startswith("these are my notes")

@@ -135,7 +135,7 @@ def test_forest_flattens_nested_effects_and_caps_rows(nested):
     assert len(labels) == 20
     assert "first 20 of 60" in fig.axes[0].get_title()
     trace = plots.plot_trace(nested)
-    assert "first 20 of 60" in trace.get_suptitle()
+    assert f"first {plots.MAX_TRACE_LEVELS} of 60" in trace.get_suptitle()
 
 
 def test_ppc_binomial_labels_observations(fits):

@@ -143,6 +143,32 @@ def test_report_holds_every_section_self_contained(sweep, tmp_path):
     assert "<script" not in page and "<link" not in page
 
 
+def test_figures_drawn_already_are_embedded_not_redrawn(sweep, tmp_path):
+    from matplotlib.figure import Figure
+
+    fits, idatas, table = sweep
+
+    def png(path: Path, label: str) -> str:
+        fig = Figure(figsize=(2, 1))
+        fig.text(0.5, 0.5, label)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path)
+        return base64.b64encode(path.read_bytes()).decode("ascii")
+
+    drawn = {name: tmp_path / f"{name}.png" for name in ("comparison", "forest_side_by_side")}
+    expected = [png(path, name) for name, path in drawn.items()]
+    finished = [f for f in fits if f.status == "FINISHED"]
+    expected.append(png(Path(finished[0].out_dir) / "plots" / "ppc.png", "ppc"))
+    try:
+        page = write_sweep_report(tmp_path / "report.html", fits, title="reused",
+                                  comparison=table, idatas=idatas, drawn=drawn).read_text()
+    finally:
+        (Path(finished[0].out_dir) / "plots" / "ppc.png").unlink()
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert all(e in images for e in expected)
+    assert len(images) == 6  # the other fit's check and the priors are still drawn
+
+
 def test_missing_pieces_become_notes(sweep, tmp_path):
     fits, idatas, _ = sweep
     bare = {}

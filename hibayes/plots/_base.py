@@ -18,7 +18,9 @@ from matplotlib.figure import Figure
 log = logging.getLogger(__name__)
 
 MAX_TRACE_VARS = 8
-MAX_TRACE_LEVELS = 20
+# Levels of one effect overlaid in a trace panel: past ten the lines are no longer
+# told apart (the forest plot shows every level), and each costs a KDE per chain.
+MAX_TRACE_LEVELS = 10
 MAX_FOREST_ROWS = 50
 MAX_PPC_ROWS = 40
 HDI_PROB = 0.94
