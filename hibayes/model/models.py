@@ -20,7 +20,6 @@ from .coding import (
     normalise_interactions,
     required_features,
 )
-from .ordinal import OrderedLogistic
 
 __all__ = [
     "check_features",
@@ -313,10 +312,7 @@ def ordered_logistic_model(
     ``first_cutpoint``: a shift with unit Jacobian whose prior
     N(loc - intercept, scale) reproduces the original joint density exactly, so
     the posterior is unchanged and ``first_cutpoint`` is still recorded
-    (as a deterministic site). The likelihood is NumPyro's ordered logistic with a
-    log-probability read from the two cutpoints around each score
-    (:class:`hibayes.model.ordinal.OrderedLogistic`): cost per row does not grow
-    with the number of classes.
+    (as a deterministic site).
     """
     both = sorted(set(main_effects or []) & set(continuous_effects or []))
     if both:
@@ -374,6 +370,6 @@ def ordered_logistic_model(
             cutpoints = jnp.reshape(first_cutpoint, (1,))
         numpyro.deterministic("cutpoints", cutpoints)
         eta = jnp.broadcast_to(eta, jnp.shape(features["obs"]))
-        numpyro.sample("obs", OrderedLogistic(eta, cutpoints), obs=features["obs"])
+        numpyro.sample("obs", dist.OrderedLogistic(eta, cutpoints), obs=features["obs"])
 
     return model
