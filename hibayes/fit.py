@@ -352,14 +352,14 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
 
 def _opened_run(opening: Any) -> tuple[Any, str]:
     """The run the thread opened, waited for; ``(None, "")`` if opening it failed."""
-    while True:
-        try:
-            return opening.result()
-        except (KeyboardInterrupt, SystemExit):  # a second signal: keep waiting
-            interrupts.acknowledge()
-        except Exception as exc:  # noqa: BLE001 - the fit's own error matters more
-            log.warning("could not open the run to record the failure: %s", exc)
-            return None, ""
+    try:
+        return opening.result()
+    except (KeyboardInterrupt, SystemExit):  # a second signal: stop waiting for the store
+        interrupts.acknowledge()
+        log.warning("interrupted again: not waiting for the MLflow store to record this")
+    except Exception as exc:  # noqa: BLE001 - the fit's own error matters more
+        log.warning("could not open the run to record the failure: %s", exc)
+    return None, ""
 
 
 def _progress(prefix: str, name: str, message: str) -> None:
