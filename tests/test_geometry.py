@@ -21,6 +21,19 @@ def grader_data():
                                 categorical=["grader", "llm"], num_classes=11)
 
 
+def assert_same_posterior_in_fewer_steps(reference, faster, var_names) -> None:
+    """Means within Monte Carlo error, sds within 15%, far shorter trajectories."""
+    ref = az.summary(reference.idata, var_names=var_names, round_to="none")
+    new = az.summary(faster.idata, var_names=var_names, round_to="none")
+    # 5 combined MCSE: ~1 false alarm in 10^6 per quantity.
+    mcse = np.sqrt(ref["mcse_mean"] ** 2 + new["mcse_mean"] ** 2)
+    assert (np.abs(ref["mean"] - new["mean"]) <= 5 * mcse).all(), (ref["mean"] - new["mean"]) / mcse
+    np.testing.assert_allclose(new["sd"], ref["sd"], rtol=0.15)
+    steps_ref = float(reference.idata.sample_stats["n_steps"].mean())
+    steps_new = float(faster.idata.sample_stats["n_steps"].mean())
+    assert steps_new < 0.6 * steps_ref, (steps_ref, steps_new)
+
+
 def fit(data, relative: bool, dense: bool):
     """The ordinal model on the shipped grader scores, 4 x 1000 draws."""
     return fit_model(
@@ -37,17 +50,7 @@ def test_relative_cutpoints_and_dense_mass_give_the_same_posterior(grader_data):
     faster = fit(grader_data, relative=True, dense=True)
     assert "first_cutpoint_offset" in faster.idata.posterior
     assert "first_cutpoint_offset" not in reference.idata.posterior
-    ref = az.summary(reference.idata, var_names=COMPARED, round_to="none")
-    new = az.summary(faster.idata, var_names=COMPARED, round_to="none")
-    # Means agree within Monte Carlo error (5 combined MCSE: ~1 false alarm in 10^6
-    # per quantity), sds within 15%.
-    mcse = np.sqrt(ref["mcse_mean"] ** 2 + new["mcse_mean"] ** 2)
-    assert (np.abs(ref["mean"] - new["mean"]) <= 5 * mcse).all(), (ref["mean"] - new["mean"]) / mcse
-    np.testing.assert_allclose(new["sd"], ref["sd"], rtol=0.15)
-    # ...and the reparameterised sampler needs far shorter trajectories.
-    steps_ref = float(reference.idata.sample_stats["n_steps"].mean())
-    steps_new = float(faster.idata.sample_stats["n_steps"].mean())
-    assert steps_new < 0.6 * steps_ref, (steps_ref, steps_new)
+    assert_same_posterior_in_fewer_steps(reference, faster, COMPARED)
 
 
 TWO_LEVEL = ["mu_overall", "sigma_overall", "z_overall", "overall_mean", "sigma_group",
@@ -72,13 +75,6 @@ def test_two_level_overall_mean_sampled_directly_gives_the_same_posterior():
     assert "overall_mean" in faster.program.sites.latent
     assert "mu_overall" in faster.program.sites.deterministic
     assert "mu_overall" in reference.program.sites.latent
-    ref = az.summary(reference.idata, var_names=TWO_LEVEL, round_to="none")
-    new = az.summary(faster.idata, var_names=TWO_LEVEL, round_to="none")
-    mcse = np.sqrt(ref["mcse_mean"] ** 2 + new["mcse_mean"] ** 2)
-    assert (np.abs(ref["mean"] - new["mean"]) <= 5 * mcse).all(), (ref["mean"] - new["mean"]) / mcse
-    np.testing.assert_allclose(new["sd"], ref["sd"], rtol=0.15)
-    steps_ref = float(reference.idata.sample_stats["n_steps"].mean())
-    steps_new = float(faster.idata.sample_stats["n_steps"].mean())
-    assert steps_new < 0.6 * steps_ref, (steps_ref, steps_new)
+    assert_same_posterior_in_fewer_steps(reference, faster, TWO_LEVEL)
     divergent_new = int(faster.idata.sample_stats["diverging"].sum())
     assert divergent_new <= int(reference.idata.sample_stats["diverging"].sum())
