@@ -166,11 +166,16 @@ def _num(value: Any, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if isinstance(value, int | float) else _esc(value)
 
 
+def _data_uri(png: bytes) -> str:
+    """PNG bytes as a base64 data URI."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
 def _png(fig: Figure) -> str:
     """A figure as a base64 PNG data URI."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=_DPI, bbox_inches="tight")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return _data_uri(buf.getvalue())
 
 
 def _figure(make: Callable[[], Figure], caption: str, what: str,
@@ -182,7 +187,7 @@ def _figure(make: Callable[[], Figure], caption: str, what: str,
     """
     try:
         if drawn is not None and drawn.is_file():
-            uri = "data:image/png;base64," + base64.b64encode(drawn.read_bytes()).decode("ascii")
+            uri = _data_uri(drawn.read_bytes())
         else:
             uri = _png(make())
     except Exception as exc:  # noqa: BLE001 - one plot must not sink the report
