@@ -9,8 +9,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +31,7 @@ from inspect_ai.log import (
 from inspect_ai.scorer import Score
 
 from hibayes.config import load_data
+from server import run_hibayes
 from hibayes.data import DataError, example_path, load_table
 from hibayes.data.inspect_logs import (
     INSPECT_COLUMNS,
@@ -333,25 +332,9 @@ def test_inspect_logs_table_is_a_dataframe_mlflow_can_profile(llm_logs):
 
 @pytest.mark.slow
 def test_cli_fits_inspect_logs(llm_logs, tmp_path):
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hibayes.fit",
-            "data=inspect",
-            f"data.path={llm_logs}",
-            "fit=quick",
-            "tracking=none",
-            f"hydra.run.dir={tmp_path}/out",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    done = run_hibayes(tmp_path, "data=inspect", f"data.path={llm_logs}", "fit=quick",
+                       "tracking=none", f"hydra.run.dir={tmp_path}/out",
+                       env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"})
     assert done.returncode == 0, done.stderr[-3000:]
     out = tmp_path / "out"
     assert {"idata.nc", "summary.csv", "metrics.json"} <= {

@@ -14,8 +14,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 import urllib.parse
 from pathlib import Path
 
@@ -30,25 +28,16 @@ if IN_CI:
 else:
     sync_api = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = Path("/usr/bin/chromium")
+from browser import CHROMIUM, CHROMIUM_FLAGS
+
 if not CHROMIUM.exists() and not IN_CI:
     pytest.skip(
         "needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)",
         allow_module_level=True,
     )
 
-from server import MlflowServer
+from server import MlflowServer, run_hibayes
 
-# --headless comes from Playwright itself (headless=True).
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 KEY = "model.prior_sigma_group_scale"
 VALUES = ("0.1", "0.4", "0.6")
 KEY_METRICS = ("elpd_loo", "rhat_max", "converged")
@@ -79,26 +68,10 @@ def server(tmp_path_factory):
 def sweep(server, tmp_path_factory) -> dict:
     """A three-fit prior sweep logged to the server: parent, children, experiment id."""
     workdir = tmp_path_factory.mktemp("ui-sweep")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": server.uri}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hibayes.fit",
-            "model=two_level_group_binomial",
-            "fit.samples=100",
-            "fit.warmup=100",
-            "fit.prior_samples=0",
-            f"hydra.sweep.dir={workdir}/multirun",
-            "-m",
-        ],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    done = run_hibayes(workdir, "model=two_level_group_binomial", "fit.samples=100",
+                       "fit.warmup=100", "fit.prior_samples=0",
+                       f"hydra.sweep.dir={workdir}/multirun", "-m",
+                       env={"MLFLOW_TRACKING_URI": server.uri})
     assert done.returncode == 0, done.stderr[-3000:]
     client = server.client()
     experiment = client.get_experiment_by_name("hibayes")

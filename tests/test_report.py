@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import CHROMIUM, CHROMIUM_FLAGS
 
 from hibayes.comparison import compare_fits
 from hibayes.data import example_path, features_from_config
@@ -19,18 +20,6 @@ from hibayes.inference import FitSettings, fit_model, save_idata
 from hibayes.model import get_model
 from hibayes.report import FitRecord, swept_parameter, write_sweep_report
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-]
 KEY = "model.prior_sigma_group_scale"
 
 
@@ -203,7 +192,9 @@ def test_report_renders_in_headless_chromium(sweep, tmp_path):
     done = subprocess.run(
         [
             str(CHROMIUM),
+            "--headless",
             *CHROMIUM_FLAGS,
+            "--hide-scrollbars",
             f"--user-data-dir={tmp_path / 'profile'}",
             "--window-size=1280,3600",
             f"--screenshot={shot}",
