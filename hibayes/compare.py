@@ -319,4 +319,6 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    main()
+    from .process_exit import run_then_exit
+
+    run_then_exit(main)

@@ -322,6 +322,7 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
             "hibayes.converged": "yes" if metrics["converged"] == 1.0 else "no",
             "hibayes.problems": "; ".join(problems) or "none",
             "hibayes.structure_key": result.program.structure_key,
+            "hibayes.likelihood_rows": _likelihood_rows(result.program),
         })
         tracker.log_artifacts(run_id, out_dir)
         interrupts.check()  # a signal the fit has not acted on yet: not FINISHED
@@ -348,6 +349,14 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
         if interrupted or sweep is None:
             raise
         return outcome
+
+
+def _likelihood_rows(program: Any) -> str:
+    """How many rows the likelihood visited, for the run's tags."""
+    rows = program.rows
+    if rows is None:
+        return "all"
+    return f"{rows.n_unique} distinct of {rows.n_rows} (fit.collapse_identical_rows)"
 
 
 def _opened_run(opening: Any) -> tuple[Any, str]:
@@ -428,4 +437,6 @@ def _single_fit(cfg: DictConfig) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    from .process_exit import run_then_exit
+
+    run_then_exit(main)

@@ -113,4 +113,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .process_exit import run_then_exit
+
+    run_then_exit(main)

@@ -6,10 +6,11 @@ Every case runs in a fresh process; each number is the median of --repeats runs.
    through ``python -m hibayes.fit``: cold and warm JAX compile cache;
 2. an eight-value prior sweep of the same model through ``python -m hibayes.fit -m``,
    against eight independent fresh-process fits;
-3. the ordered-logistic model at 20k, 50k and 200k rows (2 chains x (500 + 500));
+3. the ordered-logistic model at 20k, 50k and 200k rows (2 chains x (500 + 500)),
+   identical rows collapsed as its config does, and per row up to --per-row-max;
 4. the same models written as plain NumPyro by hand (the baseline for 1 and 3).
 
-    python scripts/bench_fit.py [--repeats 3] [--rows 20000,50000,200000] [--quick]
+    python scripts/bench_fit.py [--repeats 3] [--rows 20000,50000,200000] [--cases 1,2,3]
 """
 
 from __future__ import annotations
@@ -152,6 +153,7 @@ HIBAYES_ORDINAL = textwrap.dedent('''
     d.update(num_grader=4, num_llm=5)
     r = fit_model(get_model("ordered_logistic_model"), d, {"main_effects": ["grader", "llm"]},
                   FitSettings(samples=500, warmup=500, chains=2, dense_mass=True,
+                              collapse_identical_rows=sys.argv[3] == "collapse",
                               prior_samples=0, posterior_predictive_samples=100))
     m = diagnose(r.idata)
     print(json.dumps({"compile": r.timings["compile"], "run": r.timings["sampling"],
@@ -180,6 +182,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rows", default="20000,50000,200000")
     parser.add_argument("--cases", default="1,2,3")
+    parser.add_argument("--per-row-max", type=int, default=20000,
+                        help="also time the per-row likelihood up to this many rows")
     args = parser.parse_args()
     cases = set(args.cases.split(","))
     work = Path(tempfile.mkdtemp(prefix="hibayes-bench-"))
@@ -250,14 +254,20 @@ def main() -> None:
             np.savez(arrays, **ordinal_arrays(rows))
             script = work / "hibayes_ordinal.py"
             script.write_text(HIBAYES_ORDINAL)
-            res = []
-            for i in range(args.repeats):
-                wall, text = run([PY, str(script), str(arrays), str(work / "ord-cache")], work)
-                res.append({"wall": wall, **last_json(text)})
-            add("3", f"hibayes ordinal {rows} rows (steps {med([r['steps'] for r in res]):.0f})",
-                compile_s=med([r["compile"] for r in res]), sampling_s=med([r["run"] for r in res]),
-                total_s=med([r["wall"] for r in res]), ess_min=med([r["ess_bulk_min"] for r in res]),
-                ess_per_s=med([r["ess_bulk_min"] / r["wall"] for r in res]))
+            # The shipped config collapses identical rows; per-row likelihood for contrast.
+            for mode in ("collapse", "per-row") if rows <= args.per_row_max else ("collapse",):
+                res = []
+                for i in range(args.repeats):
+                    wall, text = run([PY, str(script), str(arrays), str(work / "ord-cache"),
+                                      mode], work)
+                    res.append({"wall": wall, **last_json(text)})
+                add("3", f"hibayes ordinal {rows} rows, {mode} "
+                    f"(steps {med([r['steps'] for r in res]):.0f})",
+                    compile_s=med([r["compile"] for r in res]),
+                    sampling_s=med([r["run"] for r in res]),
+                    total_s=med([r["wall"] for r in res]),
+                    ess_min=med([r["ess_bulk_min"] for r in res]),
+                    ess_per_s=med([r["ess_bulk_min"] / r["wall"] for r in res]))
             if rows <= 20000:
                 script = work / "plain_ordinal.py"
                 script.write_text(PLAIN_ORDINAL)

@@ -44,6 +44,7 @@ def test_single_fit_is_one_complete_run(tmp_path):
                 "arviz_version", "mlflow_version", "jax_platform"):
         assert tag in run.data.tags, tag
     assert run.data.tags["hibayes.chain_method"] == "parallel"
+    assert run.data.tags["hibayes.likelihood_rows"] == "all"  # one row per group: nothing repeats
     files = artifact_paths(tmp_path, run.info.run_id)
     assert ARTIFACTS | PLOTS <= files
     inputs = client(tmp_path).get_run(run.info.run_id).inputs.dataset_inputs

@@ -53,6 +53,15 @@ def _posterior_predictive_draws(
     return {k: v.reshape((total,) + v.shape[2:])[idx] for k, v in samples.items()}, False
 
 
+def _log_likelihood(fn: Callable, latent: dict, program: Program) -> np.ndarray:
+    """Pointwise log-likelihood, one entry per data row even when rows were collapsed."""
+    if program.rows is None:
+        return np.asarray(fn(latent, program.arrays, program.hyper))
+    # Identical rows have identical terms: compute each once, copy it to every row.
+    unique = np.asarray(fn(latent, program.rows.arrays, program.hyper))
+    return program.rows.expand(unique, axis=2)
+
+
 def fit_model(
     factory: ModelFactory,
     features: Mapping[str, Any],
@@ -74,11 +83,15 @@ def fit_model(
     settings = settings or FitSettings()
     say = progress or (lambda message: None)
     start = time.perf_counter()
-    program = build_program(factory, features, hyperparameters)
+    program = build_program(factory, features, hyperparameters,
+                            collapse_identical_rows=settings.collapse_identical_rows)
     rng_key = jax.random.PRNGKey(int(settings.seed))
     sample_key, ppc_key, prior_key = jax.random.split(rng_key, 3)
     chain_keys = jax.random.split(sample_key, settings.chains)
 
+    if program.rows is not None:
+        say(f"likelihood over {program.rows.n_unique} distinct rows standing for "
+            f"{program.rows.n_rows} (fit.collapse_identical_rows)")
     say("compiling the sampler (reused when cached)")
     sampler = get_sampler(program, settings, chain_keys)
     say(
@@ -87,7 +100,7 @@ def fit_model(
         + (f"; compiled in {sampler.compile_s:.1f} s" if sampler.compile_s else "; compiled sampler reused")
     )
     t0 = time.perf_counter()
-    samples, extras = sampler.run_fn(chain_keys, program.arrays, program.hyper)
+    samples, extras = sampler.run_fn(chain_keys, program.sampled_arrays, program.hyper)
     samples, extras = to_numpy(jax.block_until_ready((samples, extras)))
     sampling_s = time.perf_counter() - t0
 
@@ -95,7 +108,7 @@ def fit_model(
     t1 = time.perf_counter()
     fns = predictive_fns(program)
     latent = {k: samples[k] for k in program.sites.latent}
-    loglik = np.asarray(fns["log_likelihood"](latent, program.arrays, program.hyper))
+    loglik = _log_likelihood(fns["log_likelihood"], latent, program)
     rng = np.random.default_rng(int(settings.seed))
     ppc_samples, _ = _posterior_predictive_draws(
         latent, settings.chains, settings.samples, settings.posterior_predictive_samples, rng
@@ -130,6 +143,7 @@ def fit_model(
             "chain_method": sampler.chain_method,
             "jax_platform": jax_platform(),
             "inference_library": "numpyro",
+            "likelihood_rows": program.rows.n_unique if program.rows else int(np.shape(observed)[0]),
         },
     )
     predictive_s = time.perf_counter() - t1

@@ -22,6 +22,7 @@ import numpyro
 from numpyro.handlers import seed, trace
 
 from ..model import ModelError, ModelFactory, bind_hyperparameters
+from .collapse import ROW_WEIGHTS, RowCollapse, WeightObs, collapse_rows, per_row_arrays
 
 __all__ = ["Program", "build_program", "SiteInfo"]
 
@@ -46,8 +47,9 @@ class Program:
     """A model ready to compile: static parts fixed, traced parts as arguments.
 
     :param name: registered model name.
-    :param fn: NumPyro program ``fn(arrays, hyper)``.
-    :param arrays: array features (traced).
+    :param fn: NumPyro program ``fn(arrays, hyper)``; ``arrays`` holding
+        :data:`ROW_WEIGHTS` weight the ``obs`` site's rows.
+    :param arrays: array features (traced), one entry per data row.
     :param hyper: numeric hyperparameters (traced, as float32 scalars); empty
         when the model needs them as Python constants.
     :param hyperparameters: every bound factory argument, for the record.
@@ -62,6 +64,16 @@ class Program:
     hyperparameters: dict[str, Any]
     structure_key: str
     sites: SiteInfo = field(repr=False)
+    rows: RowCollapse | None = field(default=None, repr=False)
+
+    @property
+    def sampled_arrays(self) -> dict[str, np.ndarray]:
+        """What the sampler reads: the unique rows and their weights when collapsed."""
+        return _sampled(self.arrays, self.rows)
+
+
+def _sampled(arrays: dict[str, np.ndarray], rows: RowCollapse | None) -> dict[str, np.ndarray]:
+    return arrays if rows is None else {**rows.arrays, ROW_WEIGHTS: rows.weights}
 
 
 def _is_traceable_number(key: str, value: Any) -> bool:
@@ -103,7 +115,13 @@ def _digest(payload: Any) -> str:
 def _make_fn(factory: ModelFactory, static_hyper: dict, static_features: dict) -> Callable:
     def program(arrays: Mapping[str, Any], hyper: Mapping[str, Any]) -> None:
         inner = factory(**static_hyper, **hyper)
-        inner({**static_features, **arrays})
+        features = {**static_features, **arrays}
+        weights = features.pop(ROW_WEIGHTS, None)
+        if weights is None:
+            inner(features)
+        else:
+            with WeightObs(weights):
+                inner(features)
 
     return program
 
@@ -176,12 +194,16 @@ def build_program(
     factory: ModelFactory,
     features: Mapping[str, Any],
     hyperparameters: Mapping[str, Any] | None = None,
+    collapse_identical_rows: bool = False,
 ) -> Program:
     """Bind hyperparameters, split traced from static parts, check the program.
 
     :param factory: a ``@model``-decorated factory.
     :param features: the features dict (arrays and ints) the program reads.
     :param hyperparameters: factory keyword arguments; defaults fill the rest.
+    :param collapse_identical_rows: sample from the distinct rows, weighted (see
+        :mod:`hibayes.inference.collapse`); skipped when no row repeats or when
+        a latent or deterministic site has one entry per row.
     :raises ModelError: unknown arguments, invalid prior values, missing
         features or a program without an ``obs`` site, all before sampling.
     """
@@ -197,6 +219,7 @@ def build_program(
         # The model branches on a hyperparameter in Python: compile per value.
         static_hyper, hyper = values, {}
         fn = _make_fn(factory, static_hyper, static_features)
+    rows = _collapsed(arrays, sites) if collapse_identical_rows else None
     origin = factory.builder.__module__ + ":" + factory.builder.__qualname__
     code = getattr(factory.builder, "__code__", None)
     structure_key = _digest(
@@ -206,7 +229,7 @@ def build_program(
             "static_hyper": static_hyper,
             "traced": sorted(hyper),
             "static_features": static_features,
-            "arrays": {k: [list(v.shape), str(v.dtype)] for k, v in arrays.items()},
+            "arrays": {k: [list(v.shape), str(v.dtype)] for k, v in _sampled(arrays, rows).items()},
         }
     )
     return Program(
@@ -217,4 +240,18 @@ def build_program(
         hyperparameters=values,
         structure_key=structure_key,
         sites=sites,
+        rows=rows,
     )
+
+
+def _collapsed(arrays: dict, sites: SiteInfo) -> RowCollapse | None:
+    """The collapsed rows, or ``None`` where collapsing would change the model or gain nothing."""
+    if "obs" not in arrays:
+        return None
+    n_rows = arrays["obs"].shape[0]
+    per_row_sites = [name for name in (*sites.latent, *sites.deterministic)
+                     if sites.shapes[name][:1] == (n_rows,)]
+    if per_row_sites or not per_row_arrays(arrays):
+        return None  # e.g. one latent effect per row: its draws must stay per row
+    rows = collapse_rows(arrays)
+    return rows if rows.n_unique < n_rows else None

@@ -123,18 +123,18 @@ def get_sampler(
         devices = jax.local_devices()[: settings.chains]
         compiled = (
             jax.pmap(one_chain, in_axes=(0, None, None), devices=devices)
-            .lower(chain_keys, program.arrays, program.hyper)
+            .lower(chain_keys, program.sampled_arrays, program.hyper)
             .compile()
         )
         run_fn = compiled
     elif method == "vectorized":
         run_fn = (
             jax.jit(jax.vmap(one_chain, in_axes=(0, None, None)))
-            .lower(chain_keys, program.arrays, program.hyper)
+            .lower(chain_keys, program.sampled_arrays, program.hyper)
             .compile()
         )
     else:
-        single = jax.jit(one_chain).lower(chain_keys[0], program.arrays, program.hyper).compile()
+        single = jax.jit(one_chain).lower(chain_keys[0], program.sampled_arrays, program.hyper).compile()
 
         def run_fn(keys: jax.Array, arrays: dict, hyper: dict) -> tuple[dict, dict]:
             outs = [single(k, arrays, hyper) for k in keys]

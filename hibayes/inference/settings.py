@@ -29,6 +29,9 @@ class FitSettings:
     :param chain_method: one of :data:`CHAIN_METHODS`; ``auto`` picks parallel
         chains on CPU when there are enough devices, vectorized on GPU.
     :param dense_mass: adapt a dense mass matrix instead of a diagonal one.
+    :param collapse_identical_rows: let the likelihood visit each distinct data row
+        once, weighted by how often it occurs (exact for models whose rows are
+        independent given the parameters; see :mod:`hibayes.inference.collapse`).
     :param prior_samples: draws of the prior and prior predictive (0: skip).
     :param posterior_predictive_samples: posterior draws pushed through the
         likelihood (``None``: all of them).
@@ -43,6 +46,7 @@ class FitSettings:
     init_strategy: str = "median"
     chain_method: str = "auto"
     dense_mass: bool = False
+    collapse_identical_rows: bool = False
     prior_samples: int = 500
     posterior_predictive_samples: int | None = None
 
