@@ -65,7 +65,7 @@ def write_fit_outputs(
     if plots:
         from .plots import save_fit_plots  # matplotlib only when plots are wanted
 
-        written.extend(save_fit_plots(idata, out_dir / "plots"))
+        written.extend(save_fit_plots(idata, out_dir / "plots", loo=criteria.loo))
     return written
 
 

@@ -296,7 +296,9 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
         result = fit_model(spec.factory, data.features, spec.hyperparameters, settings,
                            data.coords, progress=lambda msg: _progress(prefix, name, msg))
         t_post = time.perf_counter()
-        summary, criteria = summarize(result.idata), information_criteria(result.idata)
+        rows = result.program.rows
+        summary = summarize(result.idata)
+        criteria = information_criteria(result.idata, rows.inverse if rows else None)
         metrics = diagnose(result.idata, limits, summary=summary, criteria=criteria)
         problems = convergence_failures(metrics, limits)
         write_fit_outputs(result.idata, metrics, out_dir, summary=summary, criteria=criteria)

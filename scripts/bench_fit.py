@@ -146,7 +146,7 @@ HIBAYES_ORDINAL = textwrap.dedent('''
     import numpy as np
     from hibayes.runtime import configure_compilation_cache
     from hibayes.inference import FitSettings, fit_model
-    from hibayes.diagnostics import diagnose
+    from hibayes.diagnostics import diagnose, information_criteria
     from hibayes.model import get_model
     configure_compilation_cache(sys.argv[2])
     d = dict(np.load(sys.argv[1]))
@@ -155,7 +155,8 @@ HIBAYES_ORDINAL = textwrap.dedent('''
                   FitSettings(samples=500, warmup=500, chains=2, dense_mass=True,
                               collapse_identical_rows=sys.argv[3] == "collapse",
                               prior_samples=0, posterior_predictive_samples=100))
-    m = diagnose(r.idata)
+    rows = r.program.rows  # what python -m hibayes.fit does: LOO per distinct row
+    m = diagnose(r.idata, criteria=information_criteria(r.idata, rows.inverse if rows else None))
     print(json.dumps({"compile": r.timings["compile"], "run": r.timings["sampling"],
                       "ess_bulk_min": m["ess_bulk_min"], "rhat_max": m["rhat_max"],
                       "steps": float(r.idata.sample_stats.n_steps.mean()),
@@ -257,7 +258,7 @@ def main() -> None:
             # The shipped config collapses identical rows; per-row likelihood for contrast.
             for mode in ("collapse", "per-row") if rows <= args.per_row_max else ("collapse",):
                 res = []
-                for i in range(args.repeats):
+                for _ in range(args.repeats):
                     wall, text = run([PY, str(script), str(arrays), str(work / "ord-cache"),
                                       mode], work)
                     res.append({"wall": wall, **last_json(text)})
@@ -272,7 +273,7 @@ def main() -> None:
                 script = work / "plain_ordinal.py"
                 script.write_text(PLAIN_ORDINAL)
                 res = []
-                for i in range(args.repeats):
+                for _ in range(args.repeats):
                     wall, text = run([PY, str(script), str(arrays)], work)
                     res.append({"wall": wall, **last_json(text)})
                 add("4", f"plain NumPyro ordinal {rows} rows (steps "

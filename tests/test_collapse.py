@@ -12,6 +12,7 @@ import pytest
 from numpyro.infer.util import log_density
 
 from hibayes.data import example_path, features_from_config
+from hibayes.diagnostics import information_criteria
 from hibayes.inference import FitSettings, fit_model
 from hibayes.inference.collapse import collapse_rows
 from hibayes.inference.program import build_program
@@ -92,8 +93,25 @@ def test_collapsed_fit_has_the_same_posterior_and_per_row_outputs(grader_data):
                                           batch_ndims=2)["obs"]
     np.testing.assert_allclose(idata.log_likelihood["obs"].values, np.asarray(direct),
                                rtol=1e-5, atol=1e-5)
-    # Same posterior: means within 5 combined MCSE, sds within 15%.
+    # LOO and WAIC over distinct rows equal ArviZ's over every row.
     import arviz as az
+
+    loo, waic = information_criteria(idata, collapsed.program.rows.inverse)
+    ref_loo, ref_waic = az.loo(idata, pointwise=True), az.waic(idata, pointwise=True)
+    assert list(loo.index) == list(ref_loo.index) and list(waic.index) == list(ref_waic.index)
+    for key in ("elpd_loo", "se", "p_loo"):
+        np.testing.assert_allclose(loo[key], ref_loo[key], rtol=1e-5)
+    for key in ("elpd_waic", "se", "p_waic"):
+        np.testing.assert_allclose(waic[key], ref_waic[key], rtol=1e-5)
+    for key in ("n_data_points", "n_samples", "warning", "good_k", "scale"):
+        assert loo[key] == ref_loo[key], key
+    np.testing.assert_allclose(loo.loo_i.values, ref_loo.loo_i.values, rtol=1e-6)
+    np.testing.assert_allclose(loo.pareto_k.values, ref_loo.pareto_k.values, rtol=1e-6)
+    np.testing.assert_allclose(waic.waic_i.values, ref_waic.waic_i.values, rtol=1e-6)
+    assert loo.loo_i.dims == ref_loo.loo_i.dims
+    np.testing.assert_array_equal(loo.loo_i[loo.loo_i.dims[0]], ref_loo.loo_i[loo.loo_i.dims[0]])
+
+    # Same posterior: means within 5 combined MCSE, sds within 15%.
 
     names = ["intercept", "cutpoints", "grader_effects", "llm_effects"]
     ref = az.summary(reference.idata, var_names=names, round_to="none")

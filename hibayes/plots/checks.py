@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import arviz as az
 import numpy as np
@@ -142,17 +143,20 @@ def plot_ppc(idata: az.InferenceData) -> Figure:
     return fig
 
 
-def plot_pareto_k(idata: az.InferenceData) -> Figure:
+def plot_pareto_k(idata: az.InferenceData, loo: Any = None) -> Figure:
     """PSIS-LOO Pareto k of each observation, with both reliability thresholds.
 
     Lines mark k = 0.7 and the sample-size threshold ``min(1 - 1/log10(S), 0.7)``.
+
+    :param loo: pointwise ``az.loo`` of ``idata`` if already computed.
     """
     if "log_likelihood" not in idata.groups():
         raise ValueError(
             "no log_likelihood group: Pareto k needs pointwise log-likelihood"
         )
-    with _quiet():
-        loo = az.loo(idata, pointwise=True)
+    if loo is None:
+        with _quiet():
+            loo = az.loo(idata, pointwise=True)
     khat = np.asarray(loo.pareto_k.values)
     n_draws = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
     good_k = min(1 - 1 / np.log10(n_draws), 0.7)

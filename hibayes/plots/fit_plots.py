@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import arviz as az
 from matplotlib.figure import Figure
@@ -104,19 +106,21 @@ FIT_PLOTS: dict[str, Callable[[az.InferenceData], Figure]] = {
 
 
 def save_fit_plots(
-    idata: az.InferenceData, out_dir: str | Path, dpi: int = 100
+    idata: az.InferenceData, out_dir: str | Path, dpi: int = 100, loo: Any = None
 ) -> list[Path]:
     """Write ``trace.png``, ``forest.png``, ``ppc.png``, ``pareto_k.png`` to a folder.
 
     A plot that cannot be drawn (no log-likelihood, no predictive draws...) is
     skipped with a logged warning; this function never raises for one.
 
+    :param loo: the fit's pointwise PSIS-LOO, if computed already (else recomputed).
     :return: the files written, in the order above.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, plot_fn in FIT_PLOTS.items():
+    plot_fns = {**FIT_PLOTS, "pareto_k": functools.partial(plot_pareto_k, loo=loo)}
+    for name, plot_fn in plot_fns.items():
         path = out_dir / f"{name}.png"
         try:
             with _quiet():
