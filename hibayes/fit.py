@@ -321,6 +321,7 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
         tracker.log_metrics(run_id, metrics)
         tracker.set_tags(run_id, {
             "hibayes.chain_method": result.chain_method,
+            "hibayes.precision": result.precision,
             "hibayes.converged": "yes" if metrics["converged"] == 1.0 else "no",
             "hibayes.problems": "; ".join(problems) or "none",
             "hibayes.structure_key": result.program.structure_key,

@@ -12,7 +12,8 @@ import re
 import sys
 from pathlib import Path
 
-__all__ = ["configure_host_devices", "configure_compilation_cache", "jax_platform"]
+__all__ = ["configure_host_devices", "configure_compilation_cache", "jax_platform",
+           "use_float_precision", "float_precision"]
 
 _DEVICE_FLAG = "--xla_force_host_platform_device_count"
 
@@ -77,6 +78,22 @@ def configure_compilation_cache(cache_dir: str | Path | None = None) -> Path | N
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return path
+
+
+def use_float_precision(precision: str) -> None:
+    """Make JAX compute in ``float32`` or ``float64`` from here on (process-wide)."""
+    import jax
+
+    if precision not in ("float32", "float64"):
+        raise ValueError(f"precision must be float32 or float64, got {precision!r}")
+    jax.config.update("jax_enable_x64", precision == "float64")
+
+
+def float_precision() -> str:
+    """The precision JAX computes in now: ``float32`` or ``float64``."""
+    import jax
+
+    return "float64" if jax.config.jax_enable_x64 else "float32"
 
 
 def jax_platform() -> str:

@@ -144,7 +144,8 @@ HIBAYES_ORDINAL = textwrap.dedent('''
     import sys, time, json
     t0 = time.perf_counter()
     import numpy as np
-    from hibayes.runtime import configure_compilation_cache
+    from hibayes.runtime import configure_compilation_cache, configure_host_devices
+    configure_host_devices()  # as python -m hibayes.fit does: chains in parallel
     from hibayes.inference import FitSettings, fit_model
     from hibayes.diagnostics import diagnose, information_criteria
     from hibayes.model import get_model
@@ -152,7 +153,7 @@ HIBAYES_ORDINAL = textwrap.dedent('''
     d = dict(np.load(sys.argv[1]))
     d.update(num_grader=4, num_llm=5)
     r = fit_model(get_model("ordered_logistic_model"), d, {"main_effects": ["grader", "llm"]},
-                  FitSettings(samples=500, warmup=500, chains=2, dense_mass=True,
+                  FitSettings(samples=500, warmup=500, chains=int(sys.argv[4]), dense_mass=True,
                               collapse_identical_rows=sys.argv[3] == "collapse",
                               prior_samples=0, posterior_predictive_samples=100))
     rows = r.program.rows  # what python -m hibayes.fit does: LOO per distinct row
@@ -183,6 +184,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rows", default="20000,50000,200000")
     parser.add_argument("--cases", default="1,2,3")
+    parser.add_argument("--chains", type=int, default=2, help="chains of case 3")
     parser.add_argument("--per-row-max", type=int, default=20000,
                         help="also time the per-row likelihood up to this many rows")
     args = parser.parse_args()
@@ -260,9 +262,9 @@ def main() -> None:
                 res = []
                 for _ in range(args.repeats):
                     wall, text = run([PY, str(script), str(arrays), str(work / "ord-cache"),
-                                      mode], work)
+                                      mode, str(args.chains)], work)
                     res.append({"wall": wall, **last_json(text)})
-                add("3", f"hibayes ordinal {rows} rows, {mode} "
+                add("3", f"hibayes ordinal {rows} rows, {args.chains} chains, {mode} "
                     f"(steps {med([r['steps'] for r in res]):.0f})",
                     compile_s=med([r["compile"] for r in res]),
                     sampling_s=med([r["run"] for r in res]),

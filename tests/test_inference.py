@@ -99,6 +99,7 @@ def test_netcdf_round_trip(fitted, tmp_path):
         ("chains", -1, "fit.chains must be > 0"),
         ("target_accept", 1.5, "fit.target_accept must be in"),
         ("init_strategy", "zero", "fit.init_strategy must be one of"),
+        ("precision", "float16", "fit.precision must be one of"),
     ],
 )
 def test_bad_settings_are_refused(key, value, message):
@@ -109,3 +110,34 @@ def test_bad_settings_are_refused(key, value, message):
 def test_unknown_setting_is_refused():
     with pytest.raises(FitSettingsError, match=r"unknown fit setting\(s\) \['num_sample'\]"):
         FitSettings.from_mapping({"num_sample": 10})
+
+
+def test_auto_precision_is_float64_only_for_large_data():
+    from hibayes.inference.settings import FLOAT64_ABOVE_ROWS
+
+    auto = FitSettings()
+    assert auto.resolved_precision(600) == "float32"
+    assert auto.resolved_precision(FLOAT64_ABOVE_ROWS) == "float32"
+    assert auto.resolved_precision(FLOAT64_ABOVE_ROWS + 1) == "float64"
+    assert FitSettings(precision="float64").resolved_precision(10) == "float64"
+    assert FitSettings(precision="float32").resolved_precision(10**7) == "float32"
+
+
+def test_float64_fit_samples_in_float64_and_compiles_its_own_sampler(fitted, group_data, quick):
+    from hibayes.runtime import float_precision, use_float_precision
+
+    features, coords, _ = group_data
+    try:
+        wide = fit_model(get_model("simplified_group_binomial_exponential"), features, None,
+                         dataclasses.replace(quick, precision="float64"), coords)
+    finally:
+        use_float_precision("float32")  # process-wide: later tests expect the default
+    assert wide.precision == "float64" and fitted.precision == "float32"
+    assert wide.idata.posterior["group_effects"].dtype == np.float64
+    assert fitted.idata.posterior["group_effects"].dtype == np.float32
+    assert wide.idata.posterior.attrs["precision"] == "float64"
+    assert wide.idata.log_likelihood["obs"].dtype == np.float32  # stored compactly either way
+    assert wide.program.structure_key != fitted.program.structure_key
+    np.testing.assert_allclose(wide.idata.posterior["group_effects"].mean(),
+                               fitted.idata.posterior["group_effects"].mean(), atol=0.15)
+    assert float_precision() == "float32"

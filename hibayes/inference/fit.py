@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from ..model import ModelFactory
-from ..runtime import jax_platform
+from ..runtime import jax_platform, use_float_precision
 from .idata import build_idata, sample_stats_from_extras
 from .program import Program, build_program
 from .sampler import get_sampler, predictive_fns, to_numpy
@@ -31,6 +31,7 @@ class FitResult:
     :param program: the program that was sampled.
     :param settings: the sampler settings used.
     :param chain_method: how the chains actually ran.
+    :param precision: what JAX computed in, ``float32`` or ``float64``.
     :param timings: seconds: ``compile``, ``sampling``, ``predictive``, ``total``.
     """
 
@@ -38,6 +39,7 @@ class FitResult:
     program: Program
     settings: FitSettings
     chain_method: str
+    precision: str = "float32"
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -55,10 +57,12 @@ def _posterior_predictive_draws(
 
 def _log_likelihood(fn: Callable, latent: dict, program: Program) -> np.ndarray:
     """Pointwise log-likelihood, one entry per data row even when rows were collapsed."""
+    # float32 whatever the sampling precision: pointwise terms are O(1) to O(10),
+    # and at a million rows x 2000 draws float64 would double an 8 GB array.
     if program.rows is None:
-        return np.asarray(fn(latent, program.arrays, program.hyper))
+        return np.asarray(fn(latent, program.arrays, program.hyper), dtype=np.float32)
     # Identical rows have identical terms: compute each once, copy it to every row.
-    unique = np.asarray(fn(latent, program.rows.arrays, program.hyper))
+    unique = np.asarray(fn(latent, program.rows.arrays, program.hyper), dtype=np.float32)
     return program.rows.expand(unique, axis=2)
 
 
@@ -83,6 +87,10 @@ def fit_model(
     settings = settings or FitSettings()
     say = progress or (lambda message: None)
     start = time.perf_counter()
+    obs = features.get("obs")
+    n_rows = int(np.shape(obs)[0]) if np.ndim(obs) else 1
+    precision = settings.resolved_precision(n_rows)
+    use_float_precision(precision)  # before any array of this fit is made
     program = build_program(factory, features, hyperparameters,
                             collapse_identical_rows=settings.collapse_identical_rows)
     rng_key = jax.random.PRNGKey(int(settings.seed))
@@ -142,6 +150,7 @@ def fit_model(
             "fit_settings": settings.as_dict(),
             "chain_method": sampler.chain_method,
             "jax_platform": jax_platform(),
+            "precision": precision,
             "inference_library": "numpyro",
             "likelihood_rows": program.rows.n_unique if program.rows else int(np.shape(observed)[0]),
         },
@@ -153,4 +162,4 @@ def fit_model(
         "predictive": predictive_s,
         "total": time.perf_counter() - start,
     }
-    return FitResult(idata, program, settings, sampler.chain_method, timings)
+    return FitResult(idata, program, settings, sampler.chain_method, precision, timings)

@@ -229,6 +229,7 @@ def build_program(
             "static_hyper": static_hyper,
             "traced": sorted(hyper),
             "static_features": static_features,
+            "x64": bool(jax.config.jax_enable_x64),  # float64 sampling compiles anew
             "arrays": {k: [list(v.shape), str(v.dtype)] for k, v in _sampled(arrays, rows).items()},
         }
     )
