@@ -6,7 +6,8 @@ config -> data -> features -> model -> inference -> diagnostics -> outputs ->
 tracking. Every fit is one MLflow run; a failure ends it as FAILED with its
 traceback, an interrupt as KILLED. Outputs are written to the job directory before
 they are uploaded, and what a failing store did not take waits in the job's
-``upload_pending.json`` for ``python -m hibayes.sync`` (:mod:`hibayes.pending`).
+``upload_pending.json`` for ``python -m hibayes.sync`` (:mod:`hibayes.pending`);
+the MLflow side of this lives in :mod:`hibayes.fit_run`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,15 @@ import hydra
 from omegaconf import DictConfig
 
 from . import interrupts
+from .fit_run import (
+    fail_fast,
+    open_run,
+    opened_run,
+    record_failure,
+    run_params,
+    settle_uploads,
+    store_tracker,
+)
 
 log = logging.getLogger("hibayes.fit")
 
@@ -101,97 +111,11 @@ def run_name(model_name: str, tag: str | None, overrides: list[str]) -> str:
     return " ".join(parts)
 
 
-def _store_tracker(cfg: DictConfig) -> Any:
-    """The tracker the config asks for; nothing is contacted yet."""
-    from .tracking import MlflowTracker, NullTracker
-
-    section = cfg.get("tracking")
-    if section is None or not section.get("enabled", True):
-        return NullTracker()
-    return MlflowTracker(
-        uri=section.get("uri"),
-        experiment=section.get("experiment") or "hibayes",
-        artifact_location=section.get("artifact_location"),
-    )
 
 
-def _open_tracker(cfg: DictConfig, pending_file: Path | None = None, *,
-                  defer_unreachable: bool = False) -> Any:
-    """The config's tracker, its store checked; see :func:`_checked`."""
-    return _checked(_store_tracker(cfg), pending_file, defer_unreachable=defer_unreachable)
 
 
-def _checked(tracker: Any, pending_file: Path | None = None, *,
-             defer_unreachable: bool = False) -> Any:
-    """``tracker`` once its store answered (a TrackingError naming the URI if not).
 
-    With ``pending_file`` the tracker records what the store fails to take there
-    (:mod:`hibayes.pending`) instead of failing the fit; with ``defer_unreachable``
-    an unreachable store does not stop the fit either: everything is recorded for
-    ``python -m hibayes.sync``.
-    """
-    from .pending import DeferringTracker
-    from .tracking import NullTracker, TrackingError
-
-    if isinstance(tracker, NullTracker):
-        return tracker
-    try:
-        tracker.check_reachable()
-    except TrackingError as exc:
-        if pending_file is None or not defer_unreachable:
-            raise
-        from .redaction import scrub_text
-
-        log.warning("%s; fitting anyway, the records go to %s", scrub_text(str(exc)),
-                    pending_file)
-        return DeferringTracker(tracker, pending_file, offline_reason=str(exc))
-    return tracker if pending_file is None else DeferringTracker(tracker, pending_file)
-
-
-def _fail_fast(tracker: Any) -> None:
-    """Refuse an unusable store before any work: SQLite in milliseconds, others fully."""
-    from .tracking import MlflowTracker
-    from .tracking.store import check_sqlite_openable, sqlite_db_path
-
-    if not isinstance(tracker, MlflowTracker):
-        return
-    if sqlite_db_path(tracker.uri) is not None:
-        check_sqlite_openable(tracker.uri)
-    else:
-        tracker.check_reachable()
-
-
-def _open_run(tracker: Any, pending_file: Path, name: str, tags: dict[str, str],
-              parent_run_id: str | None, params: dict[str, str]) -> tuple[Any, str]:
-    """Open the store, start the run and log its params (on a thread, see :func:`fit`)."""
-    from .tracking import provenance_tags
-
-    tracker = _checked(tracker, pending_file, defer_unreachable=True)
-    run_id = tracker.start_run(name, tags={**provenance_tags(), **tags},
-                               parent_run_id=parent_run_id)
-    tracker.log_params(run_id, params)
-    return tracker, run_id
-
-
-def _settle_uploads(tracker: Any, prefix: str) -> str | None:
-    """Send what the store missed if it is back; else say where it waits."""
-    if not getattr(tracker, "pending", False):
-        return None
-    if tracker.flush():
-        log.info("%sthe store is back: every record of this fit arrived", prefix)
-        return None
-    log.error("%snot every record reached %s (%s); the results are on disk: "
-              "python -m hibayes.sync %s", prefix, tracker.uri, tracker.reason,
-              tracker.pending_file.parent)
-    return str(tracker.pending_file)
-
-
-def _params(cfg: DictConfig) -> dict[str, str]:
-    from .config import to_plain
-    from .tracking import flatten_config, redact
-
-    plain = {k: v for k, v in to_plain(cfg).items() if k != "hydra"}
-    return redact(flatten_config(plain))
 
 
 def _summary_line(outcome: FitOutcome, tracker: Any) -> str:
@@ -255,9 +179,9 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
     prefix = f"[job {job.job_num + 1}/{sweep.n_jobs}] " if sweep and job.job_num is not None else ""
     # An unusable store stops a single fit here, before any work. A sweep's job (its
     # parent run exists) records everything for `python -m hibayes.sync` instead.
-    store = _store_tracker(cfg)
+    store = store_tracker(cfg)
     if not (sweep and sweep.parent_run_id):
-        _fail_fast(store)
+        fail_fast(store)
     tags = {
         "hibayes.model": str(cfg.model.get("name")),
         "hibayes.overrides": " ".join(job.overrides),
@@ -274,9 +198,9 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
     # while the data loads and JAX compiles and samples. The run is needed only
     # when the fit has something to log; a store that fails meanwhile leaves the
     # records in upload_pending.json, never the fit undone.
-    params, parent_run_id = _params(cfg), sweep.parent_run_id if sweep else None
+    params, parent_run_id = run_params(cfg), sweep.parent_run_id if sweep else None
     opening = in_background(
-        lambda: _open_run(store, out_dir / PENDING_FILE, name, tags, parent_run_id, params),
+        lambda: open_run(store, out_dir / PENDING_FILE, name, tags, parent_run_id, params),
         "hibayes-open-run")
     outcome = FitOutcome(status="RUNNING", name=name, run_id="", out_dir=str(out_dir))
     tracker = None
@@ -331,7 +255,7 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
         interrupts.check()  # a signal the fit has not acted on yet: not FINISHED
         tracker.end_run(run_id, "FINISHED")
         outcome.status, outcome.metrics, outcome.problems = "FINISHED", metrics, problems
-        outcome.upload_pending = _settle_uploads(tracker, prefix)
+        outcome.upload_pending = settle_uploads(tracker, prefix)
         log.info("%s%s", prefix, _summary_line(outcome, tracker))
         return outcome
     except BaseException as exc:
@@ -341,14 +265,14 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
         outcome.status = "KILLED" if interrupted else "FAILED"
         outcome.error = f"{type(exc).__name__}: {exc}"
         if tracker is None:
-            tracker, outcome.run_id = _opened_run(opening)
+            tracker, outcome.run_id = opened_run(opening)
         if tracker is None:
             write_traceback(exc, out_dir)
         else:
-            _record_failure(tracker, outcome.run_id, exc, out_dir, outcome.status)
+            record_failure(tracker, outcome.run_id, exc, out_dir, outcome.status)
         log.error("%s%s %s: %s", prefix, name, outcome.status, outcome.error)
         if not interrupted and tracker is not None:
-            outcome.upload_pending = _settle_uploads(tracker, prefix)
+            outcome.upload_pending = settle_uploads(tracker, prefix)
         if interrupted or sweep is None:
             raise
         return outcome
@@ -362,40 +286,12 @@ def _likelihood_rows(program: Any) -> str:
     return f"{rows.n_unique} distinct of {rows.n_rows} (fit.collapse_identical_rows)"
 
 
-def _opened_run(opening: Any) -> tuple[Any, str]:
-    """The run the thread opened, waited for; ``(None, "")`` if opening it failed."""
-    try:
-        return opening.result()
-    except (KeyboardInterrupt, SystemExit):  # a second signal: stop waiting for the store
-        interrupts.acknowledge()
-        log.warning("interrupted again: not waiting for the MLflow store to record this")
-    except Exception as exc:  # noqa: BLE001 - the fit's own error matters more
-        log.warning("could not open the run to record the failure: %s", exc)
-    return None, ""
-
 
 def _progress(prefix: str, name: str, message: str) -> None:
     """Log a stage of the fit; a signal received meanwhile is raised here."""
     interrupts.check()
     log.info("%s%s: %s", prefix, name, message)
 
-
-def _record_failure(tracker: Any, run_id: str, exc: BaseException, out_dir: Path,
-                    status: str) -> None:
-    """Best effort: traceback on disk and on the run, run ended with ``status``."""
-    from .artifacts import write_traceback
-
-    path = write_traceback(exc, out_dir)
-    try:
-        tracker.log_artifact(run_id, path)
-        tracker.set_tags(run_id, {"hibayes.error": f"{type(exc).__name__}: {exc}"[:5000]})
-    except Exception as log_exc:  # the store may be why we failed
-        log.warning("could not record the failure on the run: %s", log_exc)
-    finally:
-        try:
-            tracker.end_run(run_id, status)
-        except Exception as end_exc:
-            log.warning("could not mark run %s as %s: %s", run_id, status, end_exc)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

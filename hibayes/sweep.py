@@ -88,7 +88,7 @@ class SweepSession:
     """The parent run of one multirun, from opening to comparison and closing."""
 
     def __init__(self, cfg: DictConfig, jobs: Sequence[Sequence[str]]) -> None:
-        from .fit import _open_tracker
+        from .fit_run import open_tracker
         from .tracking import TrackingError, provenance_tags
 
         self.cfg = cfg
@@ -99,7 +99,7 @@ class SweepSession:
 
         # The store must answer now (no fit has run); later failures are recorded in
         # the sweep dir's upload_pending.json for `python -m hibayes.sync`.
-        self.tracker = _open_tracker(cfg, self.sweep_dir / PENDING_FILE)
+        self.tracker = open_tracker(cfg, self.sweep_dir / PENDING_FILE)
         _warn_sqlite_parallel(cfg, self.tracker)
         name = _sweep_name(cfg, self.jobs)
         tags = {
