@@ -82,8 +82,8 @@ def fail_fast(tracker: Any) -> None:
 
 
 def open_run(tracker: Any, pending_file: Path, name: str, tags: dict[str, str],
-              parent_run_id: str | None, params: dict[str, str]) -> tuple[Any, str]:
-    """Open the store, start the run and log its params (on a thread, see :func:`fit`)."""
+             parent_run_id: str | None, params: dict[str, str]) -> tuple[Any, str]:
+    """Open the store, start the run and log its params (on a thread, see :func:`hibayes.fit.fit`)."""
     from .tracking import provenance_tags
 
     tracker = checked(tracker, pending_file, defer_unreachable=True)
@@ -128,7 +128,7 @@ def opened_run(opening: Any) -> tuple[Any, str]:
 
 
 def record_failure(tracker: Any, run_id: str, exc: BaseException, out_dir: Path,
-                    status: str) -> None:
+                   status: str) -> None:
     """Best effort: traceback on disk and on the run, run ended with ``status``."""
     from .artifacts import write_traceback
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 __all__ = ["configure_host_devices", "configure_compilation_cache", "jax_platform",
-           "use_float_precision", "float_precision"]
+           "use_float_precision"]
 
 _DEVICE_FLAG = "--xla_force_host_platform_device_count"
 
@@ -87,13 +87,6 @@ def use_float_precision(precision: str) -> None:
     if precision not in ("float32", "float64"):
         raise ValueError(f"precision must be float32 or float64, got {precision!r}")
     jax.config.update("jax_enable_x64", precision == "float64")
-
-
-def float_precision() -> str:
-    """The precision JAX computes in now: ``float32`` or ``float64``."""
-    import jax
-
-    return "float64" if jax.config.jax_enable_x64 else "float32"
 
 
 def jax_platform() -> str:

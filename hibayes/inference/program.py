@@ -22,7 +22,7 @@ import numpyro
 from numpyro.handlers import seed, trace
 
 from ..model import ModelError, ModelFactory, bind_hyperparameters
-from .collapse import ROW_WEIGHTS, RowCollapse, WeightObs, collapse_rows, per_row_arrays
+from .collapse import ROW_WEIGHTS, RowCollapse, WeightObs, collapse_rows
 
 __all__ = ["Program", "build_program", "SiteInfo"]
 
@@ -252,7 +252,7 @@ def _collapsed(arrays: dict, sites: SiteInfo) -> RowCollapse | None:
     n_rows = arrays["obs"].shape[0]
     per_row_sites = [name for name in (*sites.latent, *sites.deterministic)
                      if sites.shapes[name][:1] == (n_rows,)]
-    if per_row_sites or not per_row_arrays(arrays):
+    if per_row_sites:
         return None  # e.g. one latent effect per row: its draws must stay per row
     rows = collapse_rows(arrays)
     return rows if rows.n_unique < n_rows else None
