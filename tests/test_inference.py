@@ -49,6 +49,24 @@ def test_posterior_predictive_honours_requested_count(group_data, quick):
     assert result.idata.posterior_predictive["obs"].shape == (1, 37, 8)
 
 
+def test_replicated_data_stay_within_max_predictive_values(group_data, quick):
+    """Every draw unless draws x rows exceed the budget; an explicit count is honoured."""
+    features, coords, _ = group_data  # 8 rows
+    capped = dataclasses.replace(quick, max_predictive_values=8 * 25, prior_samples=100)
+    assert quick.chains * quick.samples > 25
+    assert capped.predictive_draws(8) == (25, 25)
+    roomy = dataclasses.replace(capped, max_predictive_values=8 * quick.chains * quick.samples)
+    assert roomy.predictive_draws(8) == (None, 100)  # every draw fits: none thinned
+    explicit = dataclasses.replace(capped, posterior_predictive_samples=37)
+    assert explicit.predictive_draws(8) == (37, 25)
+    result = fit_model(get_model("simplified_group_binomial_exponential"), features, None,
+                       capped, coords)
+    assert result.idata.posterior_predictive["obs"].shape == (1, 25, 8)
+    assert result.idata.prior_predictive["obs"].shape == (1, 25, 8)
+    with pytest.raises(FitSettingsError, match="fit.max_predictive_values must be > 0"):
+        FitSettings(max_predictive_values=0)
+
+
 def test_same_seed_same_draws_other_seed_other_draws(fitted, group_data, quick):
     features, coords, _ = group_data
     factory = get_model("simplified_group_binomial_exponential")

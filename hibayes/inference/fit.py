@@ -118,17 +118,20 @@ def fit_model(
     latent = {k: samples[k] for k in program.sites.latent}
     loglik = _log_likelihood(fns["log_likelihood"], latent, program)
     rng = np.random.default_rng(int(settings.seed))
-    ppc_samples, _ = _posterior_predictive_draws(
-        latent, settings.chains, settings.samples, settings.posterior_predictive_samples, rng
+    ppc_wanted, prior_draws = settings.predictive_draws(n_rows)
+    if ppc_wanted != settings.posterior_predictive_samples or prior_draws < settings.prior_samples:
+        say(f"{n_rows} rows: {ppc_wanted} posterior predictive and {prior_draws} prior draws "
+            f"(fit.max_predictive_values={settings.max_predictive_values})")
+    ppc_samples, every_draw = _posterior_predictive_draws(
+        latent, settings.chains, settings.samples, ppc_wanted, rng
     )
     ppc = np.asarray(fns["posterior_predictive"](ppc_key, ppc_samples, program.arrays,
                                                  program.hyper))
-    if settings.posterior_predictive_samples is None:
+    if every_draw:
         ppc = ppc.reshape((settings.chains, settings.samples) + ppc.shape[1:])
     prior = None
-    if settings.prior_samples > 0:
-        prior = to_numpy(fns["prior"](prior_key, int(settings.prior_samples),
-                                      program.arrays, program.hyper))
+    if prior_draws > 0:
+        prior = to_numpy(fns["prior"](prior_key, prior_draws, program.arrays, program.hyper))
     observed = program.arrays["obs"] if "obs" in program.arrays else np.asarray(features["obs"])
     constant = {k: v for k, v in program.arrays.items() if k != "obs"}
     constant.update({k: np.asarray(v) for k, v in features.items()

@@ -44,7 +44,10 @@ class FitSettings:
         density lose the precision NUTS needs).
     :param prior_samples: draws of the prior and prior predictive (0: skip).
     :param posterior_predictive_samples: posterior draws pushed through the
-        likelihood (``None``: all of them).
+        likelihood (``None``: all of them, within ``max_predictive_values``).
+    :param max_predictive_values: with ``posterior_predictive_samples: null``,
+        the most replicated values (draws x data rows) to draw; larger data get
+        that many draws' worth, chosen at random. Caps prior predictive draws too.
     """
 
     samples: int = 2000
@@ -60,6 +63,7 @@ class FitSettings:
     precision: str = "auto"
     prior_samples: int = 500
     posterior_predictive_samples: int | None = None
+    max_predictive_values: int = 20_000_000
 
     def __post_init__(self) -> None:
         for name in ("samples", "chains"):
@@ -89,6 +93,10 @@ class FitSettings:
             raise FitSettingsError(
                 f"fit.precision must be one of {PRECISIONS}, got {self.precision!r}"
             )
+        if int(self.max_predictive_values) <= 0:
+            raise FitSettingsError(
+                f"fit.max_predictive_values must be > 0, got {self.max_predictive_values}"
+            )
         pps = self.posterior_predictive_samples
         if pps is not None and int(pps) <= 0:
             raise FitSettingsError(
@@ -111,6 +119,19 @@ class FitSettings:
         if self.precision != "auto":
             return self.precision
         return "float64" if n_rows > FLOAT64_ABOVE_ROWS else "float32"
+
+    def predictive_draws(self, n_rows: int) -> tuple[int | None, int]:
+        """Posterior predictive draws (``None``: every draw) and prior draws for ``n_rows``.
+
+        Per-row replicated data grow as draws x rows: 8000 draws of 200k rows are
+        6.4 GB in memory and in idata.nc, for checks that a few hundred draws serve.
+        """
+        fits = max(1, int(self.max_predictive_values) // max(int(n_rows), 1))
+        wanted = self.posterior_predictive_samples
+        if wanted is None and self.chains * self.samples > fits:
+            wanted = fits
+        prior = min(int(self.prior_samples), fits) if self.prior_samples > 0 else 0
+        return wanted, prior
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict of the settings."""
