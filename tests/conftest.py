@@ -37,6 +37,15 @@ def group_data() -> tuple[dict, dict, np.ndarray]:
 
 
 @pytest.fixture(scope="session")
+def grader_data():
+    """The shipped ordinal grader scores (600 rows, 4 graders x 5 LLMs, classes 0..10)."""
+    from hibayes.data import example_path, features_from_config
+
+    return features_from_config(example_path("grader_scores"), observed="score",
+                                categorical=["grader", "llm"], num_classes=11)
+
+
+@pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
     """A real tracking-only ``mlflow server`` on a free 127.0.0.1 port (tests/server.py)."""
     from server import MlflowServer

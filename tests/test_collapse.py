@@ -10,8 +10,8 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 from numpyro.infer.util import log_density
+from posterior import assert_same_posterior
 
-from hibayes.data import example_path, features_from_config
 from hibayes.diagnostics import information_criteria
 from hibayes.inference import FitSettings, fit_model
 from hibayes.inference.collapse import collapse_rows
@@ -19,12 +19,6 @@ from hibayes.inference.program import build_program
 from hibayes.model import get_model, model
 
 ORDINAL = {"main_effects": ["grader", "llm"]}
-
-
-@pytest.fixture(scope="module")
-def grader_data():
-    return features_from_config(example_path("grader_scores"), observed="score",
-                                categorical=["grader", "llm"], num_classes=11)
 
 
 def test_unique_rows_in_data_order_with_counts_and_the_way_back():
@@ -111,14 +105,8 @@ def test_collapsed_fit_has_the_same_posterior_and_per_row_outputs(grader_data):
     assert loo.loo_i.dims == ref_loo.loo_i.dims
     np.testing.assert_array_equal(loo.loo_i[loo.loo_i.dims[0]], ref_loo.loo_i[loo.loo_i.dims[0]])
 
-    # Same posterior: means within 5 combined MCSE, sds within 15%.
-
-    names = ["intercept", "cutpoints", "grader_effects", "llm_effects"]
-    ref = az.summary(reference.idata, var_names=names, round_to="none")
-    new = az.summary(idata, var_names=names, round_to="none")
-    mcse = np.sqrt(ref["mcse_mean"] ** 2 + new["mcse_mean"] ** 2)
-    assert (np.abs(ref["mean"] - new["mean"]) <= 5 * mcse).all()
-    np.testing.assert_allclose(new["sd"], ref["sd"], rtol=0.15)
+    assert_same_posterior(reference, collapsed,
+                          ["intercept", "cutpoints", "grader_effects", "llm_effects"])
 
 
 @model

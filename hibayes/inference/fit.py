@@ -155,7 +155,7 @@ def fit_model(
             "jax_platform": jax_platform(),
             "precision": precision,
             "inference_library": "numpyro",
-            "likelihood_rows": program.rows.n_unique if program.rows else int(np.shape(observed)[0]),
+            "likelihood_rows": program.rows.n_unique if program.rows else n_rows,
         },
     )
     predictive_s = time.perf_counter() - t1
