@@ -12,9 +12,12 @@ the MLflow side of this lives in :mod:`hibayes.fit_run`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import time
+from concurrent.futures import CancelledError, Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -166,12 +169,14 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
     )
     from .inference import fit_model
     from .pending import PENDING_FILE
-    from .sweep import read_sweep_info
+    from .sweep import in_process_session, read_sweep_info
 
     start = time.perf_counter()
     job = job or JobContext.from_hydra()
     out_dir = job.out_dir
     sweep = read_sweep_info(job.sweep_dir) if job.sweep_dir else None
+    session = in_process_session(job.sweep_dir) if sweep else None
+    plot_worker = session.plot_worker if session else None
     named_by = job.overrides
     if sweep:  # in a sweep, what differs between jobs names them
         named_by = [o for o in job.overrides if o.split("=", 1)[0] in sweep.varying]
@@ -225,7 +230,8 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
         criteria = information_criteria(result.idata, rows.inverse if rows else None)
         metrics = diagnose(result.idata, limits, summary=summary, criteria=criteria)
         problems = convergence_failures(metrics, limits)
-        write_fit_outputs(result.idata, metrics, out_dir, summary=summary, criteria=criteria)
+        write_fit_outputs(result.idata, metrics, out_dir, summary=summary, criteria=criteria,
+                          plots=plot_worker is None)
         timings = {
             "time_compile_s": result.timings["compile"],
             "time_sampling_s": result.timings["sampling"],
@@ -251,11 +257,16 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
             "hibayes.structure_key": result.program.structure_key,
             "hibayes.likelihood_rows": _likelihood_rows(result.program),
         })
-        tracker.log_artifacts(run_id, out_dir)
-        interrupts.check()  # a signal the fit has not acted on yet: not FINISHED
-        tracker.end_run(run_id, "FINISHED")
+        close = functools.partial(_close_run, tracker, run_id, out_dir, metrics, prefix)
+        if plot_worker is None:
+            outcome.upload_pending = close()
+        else:  # the sweep closes the run once the worker has drawn the plots
+            interrupts.check()
+            plots = _plots_elsewhere(plot_worker, result.idata, out_dir, criteria.loo)
+            session.hand_over(str(out_dir), plots,
+                              functools.partial(close, (plots, result.idata, criteria.loo)))
+            session.keep_posterior(str(out_dir), result.idata)
         outcome.status, outcome.metrics, outcome.problems = "FINISHED", metrics, problems
-        outcome.upload_pending = settle_uploads(tracker, prefix)
         log.info("%s%s", prefix, _summary_line(outcome, tracker))
         return outcome
     except BaseException as exc:
@@ -276,6 +287,63 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
         if interrupted or sweep is None:
             raise
         return outcome
+
+
+def _plots_elsewhere(worker: Any, idata: Any, out_dir: Path, loo: Any) -> Future:
+    """The fit's plots, sent to the worker (or drawn here if it cannot take them)."""
+    from .plot_worker import draw_fit_plots
+
+    try:
+        return worker.submit(idata, out_dir / "plots", loo)
+    except Exception as exc:  # noqa: BLE001 - a broken worker must not lose the plots
+        log.warning("plot worker unavailable (%s: %s); drawing the plots here",
+                    type(exc).__name__, exc)
+        drawn: Future = Future()
+        drawn.set_result(draw_fit_plots(idata, out_dir / "plots", loo))
+        return drawn
+
+
+def _close_run(tracker: Any, run_id: str, out_dir: Path, metrics: dict[str, float],
+               prefix: str, drawing: tuple[Future, Any, Any] | None = None,
+               timeout: float | None = None) -> str | None:
+    """Upload the job dir and end the run FINISHED, once its plots are drawn.
+
+    :param drawing: ``(plots, idata, loo)`` when a worker draws the plots: the
+        run waits for them (at most ``timeout`` s) and draws them here if the
+        worker failed or never started them.
+    :return: the pending-upload file if the store missed records, else ``None``.
+    """
+    if drawing is not None:
+        from .artifacts import write_json
+
+        seconds = _plots_drawn(*drawing, out_dir / "plots", timeout, prefix)
+        if seconds is not None:
+            tracker.log_metrics(run_id, {"time_plots_s": seconds})
+            write_json({**metrics, "time_plots_s": seconds}, out_dir / "metrics.json")
+    tracker.log_artifacts(run_id, out_dir)
+    if drawing is None:
+        interrupts.check()  # a signal the fit has not acted on yet: not FINISHED
+    tracker.end_run(run_id, "FINISHED")
+    return settle_uploads(tracker, prefix)
+
+
+def _plots_drawn(plots: Future, idata: Any, loo: Any, plots_dir: Path, timeout: float | None,
+                 prefix: str) -> float | None:
+    """Wait for the worker's plots; draw them here if it cannot. Seconds they took."""
+    from .plot_worker import draw_fit_plots
+
+    try:
+        return plots.result(timeout=timeout)[1]
+    except FutureTimeout:
+        log.warning("%splots for %s not drawn within %.0f s: the run closes without them",
+                    prefix, plots_dir, timeout)
+        return None
+    except CancelledError:  # taken back from the worker's queue by the sweep
+        pass
+    except Exception as exc:  # noqa: BLE001 - the worker died: draw them here
+        log.warning("%splot worker failed (%s: %s); drawing the plots here",
+                    prefix, type(exc).__name__, exc)
+    return draw_fit_plots(idata, plots_dir, loo)[1]
 
 
 def _likelihood_rows(program: Any) -> str:

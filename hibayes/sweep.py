@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,9 +26,25 @@ from . import interrupts
 
 log = logging.getLogger("hibayes.sweep")
 
-__all__ = ["SweepInfo", "SweepSession", "SweepFailed", "read_sweep_info", "SWEEP_FILE"]
+__all__ = ["SweepInfo", "SweepSession", "SweepFailed", "in_process_session", "read_sweep_info",
+           "SWEEP_FILE"]
 
 SWEEP_FILE = ".hibayes_sweep.json"
+
+# An interrupted sweep waits this long for plots in hand before closing their runs.
+ABORT_PLOT_WAIT_S = 30.0
+
+# Posteriors the comparison may take from memory instead of re-reading idata.nc;
+# beyond this many bytes in all it reads them from disk.
+KEEP_POSTERIOR_BYTES = 512 * 2**20
+
+# Sweeps whose jobs run in this process (basic launcher), by sweep directory.
+_IN_PROCESS: dict[str, "SweepSession"] = {}
+
+
+def in_process_session(sweep_dir: Path | None) -> "SweepSession | None":
+    """The session of a sweep whose jobs run in this very process, if this is one."""
+    return _IN_PROCESS.get(str(Path(sweep_dir).resolve())) if sweep_dir else None
 
 
 class SweepFailed(RuntimeError):
@@ -87,7 +105,14 @@ def _sweep_name(cfg: DictConfig, jobs: Sequence[Sequence[str]]) -> str:
 class SweepSession:
     """The parent run of one multirun, from opening to comparison and closing."""
 
-    def __init__(self, cfg: DictConfig, jobs: Sequence[Sequence[str]]) -> None:
+    def __init__(self, cfg: DictConfig, jobs: Sequence[Sequence[str]],
+                 in_process: bool = False) -> None:
+        """Open the parent run and write the sweep file.
+
+        :param in_process: the jobs run one after another in this process (Hydra's
+            basic launcher): they hand their plots to a worker process and their
+            posteriors to the comparison (:meth:`hand_over`, :meth:`keep_posterior`).
+        """
         from .fit_run import open_tracker
         from .tracking import TrackingError, provenance_tags
 
@@ -120,13 +145,69 @@ class SweepSession:
         )
         # SIGTERM/Ctrl-C become KeyboardInterrupt, never in the middle of a store call.
         self._restore_signals = interrupts.install()
+        self._unfinished: list[tuple[str, Future, Callable[[float | None], str | None]]] = []
+        self._closed: dict[str, str | None] = {}  # out_dir -> its pending-upload file
+        self._posteriors: dict[str, Any] = {}
+        self._kept_bytes = 0
+        self.plot_worker = None
+        if in_process:
+            _IN_PROCESS[str(self.sweep_dir)] = self
+            if len(self.jobs) > 1:  # one fit has nothing to overlap its plots with
+                from .plot_worker import PlotWorker
+
+                self.plot_worker = PlotWorker()
         log.info("sweep of %d fits: %s", len(self.jobs), name)
+
+    def hand_over(self, out_dir: str, plots: Future,
+                  close_run: Callable[[float | None], str | None]) -> None:
+        """Close the runs whose plots are drawn; take one that waits for its plots.
+
+        :param close_run: ``close_run(timeout)`` waits for the plots (at most
+            ``timeout`` s), ends the run and returns its pending-upload file, if any.
+        """
+        self._close_unfinished(only_ready=True)
+        self._unfinished.append((out_dir, plots, close_run))
+
+    def _close_unfinished(self, only_ready: bool = False, timeout: float | None = None) -> None:
+        for item in list(self._unfinished):
+            out_dir, plots, close_run = item
+            if only_ready and not plots.done():
+                continue
+            self._unfinished.remove(item)  # tried once, whatever happens next
+            try:
+                self._closed[out_dir] = close_run(timeout)
+            except Exception as exc:  # noqa: BLE001 - the other runs still close
+                log.error("could not close the run of %s: %s: %s", out_dir,
+                          type(exc).__name__, exc)
+
+    def keep_posterior(self, out_dir: str, idata: Any) -> None:
+        """Keep a finished job's posterior for the comparison, within the memory budget."""
+        size = sum(idata[g].nbytes for g in idata.groups())
+        if self._kept_bytes + size <= KEEP_POSTERIOR_BYTES:
+            self._posteriors[out_dir] = idata
+            self._kept_bytes += size
+
+    def _release(self, timeout: float | None = None) -> None:
+        """Close the runs still waiting for plots, stop the worker, forget this sweep."""
+        try:
+            # Plots the worker has not started are drawn here meanwhile (it lags on
+            # a busy machine): cancelled, so their runs draw them, and closed first.
+            stolen = [item for item in reversed(self._unfinished) if item[1].cancel()]
+            self._unfinished = stolen + [i for i in self._unfinished if i not in stolen]
+            self._close_unfinished(timeout=timeout)
+        finally:
+            _IN_PROCESS.pop(str(self.sweep_dir), None)
+            if self.plot_worker is not None:
+                self.plot_worker.close(wait=timeout is None)
+                self.plot_worker = None
 
     def abort(self, status: str = "KILLED") -> None:
         """End the parent run early (interrupt or launcher failure)."""
         interrupts.acknowledge()  # handled here
         try:
             with interrupts.shielded():
+                # Fits that are done end FINISHED, not KILLED, even if their plots lag.
+                self._release(timeout=ABORT_PLOT_WAIT_S)
                 self._kill_running_children()
                 try:
                     self.tracker.end_run(self.parent_run_id, status)
@@ -167,6 +248,10 @@ class SweepSession:
             self._restore_signals()
 
     def _finish(self, outcomes: Sequence[dict[str, Any] | BaseException]) -> None:
+        self._release()
+        for outcome in outcomes:  # a run closed after its job returned
+            if isinstance(outcome, dict) and self._closed.get(outcome.get("out_dir")):
+                outcome["upload_pending"] = self._closed[outcome["out_dir"]]
         failures, finished = [], []
         for job, outcome in zip(self.jobs, outcomes):
             if isinstance(outcome, BaseException):
@@ -223,7 +308,8 @@ class SweepSession:
                         "most common dataset", len(group))
         if len(group) < 2:
             return None, {}
-        idatas = {o["name"]: load_idata(Path(o["out_dir"]) / "idata.nc") for o in group}
+        idatas = {o["name"]: self._posteriors[o["out_dir"]] if o["out_dir"] in self._posteriors
+                  else load_idata(Path(o["out_dir"]) / "idata.nc") for o in group}
         table = compare_fits(idatas)
         from .plots import plot_comparison, plot_forest_side_by_side
 

@@ -230,3 +230,51 @@ def test_sigterm_ends_a_single_fit_killed(tmp_path):
     assert proc.returncode != 0
     (run,) = _sqlite_runs(db)
     assert run.info.status == "KILLED", out[-3000:]
+
+
+SECOND_JOB_HANGS = textwrap.dedent('''
+    import time
+    import numpyro, numpyro.distributions as dist
+    from hibayes.model import Model, model
+
+    @model
+    def second_hangs(hang: bool = False, prior_scale: float = 1.0) -> Model:
+        def program(features):
+            if hang:
+                time.sleep(600)
+            mu = numpyro.sample("mu", dist.Normal(0.0, prior_scale))
+            numpyro.sample("obs", dist.Binomial(features["n_total"], logits=mu),
+                           obs=features["obs"])
+        return program
+''')
+
+
+def test_ctrl_c_in_a_sweep_keeps_a_finished_fit_finished_with_its_plots(tmp_path):
+    """Job 1's run waits for its plots from the worker; Ctrl-C during job 2 must not
+    end it KILLED, and the worker (it gets the terminal's SIGINT too) still draws them."""
+    db = tmp_path / "mlflow.db"
+    (tmp_path / "model.py").write_text(SECOND_JOB_HANGS)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hibayes.fit", "-m", *SHORT_FIT, f"tracking.uri=sqlite:///{db}",
+         "model.path=model.py", "model.name=second_hangs", "+model.hang=false,true",
+         "hydra.sweep.dir=sweep"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)  # its own process group, as a terminal's job is
+    _wait_for(lambda: (tmp_path / "sweep" / "0" / "metrics.json").exists()
+              and sum(child for _, child in _peek_statuses(db)) == 2, proc,
+              what="job 1 to finish and job 2 to start")
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the worker gets it too
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{db}")
+    runs = all_runs(client)
+    children = {r.data.params.get("model.hang"): r for r in runs
+                if "mlflow.parentRunId" in r.data.tags}
+    assert children["False"].info.status == "FINISHED", out[-3000:]
+    assert {"plots/trace.png", "plots/pareto_k.png", "idata.nc"} <= artifact_files(
+        client, children["False"].info.run_id)
+    assert children["True"].info.status == "KILLED"
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert parent.info.status == "KILLED"

@@ -195,3 +195,45 @@ def test_comparison_and_side_by_side_plots(binomial_fits, tmp_path):
     legend_texts = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
     assert set(legend_texts) == {"wide", "narrow"}
     assert plt.get_fignums() == []
+
+
+class _KillsTheWorker:
+    """Unpickled in the plot worker, it ends that process at once."""
+
+    def __reduce__(self):
+        import os
+
+        return (os._exit, (3,))
+
+
+def test_plot_worker_draws_in_order_gives_back_waiting_fits_and_survives_its_own_death(
+        binomial_fits, tmp_path):
+    from concurrent.futures.process import BrokenProcessPool
+
+    from hibayes.fit import _plots_drawn
+    from hibayes.plot_worker import PlotWorker
+
+    idata = binomial_fits["wide"]
+    loo = az.loo(idata, pointwise=True)
+    expected = {"trace.png", "forest.png", "ppc.png", "pareto_k.png"}
+    worker = PlotWorker()
+    try:
+        first = worker.submit(idata, tmp_path / "first", loo)
+        waiting = worker.submit(idata, tmp_path / "waiting", loo)
+        assert waiting.cancel()  # not yet in the worker's hands: the caller takes it back
+        files, seconds = first.result(timeout=300)
+        assert {p.name for p in files} == expected and seconds > 0
+        assert all((tmp_path / "first" / name).stat().st_size > 1000 for name in expected)
+        assert not (tmp_path / "waiting").exists()
+        doomed = worker.submit(idata, tmp_path / "doomed", _KillsTheWorker())
+        with pytest.raises(BrokenProcessPool):
+            doomed.result(timeout=300)
+        after = worker.submit(idata, tmp_path / "after", loo)
+        with pytest.raises(BrokenProcessPool):
+            after.result(timeout=60)
+    finally:
+        worker.close(wait=False)
+    # What a run closing does with each: draw here what the worker did not.
+    for future, folder in ((waiting, "waiting"), (doomed, "doomed"), (after, "after")):
+        assert _plots_drawn(future, idata, loo, tmp_path / folder, None, "") > 0
+        assert {p.name for p in (tmp_path / folder).iterdir()} == expected

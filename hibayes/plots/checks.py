@@ -150,11 +150,11 @@ def plot_pareto_k(idata: az.InferenceData, loo: Any = None) -> Figure:
 
     :param loo: pointwise ``az.loo`` of ``idata`` if already computed.
     """
-    if "log_likelihood" not in idata.groups():
-        raise ValueError(
-            "no log_likelihood group: Pareto k needs pointwise log-likelihood"
-        )
     if loo is None:
+        if "log_likelihood" not in idata.groups():
+            raise ValueError(
+                "no log_likelihood group: Pareto k needs pointwise log-likelihood"
+            )
         with _quiet():
             loo = az.loo(idata, pointwise=True)
     khat = np.asarray(loo.pareto_k.values)

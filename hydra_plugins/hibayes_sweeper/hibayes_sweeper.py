@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -106,7 +107,9 @@ class HibayesSweeper(BasicSweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        session = SweepSession(self.config, jobs)
+        # Hydra's basic launcher runs the jobs here, one after another.
+        session = SweepSession(self.config, jobs,
+                               in_process=isinstance(self.launcher, BasicLauncher))
         if self._reference is not None:
             from hibayes.reference_config import reference_tags
 
