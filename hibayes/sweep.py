@@ -248,10 +248,6 @@ class SweepSession:
             self._restore_signals()
 
     def _finish(self, outcomes: Sequence[dict[str, Any] | BaseException]) -> None:
-        self._release()
-        for outcome in outcomes:  # a run closed after its job returned
-            if isinstance(outcome, dict) and self._closed.get(outcome.get("out_dir")):
-                outcome["upload_pending"] = self._closed[outcome["out_dir"]]
         failures, finished = [], []
         for job, outcome in zip(self.jobs, outcomes):
             if isinstance(outcome, BaseException):
@@ -267,6 +263,12 @@ class SweepSession:
             log.warning("sweep comparison failed: %s", exc)
             self.tracker.set_tags(self.parent_run_id,
                                   {"hibayes.comparison_error": f"{type(exc).__name__}: {exc}"})
+        # The comparison needs no plots: drawn above while the worker finished the
+        # last fits' plots, which the report embeds.
+        self._release()
+        for outcome in outcomes:  # a run closed after its job returned
+            if isinstance(outcome, dict) and self._closed.get(outcome.get("out_dir")):
+                outcome["upload_pending"] = self._closed[outcome["out_dir"]]
         self._report(outcomes, *compared)
         self.tracker.log_metrics(self.parent_run_id, {
             "jobs_finished": float(len(finished)),
