@@ -16,8 +16,6 @@ import functools
 import logging
 import shutil
 import time
-from concurrent.futures import CancelledError, Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -27,6 +25,7 @@ from omegaconf import DictConfig
 
 from . import interrupts
 from .fit_run import (
+    close_run,
     fail_fast,
     open_run,
     opened_run,
@@ -112,13 +111,6 @@ def run_name(model_name: str, tag: str | None, overrides: list[str]) -> str:
         changed.append(item.lstrip("+~").removeprefix("model."))
     parts = [model_name] + ([f"[{tag}]"] if tag else []) + changed
     return " ".join(parts)
-
-
-
-
-
-
-
 
 
 def _summary_line(outcome: FitOutcome, tracker: Any) -> str:
@@ -257,12 +249,12 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
             "hibayes.structure_key": result.program.structure_key,
             "hibayes.likelihood_rows": _likelihood_rows(result.program),
         })
-        close = functools.partial(_close_run, tracker, run_id, out_dir, metrics, prefix)
+        close = functools.partial(close_run, tracker, run_id, out_dir, metrics, prefix)
         if plot_worker is None:
             outcome.upload_pending = close()
         else:  # the sweep closes the run once the worker has drawn the plots
             interrupts.check()
-            plots = _plots_elsewhere(plot_worker, result.idata, out_dir, criteria.loo)
+            plots = plot_worker.submit_or_draw(result.idata, out_dir / "plots", criteria.loo)
             session.hand_over(str(out_dir), plots,
                               functools.partial(close, (plots, result.idata, criteria.loo)))
             session.keep_posterior(str(out_dir), result.idata)
@@ -289,63 +281,6 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
         return outcome
 
 
-def _plots_elsewhere(worker: Any, idata: Any, out_dir: Path, loo: Any) -> Future:
-    """The fit's plots, sent to the worker (or drawn here if it cannot take them)."""
-    from .plot_worker import draw_fit_plots
-
-    try:
-        return worker.submit(idata, out_dir / "plots", loo)
-    except Exception as exc:  # noqa: BLE001 - a broken worker must not lose the plots
-        log.warning("plot worker unavailable (%s: %s); drawing the plots here",
-                    type(exc).__name__, exc)
-        drawn: Future = Future()
-        drawn.set_result(draw_fit_plots(idata, out_dir / "plots", loo))
-        return drawn
-
-
-def _close_run(tracker: Any, run_id: str, out_dir: Path, metrics: dict[str, float],
-               prefix: str, drawing: tuple[Future, Any, Any] | None = None,
-               timeout: float | None = None) -> str | None:
-    """Upload the job dir and end the run FINISHED, once its plots are drawn.
-
-    :param drawing: ``(plots, idata, loo)`` when a worker draws the plots: the
-        run waits for them (at most ``timeout`` s) and draws them here if the
-        worker failed or never started them.
-    :return: the pending-upload file if the store missed records, else ``None``.
-    """
-    if drawing is not None:
-        from .artifacts import write_json
-
-        seconds = _plots_drawn(*drawing, out_dir / "plots", timeout, prefix)
-        if seconds is not None:
-            tracker.log_metrics(run_id, {"time_plots_s": seconds})
-            write_json({**metrics, "time_plots_s": seconds}, out_dir / "metrics.json")
-    tracker.log_artifacts(run_id, out_dir)
-    if drawing is None:
-        interrupts.check()  # a signal the fit has not acted on yet: not FINISHED
-    tracker.end_run(run_id, "FINISHED")
-    return settle_uploads(tracker, prefix)
-
-
-def _plots_drawn(plots: Future, idata: Any, loo: Any, plots_dir: Path, timeout: float | None,
-                 prefix: str) -> float | None:
-    """Wait for the worker's plots; draw them here if it cannot. Seconds they took."""
-    from .plot_worker import draw_fit_plots
-
-    try:
-        return plots.result(timeout=timeout)[1]
-    except FutureTimeout:
-        log.warning("%splots for %s not drawn within %.0f s: the run closes without them",
-                    prefix, plots_dir, timeout)
-        return None
-    except CancelledError:  # taken back from the worker's queue by the sweep
-        pass
-    except Exception as exc:  # noqa: BLE001 - the worker died: draw them here
-        log.warning("%splot worker failed (%s: %s); drawing the plots here",
-                    prefix, type(exc).__name__, exc)
-    return draw_fit_plots(idata, plots_dir, loo)[1]
-
-
 def _likelihood_rows(program: Any) -> str:
     """How many rows the likelihood visited, for the run's tags."""
     rows = program.rows
@@ -354,12 +289,10 @@ def _likelihood_rows(program: Any) -> str:
     return f"{rows.n_unique} distinct of {rows.n_rows} (fit.collapse_identical_rows)"
 
 
-
 def _progress(prefix: str, name: str, message: str) -> None:
     """Log a stage of the fit; a signal received meanwhile is raised here."""
     interrupts.check()
     log.info("%s%s: %s", prefix, name, message)
-
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -1,4 +1,4 @@
-"""The MLflow side of one fit: the store checked, the run opened, failures recorded.
+"""The MLflow side of one fit: the store checked, the run opened and closed, failures recorded.
 
 :func:`hibayes.fit.fit` opens its run on a thread (:func:`open_run`) while the data
 loads and JAX compiles and samples; a store that fails meanwhile leaves its records
@@ -17,8 +17,8 @@ from . import interrupts
 
 log = logging.getLogger("hibayes.fit")
 
-__all__ = ["checked", "fail_fast", "open_run", "open_tracker", "opened_run", "record_failure",
-           "run_params", "settle_uploads", "store_tracker"]
+__all__ = ["checked", "close_run", "fail_fast", "open_run", "open_tracker", "opened_run",
+           "record_failure", "run_params", "settle_uploads", "store_tracker"]
 
 
 def store_tracker(cfg: DictConfig) -> Any:
@@ -104,6 +104,31 @@ def settle_uploads(tracker: Any, prefix: str) -> str | None:
               "python -m hibayes.sync %s", prefix, tracker.uri, tracker.reason,
               tracker.pending_file.parent)
     return str(tracker.pending_file)
+
+
+def close_run(tracker: Any, run_id: str, out_dir: Path, metrics: dict[str, float],
+              prefix: str, drawing: tuple[Any, Any, Any] | None = None,
+              timeout: float | None = None) -> str | None:
+    """Upload the job dir and end the run FINISHED, once its plots are drawn.
+
+    :param drawing: ``(plots, idata, loo)`` when a worker draws the plots
+        (:class:`hibayes.plot_worker.PlotWorker`): the run waits for them (at most
+        ``timeout`` s) and draws them here if the worker failed or never started them.
+    :return: the pending-upload file if the store missed records, else ``None``.
+    """
+    if drawing is not None:
+        from .artifacts import write_json
+        from .plot_worker import wait_for_plots
+
+        seconds = wait_for_plots(*drawing, out_dir / "plots", timeout, prefix)
+        if seconds is not None:
+            tracker.log_metrics(run_id, {"time_plots_s": seconds})
+            write_json({**metrics, "time_plots_s": seconds}, out_dir / "metrics.json")
+    tracker.log_artifacts(run_id, out_dir)
+    if drawing is None:
+        interrupts.check()  # a signal the fit has not acted on yet: not FINISHED
+    tracker.end_run(run_id, "FINISHED")
+    return settle_uploads(tracker, prefix)
 
 
 def run_params(cfg: DictConfig) -> dict[str, str]:

@@ -17,11 +17,12 @@ import signal
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PlotWorker", "draw_fit_plots", "plot_inputs"]
+__all__ = ["PlotWorker", "draw_fit_plots", "plot_inputs", "wait_for_plots"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,17 @@ class PlotWorker:
         self._next()
         return future
 
+    def submit_or_draw(self, idata: Any, plots_dir: Path, loo: Any) -> Future:
+        """:meth:`submit`, or draw the plots here at once if the worker cannot take them."""
+        try:
+            return self.submit(idata, plots_dir, loo)
+        except Exception as exc:  # noqa: BLE001 - a broken worker must not lose the plots
+            log.warning("plot worker unavailable (%s: %s); drawing the plots here",
+                        type(exc).__name__, exc)
+            drawn: Future = Future()
+            drawn.set_result(draw_fit_plots(idata, plots_dir, loo))
+            return drawn
+
     def _next(self) -> None:
         """Hand the worker the next fit still wanted, if it is idle."""
         with self._lock:
@@ -114,3 +126,21 @@ class PlotWorker:
                 future.cancel()
             self._waiting.clear()
         self._pool.shutdown(wait=wait)
+
+
+def wait_for_plots(plots: Future, idata: Any, loo: Any, plots_dir: Path,
+                   timeout: float | None = None, prefix: str = "") -> float | None:
+    """Wait for plots sent to the worker, drawing them here if it failed or never
+    started them; the seconds they took, or ``None`` past ``timeout``."""
+    try:
+        return plots.result(timeout=timeout)[1]
+    except FutureTimeout:
+        log.warning("%splots for %s not drawn within %.0f s: the run closes without them",
+                    prefix, plots_dir, timeout)
+        return None
+    except CancelledError:  # taken back from the worker's queue by the sweep
+        pass
+    except Exception as exc:  # noqa: BLE001 - the worker died: draw them here
+        log.warning("%splot worker failed (%s: %s); drawing the plots here",
+                    prefix, type(exc).__name__, exc)
+    return draw_fit_plots(idata, plots_dir, loo)[1]

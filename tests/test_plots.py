@@ -210,8 +210,7 @@ def test_plot_worker_draws_in_order_gives_back_waiting_fits_and_survives_its_own
         binomial_fits, tmp_path):
     from concurrent.futures.process import BrokenProcessPool
 
-    from hibayes.fit import _plots_drawn
-    from hibayes.plot_worker import PlotWorker
+    from hibayes.plot_worker import PlotWorker, wait_for_plots
 
     idata = binomial_fits["wide"]
     loo = az.loo(idata, pointwise=True)
@@ -235,5 +234,5 @@ def test_plot_worker_draws_in_order_gives_back_waiting_fits_and_survives_its_own
         worker.close(wait=False)
     # What a run closing does with each: draw here what the worker did not.
     for future, folder in ((waiting, "waiting"), (doomed, "doomed"), (after, "after")):
-        assert _plots_drawn(future, idata, loo, tmp_path / folder, None, "") > 0
+        assert wait_for_plots(future, idata, loo, tmp_path / folder) > 0
         assert {p.name for p in (tmp_path / folder).iterdir()} == expected
