@@ -254,7 +254,7 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
             outcome.upload_pending = close()
         else:  # the sweep closes the run once the worker has drawn the plots
             interrupts.check()
-            plots = plot_worker.submit_or_draw(result.idata, out_dir / "plots", criteria.loo)
+            plots = plot_worker.submit(result.idata, out_dir / "plots", criteria.loo)
             session.hand_over(str(out_dir), plots,
                               functools.partial(close, (plots, result.idata, criteria.loo)))
             session.keep_posterior(str(out_dir), result.idata)

@@ -71,23 +71,16 @@ class PlotWorker:
         self._lock = threading.Lock()
 
     def submit(self, idata: Any, plots_dir: Path, loo: Any) -> Future:
-        """Queue a fit's plots for the worker; the future gives ``(files, seconds)``."""
+        """Queue a fit's plots for the worker; the future gives ``(files, seconds)``.
+
+        A worker that has died fails the future (``BrokenProcessPool``) instead of
+        raising here: :func:`wait_for_plots` then draws the plots in this process.
+        """
         future: Future = Future()
         with self._lock:
             self._waiting.append((future, (plot_inputs(idata), Path(plots_dir), loo)))
         self._next()
         return future
-
-    def submit_or_draw(self, idata: Any, plots_dir: Path, loo: Any) -> Future:
-        """:meth:`submit`, or draw the plots here at once if the worker cannot take them."""
-        try:
-            return self.submit(idata, plots_dir, loo)
-        except Exception as exc:  # noqa: BLE001 - a broken worker must not lose the plots
-            log.warning("plot worker unavailable (%s: %s); drawing the plots here",
-                        type(exc).__name__, exc)
-            drawn: Future = Future()
-            drawn.set_result(draw_fit_plots(idata, plots_dir, loo))
-            return drawn
 
     def _next(self) -> None:
         """Hand the worker the next fit still wanted, if it is idle."""
