@@ -253,6 +253,7 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
         if plot_worker is None:
             outcome.upload_pending = close()
         else:  # the sweep closes the run once the worker has drawn the plots
+            tracker.log_artifacts(run_id, out_dir)  # all but the plots, should this process die
             interrupts.check()
             plots = plot_worker.submit(result.idata, out_dir / "plots", criteria.loo)
             session.hand_over(str(out_dir), plots,

@@ -109,24 +109,29 @@ def settle_uploads(tracker: Any, prefix: str) -> str | None:
 def close_run(tracker: Any, run_id: str, out_dir: Path, metrics: dict[str, float],
               prefix: str, drawing: tuple[Any, Any, Any] | None = None,
               timeout: float | None = None) -> str | None:
-    """Upload the job dir and end the run FINISHED, once its plots are drawn.
+    """Upload the job dir and end the run FINISHED.
 
     :param drawing: ``(plots, idata, loo)`` when a worker draws the plots
-        (:class:`hibayes.plot_worker.PlotWorker`): the run waits for them (at most
-        ``timeout`` s) and draws them here if the worker failed or never started them.
+        (:class:`hibayes.plot_worker.PlotWorker`) and the rest of the job dir is
+        uploaded already: the run waits for the plots (at most ``timeout`` s),
+        draws them here if the worker failed or never started them, and uploads them.
     :return: the pending-upload file if the store missed records, else ``None``.
     """
-    if drawing is not None:
+    if drawing is None:
+        tracker.log_artifacts(run_id, out_dir)
+        interrupts.check()  # a signal the fit has not acted on yet: not FINISHED
+    else:
         from .artifacts import write_json
         from .plot_worker import wait_for_plots
 
-        seconds = wait_for_plots(*drawing, out_dir / "plots", timeout, prefix)
+        plots_dir = out_dir / "plots"
+        seconds = wait_for_plots(*drawing, plots_dir, timeout, prefix)
         if seconds is not None:
             tracker.log_metrics(run_id, {"time_plots_s": seconds})
-            write_json({**metrics, "time_plots_s": seconds}, out_dir / "metrics.json")
-    tracker.log_artifacts(run_id, out_dir)
-    if drawing is None:
-        interrupts.check()  # a signal the fit has not acted on yet: not FINISHED
+            tracker.log_artifact(run_id, write_json({**metrics, "time_plots_s": seconds},
+                                                    out_dir / "metrics.json"))
+        if plots_dir.is_dir():
+            tracker.log_artifacts(run_id, plots_dir, "plots")
     tracker.end_run(run_id, "FINISHED")
     return settle_uploads(tracker, prefix)
 
