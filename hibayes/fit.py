@@ -26,6 +26,7 @@ from omegaconf import DictConfig
 from . import interrupts
 from .fit_run import (
     close_run,
+    close_run_once_plotted,
     fail_fast,
     open_run,
     opened_run,
@@ -249,15 +250,15 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
             "hibayes.structure_key": result.program.structure_key,
             "hibayes.likelihood_rows": _likelihood_rows(result.program),
         })
-        close = functools.partial(close_run, tracker, run_id, out_dir, metrics, prefix)
         if plot_worker is None:
-            outcome.upload_pending = close()
+            outcome.upload_pending = close_run(tracker, run_id, out_dir, prefix)
         else:  # the sweep closes the run once the worker has drawn the plots
             tracker.log_artifacts(run_id, out_dir)  # all but the plots, should this process die
             interrupts.check()
             plots = plot_worker.submit(result.idata, out_dir / "plots", criteria.loo)
-            session.hand_over(str(out_dir), plots,
-                              functools.partial(close, (plots, result.idata, criteria.loo)))
+            session.hand_over(str(out_dir), plots, functools.partial(
+                close_run_once_plotted, tracker, run_id, out_dir, metrics, prefix, plots,
+                result.idata, criteria.loo))
             session.keep_posterior(str(out_dir), result.idata)
         outcome.status, outcome.metrics, outcome.problems = "FINISHED", metrics, problems
         log.info("%s%s", prefix, _summary_line(outcome, tracker))

@@ -17,7 +17,7 @@ from . import interrupts
 
 log = logging.getLogger("hibayes.fit")
 
-__all__ = ["checked", "close_run", "fail_fast", "open_run", "open_tracker", "opened_run",
+__all__ = ["checked", "close_run", "close_run_once_plotted", "fail_fast", "open_run", "open_tracker", "opened_run",
            "record_failure", "run_params", "settle_uploads", "store_tracker"]
 
 
@@ -106,32 +106,39 @@ def settle_uploads(tracker: Any, prefix: str) -> str | None:
     return str(tracker.pending_file)
 
 
-def close_run(tracker: Any, run_id: str, out_dir: Path, metrics: dict[str, float],
-              prefix: str, drawing: tuple[Any, Any, Any] | None = None,
-              timeout: float | None = None) -> str | None:
+def close_run(tracker: Any, run_id: str, out_dir: Path, prefix: str) -> str | None:
     """Upload the job dir and end the run FINISHED.
 
-    :param drawing: ``(plots, idata, loo)`` when a worker draws the plots
-        (:class:`hibayes.plot_worker.PlotWorker`) and the rest of the job dir is
-        uploaded already: the run waits for the plots (at most ``timeout`` s),
-        draws them here if the worker failed or never started them, and uploads them.
     :return: the pending-upload file if the store missed records, else ``None``.
     """
-    if drawing is None:
-        tracker.log_artifacts(run_id, out_dir)
-        interrupts.check()  # a signal the fit has not acted on yet: not FINISHED
-    else:
-        from .artifacts import write_json
-        from .plot_worker import wait_for_plots
+    tracker.log_artifacts(run_id, out_dir)
+    interrupts.check()  # a signal the fit has not acted on yet: not FINISHED
+    tracker.end_run(run_id, "FINISHED")
+    return settle_uploads(tracker, prefix)
 
-        plots_dir = out_dir / "plots"
-        seconds = wait_for_plots(*drawing, plots_dir, timeout, prefix)
-        if seconds is not None:
-            tracker.log_metrics(run_id, {"time_plots_s": seconds})
-            tracker.log_artifact(run_id, write_json({**metrics, "time_plots_s": seconds},
-                                                    out_dir / "metrics.json"))
-        if plots_dir.is_dir():
-            tracker.log_artifacts(run_id, plots_dir, "plots")
+
+def close_run_once_plotted(tracker: Any, run_id: str, out_dir: Path, metrics: dict[str, float],
+                           prefix: str, plots: Any, idata: Any, loo: Any,
+                           timeout: float | None = None) -> str | None:
+    """Upload a run's plots once the worker has drawn them, and end it FINISHED.
+
+    The rest of the job dir was uploaded when the fit handed its plots over. The
+    run waits for them at most ``timeout`` s, and draws them here if the worker
+    (:class:`hibayes.plot_worker.PlotWorker`) failed or never started them.
+
+    :return: the pending-upload file if the store missed records, else ``None``.
+    """
+    from .artifacts import write_json
+    from .plot_worker import wait_for_plots
+
+    plots_dir = out_dir / "plots"
+    seconds = wait_for_plots(plots, idata, loo, plots_dir, timeout, prefix)
+    if seconds is not None:
+        tracker.log_metrics(run_id, {"time_plots_s": seconds})
+        tracker.log_artifact(run_id, write_json({**metrics, "time_plots_s": seconds},
+                                                out_dir / "metrics.json"))
+    if plots_dir.is_dir():
+        tracker.log_artifacts(run_id, plots_dir, "plots")
     tracker.end_run(run_id, "FINISHED")
     return settle_uploads(tracker, prefix)
 
