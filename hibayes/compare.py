@@ -2,7 +2,7 @@
 
 Runs are picked by a sweep's parent run, an experiment, an MLflow filter string
 (these narrow one search of FINISHED fit runs) and explicit run ids. Their
-``idata.nc`` are downloaded and compared with :func:`hibayes.comparison.compare_fits`
+``idata.nc`` are downloaded and compared with :func:`hibayes.diagnostics.comparison.compare_fits`
 (ArviZ's LOO comparison); a table of the runs' diagnostics flags fits that did
 not converge or have bad Pareto k. The result is printed, written to the Hydra
 output directory and logged as a new MLflow run named ``compare <n> runs``.
@@ -198,7 +198,7 @@ def _write_outputs(out_dir: Path, runs_table: Any, table: Any, idatas: dict[str,
                    ) -> None:
     import matplotlib.pyplot as plt
 
-    from .comparison import comparison_to_csv
+    from hibayes.diagnostics.comparison import comparison_to_csv
     from .plots import plot_comparison, plot_forest_side_by_side
 
     comparison_to_csv(table, out_dir / "comparison.csv")
@@ -256,7 +256,7 @@ def compare(cfg: DictConfig, out_dir: Path | None = None) -> ComparisonResult:
     """
     from mlflow import MlflowClient
 
-    from .comparison import compare_fits
+    from hibayes.diagnostics.comparison import compare_fits
 
     if out_dir is None:
         from hydra.core.hydra_config import HydraConfig
@@ -306,7 +306,7 @@ def report(result: ComparisonResult) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="compare")
+@hydra.main(version_base="1.3", config_path="conf", config_name="compare")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point: compare the selected runs, print the result."""
     try:
@@ -319,6 +319,6 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    from .process_exit import run_then_exit
+    from hibayes.system.exit import run_then_exit
 
     run_then_exit(main)

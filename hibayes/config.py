@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from .data import FeatureSet, example_path, features_from_config
-from .diagnostics import Thresholds
+from hibayes.diagnostics import Thresholds
 from .inference.settings import FitSettings
 from .model import ModelError, ModelFactory, bind_hyperparameters, get_model, load_models
 

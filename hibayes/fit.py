@@ -6,8 +6,8 @@ config -> data -> features -> model -> inference -> diagnostics -> outputs ->
 tracking. Every fit is one MLflow run; a failure ends it as FAILED with its
 traceback, an interrupt as KILLED. Outputs are written to the job directory before
 they are uploaded, and what a failing store did not take waits in the job's
-``upload_pending.json`` for ``python -m hibayes.sync`` (:mod:`hibayes.pending`);
-the MLflow side of this lives in :mod:`hibayes.fit_run`.
+``upload_pending.json`` for ``python -m hibayes.sync`` (:mod:`hibayes.tracking.deferred`);
+the MLflow side of this lives in :mod:`hibayes.tracking.run`.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from typing import Any, Mapping
 import hydra
 from omegaconf import DictConfig
 
-from . import interrupts
-from .fit_run import (
+from hibayes.system import interrupts
+from hibayes.sweep.plot_worker import close_run_once_plotted
+from hibayes.tracking.run import (
     close_run,
-    close_run_once_plotted,
     fail_fast,
     open_run,
     opened_run,
@@ -136,16 +136,16 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
         ``hibayes.reproduced_from``).
     :raises Exception: in a single run, whatever failed (after recording it).
     """
-    from .runtime import configure_compilation_cache, configure_host_devices
+    from hibayes.inference.runtime import configure_compilation_cache, configure_host_devices
 
     runtime = cfg.get("runtime") or {}
     configure_host_devices(runtime.get("host_devices"))  # before anything starts JAX
     configure_compilation_cache(runtime.get("jax_cache_dir"))
-    from .background import in_background, preload
+    from hibayes.system.background import in_background, preload
 
     preload(_POST_SAMPLING_MODULES)
 
-    from .artifacts import write_config, write_fit_outputs, write_json, write_traceback
+    from hibayes.outputs.files import write_config, write_fit_outputs, write_json, write_traceback
     from .config import (
         data_digest,
         data_source,
@@ -154,15 +154,15 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
         model_spec,
         thresholds,
     )
-    from .diagnostics import (
+    from hibayes.diagnostics import (
         convergence_failures,
         diagnose,
         information_criteria,
         summarize,
     )
     from .inference import fit_model
-    from .pending import PENDING_FILE
-    from .sweep import in_process_session, read_sweep_info
+    from hibayes.tracking.deferred import PENDING_FILE
+    from hibayes.sweep import in_process_session, read_sweep_info
 
     start = time.perf_counter()
     job = job or JobContext.from_hydra()
@@ -297,12 +297,12 @@ def _progress(prefix: str, name: str, message: str) -> None:
     log.info("%s%s: %s", prefix, name, message)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> dict[str, Any]:
     """Hydra entry point: one fit per composed config."""
     in_sweep = JobContext.from_hydra().sweep_dir is not None
     if cfg.get("models_file") and not in_sweep:
-        from .reference_config import ReferenceConfigError
+        from hibayes.compat.reference_config import ReferenceConfigError
 
         # Without -m the file's models would be silently replaced by the default one.
         raise ReferenceConfigError(
@@ -318,7 +318,7 @@ def _single_fit(cfg: DictConfig) -> dict[str, Any]:
     from .data import DataError
     from .inference.settings import FitSettingsError
     from .model import ModelError
-    from .redaction import scrub_text
+    from hibayes.system.redaction import scrub_text
     from .tracking import TrackingError
 
     restore = interrupts.install()
@@ -339,6 +339,6 @@ def _single_fit(cfg: DictConfig) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    from .process_exit import run_then_exit
+    from hibayes.system.exit import run_then_exit
 
     run_then_exit(main)

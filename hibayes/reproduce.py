@@ -362,7 +362,7 @@ def _run_one(fit: RecordedFit, job: Any, tracker: Any, mcse_factor: float
 def _sweep(parent: Any, fits: list[RecordedFit], out_dir: Path, tracker: Any,
            mcse_factor: float) -> list[Reproduction]:
     from .fit import JobContext
-    from .sweep import SweepFailed, SweepSession
+    from hibayes.sweep import SweepFailed, SweepSession
 
     first = fits[0].cfg
     session_cfg = OmegaConf.create({"hydra": {"sweep": {"dir": str(out_dir)}},
@@ -471,6 +471,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from .process_exit import run_then_exit
+    from hibayes.system.exit import run_then_exit
 
     run_then_exit(main)

@@ -2,7 +2,7 @@
 
 PATH is a fit's output directory, a sweep directory, or any tree above them
 (``outputs/``, ``multirun/``). Every ``upload_pending.json`` under it was left by
-a fit or a sweep whose store failed (:mod:`hibayes.pending`); each is sent in
+a fit or a sweep whose store failed (:mod:`hibayes.tracking.deferred`); each is sent in
 order — the run found again or created (under its sweep's parent), then its
 params, dataset, metrics, tags, artifacts and end status — and removed once
 the store has all of it. A sweep's parent goes before its children. Runs that
@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .pending import PENDING_FILE, DeferringTracker
+from hibayes.tracking.deferred import PENDING_FILE, DeferringTracker
 
 __all__ = ["SyncReport", "find_pending", "main", "sync"]
 
@@ -113,6 +113,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from .process_exit import run_then_exit
+    from hibayes.system.exit import run_then_exit
 
     run_then_exit(main)

@@ -144,7 +144,7 @@ HIBAYES_ORDINAL = textwrap.dedent('''
     import sys, time, json
     t0 = time.perf_counter()
     import numpy as np
-    from hibayes.runtime import configure_compilation_cache, configure_host_devices
+    from hibayes.inference.runtime import configure_compilation_cache, configure_host_devices
     configure_host_devices()  # as python -m hibayes.fit does: chains in parallel
     from hibayes.inference import FitSettings, fit_model
     from hibayes.diagnostics import diagnose, information_criteria

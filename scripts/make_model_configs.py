@@ -17,7 +17,7 @@ import yaml
 
 from hibayes.model import get_model, list_models
 
-CONF = Path(__file__).resolve().parent.parent / "conf" / "model"
+CONF = Path(__file__).resolve().parent.parent / "hibayes" / "conf" / "model"
 
 # Per model: the shipped dataset it fits by default, structural options for that
 # data, and the default prior sweep (its main variance or effect-scale prior).

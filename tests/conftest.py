@@ -13,6 +13,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from hibayes.inference import FitSettings  # noqa: E402
+from hibayes.inference.runtime import configure_host_devices  # noqa: E402
+
+configure_host_devices()  # as the entry points do, before any test starts JAX
 
 
 from scipy.special import expit as sigmoid  # noqa: E402

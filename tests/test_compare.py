@@ -121,7 +121,7 @@ def test_compare_refuses_runs_on_different_data(store: dict, tmp_path: Path) -> 
     before = len(all_runs(workdir))
 
     # Picked by experiment, the other run comes along: refused before any download.
-    cfg = OmegaConf.load(ROOT / "conf" / "compare.yaml")
+    cfg = OmegaConf.load(ROOT / "hibayes" / "conf" / "compare.yaml")
     del cfg["hydra"]
     cfg.experiment = "hibayes"
     cfg.tracking.uri = f"sqlite:///{workdir}/mlflow.db"

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from hibayes.comparison import compare_fits, comparison_to_csv, shared_vars
+from hibayes.diagnostics.comparison import compare_fits, comparison_to_csv, shared_vars
 from hibayes.inference import FitSettings, fit_model
 from hibayes.model import get_model
 

@@ -13,7 +13,7 @@ from hydra.errors import ConfigCompositionException
 from hibayes.config import fit_settings, load_data, model_spec, thresholds
 from hibayes.model import ModelError
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
+CONF = Path(__file__).resolve().parent.parent / "hibayes" / "conf"
 
 
 def options(group: str) -> list[str]:

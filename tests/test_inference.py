@@ -144,7 +144,7 @@ def test_auto_precision_is_float64_only_for_large_data():
 def test_float64_fit_samples_in_float64_and_compiles_its_own_sampler(fitted, group_data, quick):
     import jax
 
-    from hibayes.runtime import use_float_precision
+    from hibayes.inference.runtime import use_float_precision
 
     features, coords, _ = group_data
     try:

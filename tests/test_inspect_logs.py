@@ -41,7 +41,7 @@ from hibayes.data.inspect_logs import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-CONF = ROOT / "conf"
+CONF = ROOT / "hibayes" / "conf"
 
 
 def eval_log(model: str, task: str, samples: list[EvalSample]) -> EvalLog:

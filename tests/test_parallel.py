@@ -39,7 +39,7 @@ def test_launcher_presets_compose(launcher, target, setting):
     """``hydra/launcher=<name>`` picks our preset (merged onto the plugin's schema)."""
     from hydra import compose, initialize_config_dir
 
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(ROOT / "hibayes" / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[f"hydra/launcher={launcher}"],
                       return_hydra_config=True)
     assert cfg.hydra.launcher._target_ == f"hydra_plugins.{target}"

@@ -12,7 +12,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from hibayes import plots
-from hibayes.comparison import compare_fits
+from hibayes.diagnostics.comparison import compare_fits
 from hibayes.data import example_path, features_from_config
 from hibayes.inference import FitSettings, fit_model
 from hibayes.model import get_model
@@ -210,7 +210,7 @@ def test_plot_worker_draws_in_order_gives_back_waiting_fits_and_survives_its_own
         binomial_fits, tmp_path):
     from concurrent.futures.process import BrokenProcessPool
 
-    from hibayes.plot_worker import PlotWorker, wait_for_plots
+    from hibayes.sweep.plot_worker import PlotWorker, wait_for_plots
 
     idata = binomial_fits["wide"]
     loo = az.loo(idata, pointwise=True)

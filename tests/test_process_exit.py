@@ -10,7 +10,7 @@ import pytest
 
 SCRIPT = textwrap.dedent('''
     import atexit, logging, sys, threading, time
-    from hibayes.process_exit import run_then_exit
+    from hibayes.system.exit import run_then_exit
 
     out_dir = sys.argv[1]
     logging.basicConfig(filename=f"{out_dir}/log.txt", level=logging.INFO)
@@ -55,7 +55,7 @@ def test_status_threads_atexit_and_buffers_survive(tmp_path, mode, code, stderr)
 def test_an_exception_exits_the_usual_way(tmp_path):
     """Anything but SystemExit propagates: traceback and status 1 from Python itself."""
     script = tmp_path / "cmd.py"
-    script.write_text("from hibayes.process_exit import run_then_exit\n"
+    script.write_text("from hibayes.system.exit import run_then_exit\n"
                       "def main():\n    raise RuntimeError('boom')\n"
                       "run_then_exit(main)\n")
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,

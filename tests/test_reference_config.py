@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from hibayes.config import fit_settings, model_spec, thresholds
 from hibayes.diagnostics import Thresholds
 from hibayes.model import ModelError
-from hibayes.reference_config import (
+from hibayes.compat.reference_config import (
     CHECKER_THRESHOLDS,
     ModelEntry,
     ReferenceConfigError,
@@ -31,7 +31,7 @@ from hibayes.reference_config import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-CONF = ROOT / "conf"
+CONF = ROOT / "hibayes" / "conf"
 BUILTINS = {p.stem for p in (CONF / "model").glob("*.yaml")}
 
 # The example, with fits short enough for a test.

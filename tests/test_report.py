@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from browser import CHROMIUM, CHROMIUM_FLAGS
 
-from hibayes.comparison import compare_fits
+from hibayes.diagnostics.comparison import compare_fits
 from hibayes.data import example_path, features_from_config
 from hibayes.diagnostics import Thresholds, convergence_failures, diagnose
 from hibayes.inference import FitSettings, fit_model, save_idata
 from hibayes.model import get_model
-from hibayes.report import FitRecord, swept_parameter, write_sweep_report
+from hibayes.outputs.report import FitRecord, swept_parameter, write_sweep_report
 
 KEY = "model.prior_sigma_group_scale"
 

@@ -18,20 +18,24 @@ def run_python(code: str, env: dict[str, str]) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_host_devices_are_set_before_jax_starts():
+def test_host_devices_are_set_by_the_entry_point_not_at_import():
     out = run_python('''
-        import json
-        import hibayes.inference  # sets XLA_FLAGS at import, before any JAX computation
+        import json, os
+        import hibayes.inference, hibayes.fit  # importing changes no process setting
+        untouched = "XLA_FLAGS" not in os.environ
+        from hibayes.inference.runtime import configure_host_devices
+        configure_host_devices()  # what the entry points do, before JAX starts
         import jax
-        print(json.dumps({"devices": jax.local_device_count()}))
+        print(json.dumps({"untouched": untouched, "devices": jax.local_device_count()}))
     ''', {"HIBAYES_HOST_DEVICES": "3"})
-    assert out["devices"] == 3
+    assert out == {"untouched": True, "devices": 3}
 
 
 def test_explicit_xla_flags_are_left_alone():
     out = run_python('''
         import json
-        import hibayes.inference
+        from hibayes.inference.runtime import configure_host_devices
+        configure_host_devices()
         import jax
         print(json.dumps({"devices": jax.local_device_count()}))
     ''', {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
@@ -41,7 +45,7 @@ def test_explicit_xla_flags_are_left_alone():
 def test_compile_cache_is_written_and_reused_across_processes(tmp_path):
     code = f'''
         import json, numpy as np
-        from hibayes.runtime import configure_compilation_cache
+        from hibayes.inference.runtime import configure_compilation_cache
         from hibayes.inference import FitSettings, fit_model
         from hibayes.model import get_model
         configure_compilation_cache({str(tmp_path / "cache")!r})
@@ -61,6 +65,6 @@ def test_compile_cache_is_written_and_reused_across_processes(tmp_path):
 
 
 def test_compile_cache_can_be_switched_off(tmp_path):
-    from hibayes.runtime import configure_compilation_cache
+    from hibayes.inference.runtime import configure_compilation_cache
 
     assert configure_compilation_cache("off") is None

@@ -4,20 +4,16 @@
 compiled sampler when one exists for the same structure, runs the chains, and
 adds log-likelihood, prior, prior and posterior predictive draws. It computes
 no diagnostics and writes nothing: those are :mod:`hibayes.diagnostics` and
-:mod:`hibayes.tracking`.
+:mod:`hibayes.tracking`. Importing it changes no process setting: entry points
+call :func:`hibayes.inference.runtime.configure_host_devices` before JAX starts.
 """
 
 from __future__ import annotations
 
-from ..runtime import configure_host_devices
-
-# Must precede the first JAX computation, so it runs at import.
-configure_host_devices()
-
-from .fit import FitResult, fit_model  # noqa: E402
-from .idata import load_idata, save_idata  # noqa: E402
-from .program import Program, build_program  # noqa: E402
-from .settings import FitSettings, FitSettingsError  # noqa: E402
+from .fit import FitResult, fit_model
+from .idata import load_idata, save_idata
+from .program import Program, build_program
+from .settings import FitSettings, FitSettingsError
 
 __all__ = [
     "FitResult",

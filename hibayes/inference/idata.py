@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from ..labels import infer_dims
+from hibayes.inference.labels import infer_dims
 
 if TYPE_CHECKING:  # imported where used: ArviZ takes seconds to import
     import arviz as az

@@ -8,7 +8,7 @@ import arviz as az
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..comparison import _common_vars
+from hibayes.diagnostics.comparison import _common_vars
 from ._base import (
     MAX_FOREST_ROWS,
     _flatten,
@@ -20,7 +20,7 @@ from ._base import (
 
 
 def plot_comparison(comparison: pd.DataFrame) -> Figure:
-    """:func:`arviz.plot_compare` of a :func:`hibayes.comparison.compare_fits` table."""
+    """:func:`arviz.plot_compare` of a :func:`hibayes.diagnostics.comparison.compare_fits` table."""
     fig = Figure(figsize=(8, 1.0 + 0.6 * len(comparison)), layout="constrained")
     ax = fig.add_subplot()
     with _quiet():

@@ -1,4 +1,6 @@
-"""Turning configs into MLflow-safe params: flattening, key clean-up, redaction.
+"""Turning configs into MLflow-safe params: flattening, key clean-up.
+
+Secrets are hidden by :func:`hibayes.system.redaction.redact` (re-exported here).
 
 Pure functions over mappings and strings; nothing here talks to a store or
 imports MLflow. MLflow's limits are copied as constants (checked against
@@ -8,12 +10,12 @@ imports MLflow. MLflow's limits are copied as constants (checked against
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
-import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from hibayes.system.redaction import REDACTED, redact
 
 __all__ = [
     "MAX_KEY_LENGTH",
@@ -32,32 +34,10 @@ MAX_KEY_LENGTH = 250
 MAX_PARAM_VALUE_LENGTH = 6000
 #: ``MAX_TAG_VAL_LENGTH`` in MLflow.
 MAX_TAG_VALUE_LENGTH = 8000
-#: What a redacted value becomes.
-REDACTED = "***"
 
 _TRUNCATION_MARK = "..."
 # MLflow allows [/\w.\- :] on POSIX and no colon on Windows; use the portable set.
 _BAD_KEY_CHARS = re.compile(r"[^/\w.\- ]")
-_SECRET_WORDS = frozenset(
-    {
-        "password",
-        "passwd",
-        "pwd",
-        "token",
-        "secret",
-        "apikey",
-        "credential",
-        "credentials",
-        "auth",
-        "authorization",
-    }
-)
-_SECRET_ENV_NAMES = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_PASSWORD")
-# A secret shorter than this is too likely to equal an ordinary value ("1", "true").
-_MIN_SECRET_LENGTH = 4
-# Only secrets at least this long are searched for inside longer values.
-_MIN_EMBEDDED_LENGTH = 8
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^/\s:@]+:)[^/\s@]+@")
 
 
 def flatten_config(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -145,58 +125,3 @@ def truncate_value(value: Any, limit: int = MAX_PARAM_VALUE_LENGTH) -> str:
     if len(text) <= limit:
         return text
     return text[: limit - len(_TRUNCATION_MARK)] + _TRUNCATION_MARK
-
-
-def redact(params: Mapping[str, str]) -> dict[str, str]:
-    """Hide secrets in params before they are logged.
-
-    A value becomes ``***`` when its key looks like a secret (a word such as
-    ``password``, ``token``, ``secret``, ``api_key``, ``credential`` or ``auth``
-    in the key; ``max_tokens`` is not one) or when it equals the value of
-    ``MLFLOW_TRACKING_TOKEN``, ``MLFLOW_TRACKING_PASSWORD`` or any environment
-    variable named ``*_TOKEN``, ``*_PASSWORD`` or ``*_SECRET*`` (or contains it,
-    for values of 8+ characters; values under 4 characters are ignored).
-    Passwords in URLs (``scheme://user:pw@host``) are replaced in place.
-
-    :param params: flattened params.
-    :return: a new dict with the same keys.
-    """
-    secrets = _environment_secrets()
-    out: dict[str, str] = {}
-    for key, value in params.items():
-        text = str(value)
-        if _key_is_secret(key) or any(_leaks(secret, text) for secret in secrets):
-            out[key] = REDACTED
-        else:
-            out[key] = _URL_PASSWORD.sub(rf"\g<head>{REDACTED}@", text)
-    return out
-
-
-def _leaks(secret: str, text: str) -> bool:
-    return secret == text or (len(secret) >= _MIN_EMBEDDED_LENGTH and secret in text)
-
-
-def _key_words(key: str) -> list[str]:
-    # camelCase -> camel_Case, then split on anything that is not a letter/digit.
-    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", str(key)).lower()
-    return [w for w in re.split(r"[^a-z0-9]+", spaced) if w]
-
-
-def _key_is_secret(key: str) -> bool:
-    words = _key_words(key)
-    if any(w in _SECRET_WORDS for w in words):
-        return True
-    return any(a == "api" and b == "key" for a, b in itertools.pairwise(words))
-
-
-def _environment_secrets() -> set[str]:
-    found = set()
-    for name, value in os.environ.items():
-        upper = name.upper()
-        if (
-            upper in _SECRET_ENV_NAMES
-            or upper.endswith(("_TOKEN", "_PASSWORD"))
-            or "_SECRET" in upper
-        ) and len(value) >= _MIN_SECRET_LENGTH:
-            found.add(value)
-    return found

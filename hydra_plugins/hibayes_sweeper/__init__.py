@@ -1,4 +1,4 @@
-"""Hydra sweeper plugin for hibayes (see :mod:`hibayes.sweep`)."""
+"""Hydra sweeper plugin for hibayes (see :mod:`hibayes.sweep.session`)."""
 
 import warnings
 

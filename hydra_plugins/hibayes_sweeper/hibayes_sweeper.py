@@ -7,7 +7,7 @@ a model's default prior sweep (``hydra.sweeper.params`` set by its
 because those keys belong to one model only.
 
 With ``models_file=hibayes.yaml`` (a file in the reference tool's format) the
-jobs are the file's model entries (:mod:`hibayes.reference_config`), crossed
+jobs are the file's model entries (:mod:`hibayes.compat.reference_config`), crossed
 with any sweep on the command line; every entry is checked before the first fit.
 """
 
@@ -24,7 +24,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
 
-log = logging.getLogger("hibayes.sweep")
+log = logging.getLogger("hibayes.sweep.session")
 
 
 @dataclass
@@ -42,7 +42,7 @@ ConfigStore.instance().store(
 
 
 class HibayesSweeper(BasicSweeper):
-    """Basic sweeper that records the sweep as a parent run (hibayes.sweep)."""
+    """Basic sweeper that records the sweep as a parent run (hibayes.sweep.session)."""
 
     _reference: Any = None  # the parsed models_file, when there is one
 
@@ -52,7 +52,7 @@ class HibayesSweeper(BasicSweeper):
         parsed = parser.parse_overrides(arguments)
         models_file = self.config.get("models_file") if self.config is not None else None
         if any(o.get_key_element() == "models_file" and o.is_sweep_override() for o in parsed):
-            from hibayes.reference_config import ReferenceConfigError
+            from hibayes.compat.reference_config import ReferenceConfigError
 
             raise ReferenceConfigError("models_file takes one file; list every model in it")
         if models_file:
@@ -65,7 +65,7 @@ class HibayesSweeper(BasicSweeper):
     def _models_file_jobs(self, parser: OverridesParser, parsed: List[Any],
                           arguments: List[str], models_file: str) -> List[List[str]]:
         """One job per model entry of a reference-format file, checked before any fit."""
-        from hibayes.reference_config import (
+        from hibayes.compat.reference_config import (
             ReferenceConfigError,
             job_overrides,
             read_reference_config,
@@ -111,7 +111,7 @@ class HibayesSweeper(BasicSweeper):
         session = SweepSession(self.config, jobs,
                                in_process=isinstance(self.launcher, BasicLauncher))
         if self._reference is not None:
-            from hibayes.reference_config import reference_tags
+            from hibayes.compat.reference_config import reference_tags
 
             session.tracker.set_tags(session.parent_run_id, reference_tags(self._reference))
         returns: List[Sequence[JobReturn]] = []

@@ -2,7 +2,7 @@
 
 :func:`hibayes.fit.fit` opens its run on a thread (:func:`open_run`) while the data
 loads and JAX compiles and samples; a store that fails meanwhile leaves its records
-in the job's ``upload_pending.json`` (:mod:`hibayes.pending`), never the fit undone.
+in the job's ``upload_pending.json`` (:mod:`hibayes.tracking.deferred`), never the fit undone.
 """
 
 from __future__ import annotations
@@ -13,17 +13,17 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from . import interrupts
+from hibayes.system import interrupts
 
 log = logging.getLogger("hibayes.fit")
 
-__all__ = ["checked", "close_run", "close_run_once_plotted", "fail_fast", "open_run", "open_tracker", "opened_run",
+__all__ = ["checked", "close_run", "fail_fast", "open_run", "open_tracker", "opened_run",
            "record_failure", "run_params", "settle_uploads", "store_tracker"]
 
 
 def store_tracker(cfg: DictConfig) -> Any:
     """The tracker the config asks for; nothing is contacted yet."""
-    from .tracking import MlflowTracker, NullTracker
+    from hibayes.tracking import MlflowTracker, NullTracker
 
     section = cfg.get("tracking")
     if section is None or not section.get("enabled", True):
@@ -46,12 +46,12 @@ def checked(tracker: Any, pending_file: Path | None = None, *,
     """``tracker`` once its store answered (a TrackingError naming the URI if not).
 
     With ``pending_file`` the tracker records what the store fails to take there
-    (:mod:`hibayes.pending`) instead of failing the fit; with ``defer_unreachable``
+    (:mod:`hibayes.tracking.deferred`) instead of failing the fit; with ``defer_unreachable``
     an unreachable store does not stop the fit either: everything is recorded for
     ``python -m hibayes.sync``.
     """
-    from .pending import DeferringTracker
-    from .tracking import NullTracker, TrackingError
+    from hibayes.tracking.deferred import DeferringTracker
+    from hibayes.tracking import NullTracker, TrackingError
 
     if isinstance(tracker, NullTracker):
         return tracker
@@ -60,7 +60,7 @@ def checked(tracker: Any, pending_file: Path | None = None, *,
     except TrackingError as exc:
         if pending_file is None or not defer_unreachable:
             raise
-        from .redaction import scrub_text
+        from hibayes.system.redaction import scrub_text
 
         log.warning("%s; fitting anyway, the records go to %s", scrub_text(str(exc)),
                     pending_file)
@@ -70,8 +70,8 @@ def checked(tracker: Any, pending_file: Path | None = None, *,
 
 def fail_fast(tracker: Any) -> None:
     """Refuse an unusable store before any work: SQLite in milliseconds, others fully."""
-    from .tracking import MlflowTracker
-    from .tracking.store import check_sqlite_openable, sqlite_db_path
+    from hibayes.tracking import MlflowTracker
+    from hibayes.tracking.store import check_sqlite_openable, sqlite_db_path
 
     if not isinstance(tracker, MlflowTracker):
         return
@@ -84,7 +84,7 @@ def fail_fast(tracker: Any) -> None:
 def open_run(tracker: Any, pending_file: Path, name: str, tags: dict[str, str],
              parent_run_id: str | None, params: dict[str, str]) -> tuple[Any, str]:
     """Open the store, start the run and log its params (on a thread, see :func:`hibayes.fit.fit`)."""
-    from .tracking import provenance_tags
+    from hibayes.tracking import provenance_tags
 
     tracker = checked(tracker, pending_file, defer_unreachable=True)
     run_id = tracker.start_run(name, tags={**provenance_tags(), **tags},
@@ -117,36 +117,10 @@ def close_run(tracker: Any, run_id: str, out_dir: Path, prefix: str) -> str | No
     return settle_uploads(tracker, prefix)
 
 
-def close_run_once_plotted(tracker: Any, run_id: str, out_dir: Path, metrics: dict[str, float],
-                           prefix: str, plots: Any, idata: Any, loo: Any,
-                           timeout: float | None = None) -> str | None:
-    """Upload a run's plots once the worker has drawn them, and end it FINISHED.
-
-    The rest of the job dir was uploaded when the fit handed its plots over. The
-    run waits for them at most ``timeout`` s, and draws them here if the worker
-    (:class:`hibayes.plot_worker.PlotWorker`) failed or never started them.
-
-    :return: the pending-upload file if the store missed records, else ``None``.
-    """
-    from .artifacts import write_json
-    from .plot_worker import wait_for_plots
-
-    plots_dir = out_dir / "plots"
-    seconds = wait_for_plots(plots, idata, loo, plots_dir, timeout, prefix)
-    if seconds is not None:
-        tracker.log_metrics(run_id, {"time_plots_s": seconds})
-        tracker.log_artifact(run_id, write_json({**metrics, "time_plots_s": seconds},
-                                                out_dir / "metrics.json"))
-    if plots_dir.is_dir():
-        tracker.log_artifacts(run_id, plots_dir, "plots")
-    tracker.end_run(run_id, "FINISHED")
-    return settle_uploads(tracker, prefix)
-
-
 def run_params(cfg: DictConfig) -> dict[str, str]:
     """The resolved config as flat, redacted MLflow params (Hydra's own section left out)."""
-    from .config import to_plain
-    from .tracking import flatten_config, redact
+    from hibayes.config import to_plain
+    from hibayes.tracking import flatten_config, redact
 
     plain = {k: v for k, v in to_plain(cfg).items() if k != "hydra"}
     return redact(flatten_config(plain))
@@ -167,7 +141,7 @@ def opened_run(opening: Any) -> tuple[Any, str]:
 def record_failure(tracker: Any, run_id: str, exc: BaseException, out_dir: Path,
                    status: str) -> None:
     """Best effort: traceback on disk and on the run, run ended with ``status``."""
-    from .artifacts import write_traceback
+    from hibayes.outputs.files import write_traceback
 
     path = write_traceback(exc, out_dir)
     try:

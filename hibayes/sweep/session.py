@@ -22,9 +22,9 @@ from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from . import interrupts
+from hibayes.system import interrupts
 
-log = logging.getLogger("hibayes.sweep")
+log = logging.getLogger("hibayes.sweep.session")
 
 __all__ = ["SweepInfo", "SweepSession", "SweepFailed", "in_process_session", "read_sweep_info",
            "SWEEP_FILE"]
@@ -113,14 +113,14 @@ class SweepSession:
             basic launcher): they hand their plots to a worker process and their
             posteriors to the comparison (:meth:`hand_over`, :meth:`keep_posterior`).
         """
-        from .fit_run import open_tracker
-        from .tracking import TrackingError, provenance_tags
+        from hibayes.tracking.run import open_tracker
+        from hibayes.tracking import TrackingError, provenance_tags
 
         self.cfg = cfg
         self.jobs = [list(j) for j in jobs]
         self.sweep_dir = Path(cfg.hydra.sweep.dir).resolve()
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        from .pending import PENDING_FILE
+        from hibayes.tracking.deferred import PENDING_FILE
 
         # The store must answer now (no fit has run); later failures are recorded in
         # the sweep dir's upload_pending.json for `python -m hibayes.sync`.
@@ -153,7 +153,7 @@ class SweepSession:
         if in_process:
             _IN_PROCESS[str(self.sweep_dir)] = self
             if len(self.jobs) > 1:  # one fit has nothing to overlap its plots with
-                from .plot_worker import PlotWorker
+                from hibayes.sweep.plot_worker import PlotWorker
 
                 self.plot_worker = PlotWorker()
         log.info("sweep of %d fits: %s", len(self.jobs), name)
@@ -298,8 +298,8 @@ class SweepSession:
         :return: the comparison table (None with fewer than two fits) and the fits
             it loaded, by name, for the report.
         """
-        from .comparison import compare_fits, comparison_to_csv
-        from .inference import load_idata
+        from hibayes.diagnostics.comparison import compare_fits, comparison_to_csv
+        from hibayes.inference import load_idata
 
         by_digest: dict[str | None, list[dict]] = {}
         for outcome in finished:
@@ -313,7 +313,7 @@ class SweepSession:
         idatas = {o["name"]: self._posteriors[o["out_dir"]] if o["out_dir"] in self._posteriors
                   else load_idata(Path(o["out_dir"]) / "idata.nc") for o in group}
         table = compare_fits(idatas)
-        from .plots import plot_comparison, plot_forest_side_by_side
+        from hibayes.plots import plot_comparison, plot_forest_side_by_side
 
         # Kept in the sweep dir, not a temp dir: a store that is down gets it later.
         out = self.sweep_dir / "parent_artifacts"
@@ -334,7 +334,7 @@ class SweepSession:
     def _report(self, outcomes: Sequence[dict[str, Any] | BaseException], table: Any,
                 idatas: dict[str, Any]) -> None:
         """report.html in the sweep dir and on the parent run; never fails the sweep."""
-        from .report import FitRecord, write_sweep_report
+        from hibayes.outputs.report import FitRecord, write_sweep_report
 
         try:
             fits = [FitRecord.from_outcome(o, job, self.info.varying)

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from .diagnostics import Criteria, pointwise_loo
-from .inference import save_idata
+from hibayes.diagnostics import Criteria, pointwise_loo
+from hibayes.inference import save_idata
 
 if TYPE_CHECKING:
     import arviz as az
@@ -63,7 +63,7 @@ def write_fit_outputs(
         written.append(out_dir / "loo_pointwise.csv")
     written.append(write_json(metrics, out_dir / "metrics.json"))
     if plots:
-        from .plots import save_fit_plots  # matplotlib only when plots are wanted
+        from hibayes.plots import save_fit_plots  # matplotlib only when plots are wanted
 
         written.extend(save_fit_plots(idata, out_dir / "plots", loo=criteria.loo))
     return written

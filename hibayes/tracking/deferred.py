@@ -15,7 +15,7 @@ cut short therefore just runs again.
 
 Every string this wrapper sends — run name, tags, params, texts, and the text
 files of an uploaded directory — is scrubbed of credentials first
-(:mod:`hibayes.redaction`).
+(:mod:`hibayes.system.redaction`).
 """
 
 from __future__ import annotations
@@ -30,18 +30,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .interrupts import shielded
-from .redaction import scrub_text, scrub_tree
-from .tracking import NOT_FINITE_TAG, MlflowTracker, TrackingError, redact
-from .tracking.params import sanitize_key
-from .tracking.store import describe, store_errors
+from hibayes.system.interrupts import shielded
+from hibayes.system.redaction import scrub_text, scrub_tree
+from hibayes.tracking import NOT_FINITE_TAG, MlflowTracker, TrackingError, redact
+from hibayes.tracking.params import sanitize_key
+from hibayes.tracking.store import describe, store_errors
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["PENDING_FILE", "RUN_KEY_TAG", "UPLOAD_TAG", "DeferringTracker"]
 
-log = logging.getLogger("hibayes.pending")
+log = logging.getLogger("hibayes.tracking.deferred")
 
 #: The file, in a run's output directory, listing what the store has not received.
 PENDING_FILE = "upload_pending.json"
@@ -199,7 +199,7 @@ class DeferringTracker:
     def log_dataset(self, run_id: str, df: pd.DataFrame, *, name: str, source: str,
                     digest: str | None = None, context: str = "training") -> str:
         """Log the table as a dataset input, or record its description (not its rows)."""
-        from .tracking.datasets import dataset_input, frame_digest
+        from hibayes.tracking.datasets import dataset_input, frame_digest
 
         self._check_run(run_id)
         full_digest = digest or frame_digest(df)

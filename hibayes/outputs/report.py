@@ -280,7 +280,7 @@ def _comparison_section(comparison: pd.DataFrame | None, drawn: Path | None = No
         ]
         for name, row in comparison.iterrows()
     ]
-    from .plots import plot_comparison
+    from hibayes.plots import plot_comparison
 
     return (
         "<h2>Model comparison (PSIS-LOO)</h2>"
@@ -302,7 +302,7 @@ def _idatas_of(
     fits: Sequence[FitRecord], given: Mapping[str, az.InferenceData]
 ) -> tuple[dict[str, az.InferenceData], list[str]]:
     """InferenceData of every finished fit (given, or read from its idata.nc)."""
-    from .inference import load_idata
+    from hibayes.inference import load_idata
 
     out, notes = {}, []
     for fit in fits:
@@ -329,7 +329,7 @@ def _prior_section(
     idatas: Mapping[str, az.InferenceData],
     keys: Sequence[str],
 ) -> str:
-    from .plots import plot_prior_posterior
+    from hibayes.plots import plot_prior_posterior
 
     parts = []
     for key in (k for k in keys if k.rsplit(".", 1)[-1].startswith("prior_")):
@@ -375,7 +375,7 @@ def write_sweep_report(
     :param path: the file to write (``report.html``); parent folders are created.
     :param fits: every job of the sweep, failed ones included.
     :param title: the page title (the sweep's parent run name).
-    :param comparison: :func:`hibayes.comparison.compare_fits` of the finished fits.
+    :param comparison: :func:`hibayes.diagnostics.comparison.compare_fits` of the finished fits.
     :param idatas: fit name -> InferenceData, for fits already loaded; the others
         are read from ``<out_dir>/idata.nc``.
     :param links: label -> URL or path shown under the title (parent run, sweep folder).
@@ -385,7 +385,7 @@ def write_sweep_report(
     :return: the path written.
     :rtype: pathlib.Path
     """
-    from .plots import plot_forest_side_by_side, plot_ppc
+    from hibayes.plots import plot_forest_side_by_side, plot_ppc
 
     path = Path(path)
     keys = list(dict.fromkeys(k for f in fits for k in f.overrides))

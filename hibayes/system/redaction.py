@@ -1,10 +1,10 @@
 """Keep credentials out of what a fit records: run names, tags, texts and files.
 
-Params are redacted key by key (:func:`hibayes.tracking.redact`); this module
+Params are redacted key by key (:func:`redact`); this module
 does the same for free text — a traceback naming a tracking URI, the
 ``hibayes.overrides`` tag, Hydra's ``.hydra/overrides.yaml`` — and for the text
 files of a job directory before they are uploaded as artifacts. What counts as
-a secret is what :func:`~hibayes.tracking.redact` hides: the password of a URL
+a secret is what :func:`redact` hides: the password of a URL
 (``scheme://user:password@host``), the value of a key that looks secret
 (``password``, ``token``, ``secret``, ``api_key``...), and the value of any
 environment variable named ``MLFLOW_TRACKING_TOKEN``, ``*_TOKEN``,
@@ -19,10 +19,33 @@ import os
 import re
 from pathlib import Path
 
-from .tracking import redact
-from .tracking.params import REDACTED
+import itertools
+from collections.abc import Mapping
 
-__all__ = ["TEXT_SUFFIXES", "scrub_file", "scrub_text", "scrub_tree"]
+__all__ = ["REDACTED", "TEXT_SUFFIXES", "redact", "scrub_file", "scrub_text", "scrub_tree"]
+
+#: What a redacted value becomes.
+REDACTED = "***"
+_SECRET_WORDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "token",
+        "secret",
+        "apikey",
+        "credential",
+        "credentials",
+        "auth",
+        "authorization",
+    }
+)
+_SECRET_ENV_NAMES = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_PASSWORD")
+# A secret shorter than this is too likely to equal an ordinary value ("1", "true").
+_MIN_PARAM_SECRET_LENGTH = 4
+# Only secrets at least this long are searched for inside longer values.
+_MIN_EMBEDDED_LENGTH = 8
+
 
 #: Files of a job directory that are scrubbed before upload.
 TEXT_SUFFIXES = frozenset({".yaml", ".yml", ".txt", ".log", ".json"})
@@ -113,3 +136,58 @@ def scrub_tree(root: Path) -> list[Path]:
         for path in files
         if path.is_file() and path.suffix.lower() in TEXT_SUFFIXES and scrub_file(path)
     ]
+
+
+def redact(params: Mapping[str, str]) -> dict[str, str]:
+    """Hide secrets in params before they are logged.
+
+    A value becomes ``***`` when its key looks like a secret (a word such as
+    ``password``, ``token``, ``secret``, ``api_key``, ``credential`` or ``auth``
+    in the key; ``max_tokens`` is not one) or when it equals the value of
+    ``MLFLOW_TRACKING_TOKEN``, ``MLFLOW_TRACKING_PASSWORD`` or any environment
+    variable named ``*_TOKEN``, ``*_PASSWORD`` or ``*_SECRET*`` (or contains it,
+    for values of 8+ characters; values under 4 characters are ignored).
+    Passwords in URLs (``scheme://user:pw@host``) are replaced in place.
+
+    :param params: flattened params.
+    :return: a new dict with the same keys.
+    """
+    secrets = _param_environment_secrets()
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        text = str(value)
+        if _key_is_secret(key) or any(_leaks(secret, text) for secret in secrets):
+            out[key] = REDACTED
+        else:
+            out[key] = _URL_PASSWORD.sub(rf"\g<head>{REDACTED}@", text)
+    return out
+
+
+def _leaks(secret: str, text: str) -> bool:
+    return secret == text or (len(secret) >= _MIN_EMBEDDED_LENGTH and secret in text)
+
+
+def _key_words(key: str) -> list[str]:
+    # camelCase -> camel_Case, then split on anything that is not a letter/digit.
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", str(key)).lower()
+    return [w for w in re.split(r"[^a-z0-9]+", spaced) if w]
+
+
+def _key_is_secret(key: str) -> bool:
+    words = _key_words(key)
+    if any(w in _SECRET_WORDS for w in words):
+        return True
+    return any(a == "api" and b == "key" for a, b in itertools.pairwise(words))
+
+
+def _param_environment_secrets() -> set[str]:
+    found = set()
+    for name, value in os.environ.items():
+        upper = name.upper()
+        if (
+            upper in _SECRET_ENV_NAMES
+            or upper.endswith(("_TOKEN", "_PASSWORD"))
+            or "_SECRET" in upper
+        ) and len(value) >= _MIN_PARAM_SECRET_LENGTH:
+            found.add(value)
+    return found

@@ -175,7 +175,7 @@ def validate_reference_config(config: ReferenceConfig) -> None:
     :raises hibayes.model.ModelError: an unknown model or an argument its factory
         does not take (with the accepted arguments and a close match listed).
     """
-    from .model import ModelError, bind_hyperparameters, get_model, load_models
+    from hibayes.model import ModelError, bind_hyperparameters, get_model, load_models
 
     load_models(list(config.paths) or None)
     for i, entry in enumerate(config.entries):
@@ -383,7 +383,7 @@ def _entry(
 def _fit_settings(
     section: Any, source: str, label: str, ignored: list[str]
 ) -> dict[str, Any]:
-    from .inference.settings import FitSettings, FitSettingsError
+    from hibayes.inference.settings import FitSettings, FitSettingsError
 
     where = f"{source}: {label}"
     if section is None:
@@ -436,7 +436,7 @@ def _platform_settings(section: Any, source: str, ignored: list[str]) -> dict[st
         else:
             ignored.append(f"platform.{key}: not a reference platform setting")
     if "fit.chain_method" in out:
-        from .inference.settings import CHAIN_METHODS
+        from hibayes.inference.settings import CHAIN_METHODS
 
         if out["fit.chain_method"] not in CHAIN_METHODS:
             raise ReferenceConfigError(

@@ -1,0 +1,1 @@
+"""Compatibility with the reference tool (UK AISI's hibayes): its ``hibayes.yaml`` format."""
