@@ -14,8 +14,6 @@ compared runs.
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -24,6 +22,9 @@ from typing import Any
 
 import hydra
 from omegaconf import DictConfig
+
+from hibayes.errors import Refused
+from hibayes.system.command import one_line_errors, run_command
 
 # Imported before MLflow: it switches MLflow's telemetry and URL printing off.
 from .tracking import resolve_tracking_uri
@@ -40,7 +41,7 @@ _PARENT_TAG = "mlflow.parentRunId"
 _PAGE = 1000
 
 
-class CompareError(RuntimeError):
+class CompareError(Refused, RuntimeError):
     """The runs cannot be compared (none selected, different data, missing posteriors)."""
 
 
@@ -199,6 +200,7 @@ def _write_outputs(out_dir: Path, runs_table: Any, table: Any, idatas: dict[str,
     import matplotlib.pyplot as plt
 
     from hibayes.diagnostics.comparison import comparison_to_csv
+
     from .plots import plot_comparison, plot_forest_side_by_side
 
     comparison_to_csv(table, out_dir / "comparison.csv")
@@ -307,18 +309,16 @@ def report(result: ComparisonResult) -> str:
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="compare")
+@one_line_errors
 def main(cfg: DictConfig) -> None:
     """Hydra entry point: compare the selected runs, print the result."""
-    try:
-        result = compare(cfg)
-    except CompareError as exc:
-        print(f"refused: {exc}", file=sys.stderr)
-        sys.exit(2)
-    print(report(result))
+    print(report(compare(cfg)))
+
+
+def cli() -> None:
+    """Console script ``hibayes-compare``: as ``python -m hibayes.compare``."""
+    run_command(main)
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    from hibayes.system.exit import run_then_exit
-
-    run_then_exit(main)
+    cli()

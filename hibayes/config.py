@@ -8,16 +8,23 @@ Nothing here samples, plots or tracks.
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
-from .data import FeatureSet, example_path, features_from_config
 from hibayes.diagnostics import Thresholds
+
+from .data import FeatureSet, example_path, features_from_config
 from .inference.settings import FitSettings
-from .model import ModelError, ModelFactory, bind_hyperparameters, get_model, load_models
+from .model import (
+    ModelError,
+    ModelFactory,
+    bind_hyperparameters,
+    get_model,
+    load_models,
+)
 
 __all__ = [
     "ModelSpec",

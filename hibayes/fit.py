@@ -23,8 +23,9 @@ from typing import Any, Mapping
 import hydra
 from omegaconf import DictConfig
 
-from hibayes.system import interrupts
 from hibayes.sweep.plot_worker import close_run_once_plotted
+from hibayes.system import interrupts
+from hibayes.system.command import one_line_errors, run_command
 from hibayes.tracking.run import (
     close_run,
     fail_fast,
@@ -136,7 +137,10 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
         ``hibayes.reproduced_from``).
     :raises Exception: in a single run, whatever failed (after recording it).
     """
-    from hibayes.inference.runtime import configure_compilation_cache, configure_host_devices
+    from hibayes.inference.runtime import (
+        configure_compilation_cache,
+        configure_host_devices,
+    )
 
     runtime = cfg.get("runtime") or {}
     configure_host_devices(runtime.get("host_devices"))  # before anything starts JAX
@@ -145,7 +149,21 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
 
     preload(_POST_SAMPLING_MODULES)
 
-    from hibayes.outputs.files import write_config, write_fit_outputs, write_json, write_traceback
+    from hibayes.diagnostics import (
+        convergence_failures,
+        diagnose,
+        information_criteria,
+        summarize,
+    )
+    from hibayes.outputs.files import (
+        write_config,
+        write_fit_outputs,
+        write_json,
+        write_traceback,
+    )
+    from hibayes.sweep import in_process_session, read_sweep_info
+    from hibayes.tracking.deferred import PENDING_FILE
+
     from .config import (
         data_digest,
         data_source,
@@ -154,15 +172,7 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
         model_spec,
         thresholds,
     )
-    from hibayes.diagnostics import (
-        convergence_failures,
-        diagnose,
-        information_criteria,
-        summarize,
-    )
     from .inference import fit_model
-    from hibayes.tracking.deferred import PENDING_FILE
-    from hibayes.sweep import in_process_session, read_sweep_info
 
     start = time.perf_counter()
     job = job or JobContext.from_hydra()
@@ -298,6 +308,7 @@ def _progress(prefix: str, name: str, message: str) -> None:
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
+@one_line_errors
 def main(cfg: DictConfig) -> dict[str, Any]:
     """Hydra entry point: one fit per composed config."""
     in_sweep = JobContext.from_hydra().sweep_dir is not None
@@ -314,20 +325,10 @@ def main(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _single_fit(cfg: DictConfig) -> dict[str, Any]:
-    """One fit outside a sweep: SIGTERM ends it KILLED; bad input or lost uploads exit 1."""
-    from .data import DataError
-    from .inference.settings import FitSettingsError
-    from .model import ModelError
-    from hibayes.system.redaction import scrub_text
-    from .tracking import TrackingError
-
+    """One fit outside a sweep: SIGTERM ends it KILLED; lost uploads exit 1."""
     restore = interrupts.install()
     try:
         outcome = fit(cfg)
-    except (DataError, ModelError, FitSettingsError, TrackingError) as exc:
-        # Input the user can fix: the message says what and where. A fit that got as
-        # far as opening its run left traceback.txt in the job dir and on the run.
-        raise SystemExit(f"error: {scrub_text(str(exc))}") from None
     finally:
         restore()
     if outcome.upload_pending:
@@ -338,7 +339,10 @@ def _single_fit(cfg: DictConfig) -> dict[str, Any]:
     return outcome.as_dict()
 
 
-if __name__ == "__main__":
-    from hibayes.system.exit import run_then_exit
+def cli() -> None:
+    """Console script ``hibayes-fit``: as ``python -m hibayes.fit``."""
+    run_command(main)
 
-    run_then_exit(main)
+
+if __name__ == "__main__":
+    cli()

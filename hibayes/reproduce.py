@@ -32,6 +32,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from hibayes.errors import Refused
+from hibayes.system.command import run_command
+
 log = logging.getLogger("hibayes.reproduce")
 
 __all__ = [
@@ -56,7 +59,7 @@ DRAW_TAGS = (
 REPRODUCED_FROM = "hibayes.reproduced_from"
 
 
-class ReproduceError(RuntimeError):
+class ReproduceError(Refused, RuntimeError):
     """A run cannot be reproduced (not found, not a fit, artifacts missing)."""
 
 
@@ -361,8 +364,9 @@ def _run_one(fit: RecordedFit, job: Any, tracker: Any, mcse_factor: float
 
 def _sweep(parent: Any, fits: list[RecordedFit], out_dir: Path, tracker: Any,
            mcse_factor: float) -> list[Reproduction]:
-    from .fit import JobContext
     from hibayes.sweep import SweepFailed, SweepSession
+
+    from .fit import JobContext
 
     first = fits[0].cfg
     session_cfg = OmegaConf.create({"hydra": {"sweep": {"dir": str(out_dir)}},
@@ -452,16 +456,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="allowed mean difference in combined MCSE when the "
                              "environment differs (default 3)")
     args = parser.parse_args(argv)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    logging.basicConfig(level=logging.WARNING, format="[%(name)s][%(levelname)s] %(message)s")
-    logging.getLogger("hibayes").setLevel(logging.INFO)
-    try:
-        results = reproduce(args.run_id, tracking_uri=args.tracking_uri,
-                            out_dir=args.out_dir, allow_data_change=args.force,
-                            mcse_factor=args.mcse_factor)
-    except ReproduceError as exc:
-        print(f"refused: {exc}", file=sys.stderr)
-        return 2
+    results = reproduce(args.run_id, tracking_uri=args.tracking_uri,
+                        out_dir=args.out_dir, allow_data_change=args.force,
+                        mcse_factor=args.mcse_factor)
     for result in results:
         print(result.describe(args.mcse_factor))
     good = sum(r.ok for r in results)
@@ -470,7 +467,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if good == len(results) else 1
 
 
-if __name__ == "__main__":
-    from hibayes.system.exit import run_then_exit
+def cli() -> None:
+    """Console script ``hibayes-reproduce``: as ``python -m hibayes.reproduce``."""
+    run_command(main, log_format="[%(name)s][%(levelname)s] %(message)s")
 
-    run_then_exit(main)
+
+if __name__ == "__main__":
+    cli()

@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hibayes.system.command import run_command
 from hibayes.tracking.deferred import PENDING_FILE, DeferringTracker
 
 __all__ = ["SyncReport", "find_pending", "main", "sync"]
@@ -96,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--uri", default=None,
                         help="tracking URI to send to (default: the one each record names)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         report = sync(args.path, args.uri)
     except FileNotFoundError as exc:
@@ -112,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if report.ok else 1
 
 
-if __name__ == "__main__":
-    from hibayes.system.exit import run_then_exit
+def cli() -> None:
+    """Console script ``hibayes-sync``: as ``python -m hibayes.sync``."""
+    run_command(main, log_format="%(message)s")
 
-    run_then_exit(main)
+
+if __name__ == "__main__":
+    cli()

@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from hibayes.errors import InputError
+
 __all__ = [
     "ModelEntry",
     "ReferenceConfig",
@@ -64,7 +66,7 @@ PLATFORM_UNUSED = ("device_type", "num_devices", "gpu_memory_fraction")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-class ReferenceConfigError(ValueError):
+class ReferenceConfigError(InputError):
     """A reference-format file cannot be read or asks for something we cannot run."""
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from hibayes.errors import InputError
+
 __all__ = ["DataError"]
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """Bad input data; the message says where (source, column, row, value).
 
     Subclasses :class:`ValueError` so callers that already catch bad values keep

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import jax
 import numpy as np
 
-from ..model import ModelFactory
 from hibayes.inference.runtime import jax_platform, use_float_precision
+
+from ..model import ModelFactory
 from .idata import build_idata, sample_stats_from_extras
 from .program import Program, build_program
 from .sampler import get_sampler, predictive_fns, to_numpy

@@ -15,9 +15,16 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.infer import MCMC, NUTS, Predictive
-from numpyro.infer import init_to_feasible, init_to_mean, init_to_median
-from numpyro.infer import init_to_sample, init_to_uniform
+from numpyro.infer import (
+    MCMC,
+    NUTS,
+    Predictive,
+    init_to_feasible,
+    init_to_mean,
+    init_to_median,
+    init_to_sample,
+    init_to_uniform,
+)
 from numpyro.infer.util import log_likelihood
 from numpyro.primitives import Messenger
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
+from hibayes.errors import InputError
+
 __all__ = ["FitSettings", "FitSettingsError", "INIT_STRATEGIES", "CHAIN_METHODS", "PRECISIONS",
            "FLOAT64_ABOVE_ROWS"]
 
@@ -18,7 +20,7 @@ PRECISIONS = ("auto", "float32", "float64")
 FLOAT64_ABOVE_ROWS = 250_000
 
 
-class FitSettingsError(ValueError):
+class FitSettingsError(InputError):
     """A sampler setting is out of range."""
 
 

@@ -15,6 +15,9 @@ from typing import Any, Callable, Mapping, Protocol
 
 from numpyro.primitives import Messenger
 
+from .errors import ModelError
+from .registry import register
+
 __all__ = [
     "Model",
     "ModelFactory",
@@ -26,8 +29,6 @@ __all__ = [
 OBS_SITE = "obs"
 
 
-class ModelError(ValueError):
-    """A model, its factory arguments or its registration is not usable."""
 
 
 class Model(Protocol):
@@ -140,7 +141,6 @@ def model(builder: Callable[..., Model]) -> ModelFactory:
         ...     def program(features): ...
         ...     return program
     """
-    from .registry import register  # registry imports this module
 
     name = builder.__name__
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from ._api import ModelError
+from .errors import ModelError
 
 if TYPE_CHECKING:
     from ._api import ModelFactory
@@ -49,19 +49,13 @@ def register(factory: "ModelFactory") -> None:
     _REGISTRY[name] = factory
 
 
-def _ensure_builtins() -> None:
-    from . import models  # noqa: F401  (import registers the built-ins)
-
-
 def list_models() -> list[str]:
     """Names of every registered model, built-in and custom, sorted."""
-    _ensure_builtins()
     return sorted(_REGISTRY)
 
 
 def get_model(name: str) -> "ModelFactory":
     """Return the factory registered as ``name``; suggest a close name if unknown."""
-    _ensure_builtins()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -118,7 +112,6 @@ def load_models(paths: str | Path | Iterable[str | Path] | None) -> list[str]:
     :param paths: one path/module name or several; ``None`` loads nothing.
     :return: the names of the models registered by these imports.
     """
-    _ensure_builtins()
     if paths is None:
         return []
     if isinstance(paths, (str, Path)):

@@ -9,6 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from hibayes.diagnostics.comparison import _common_vars
+
 from ._base import (
     MAX_FOREST_ROWS,
     _flatten,

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from hibayes.errors import HibayesError
 from hibayes.system import interrupts
 
 log = logging.getLogger("hibayes.sweep.session")
@@ -47,7 +48,7 @@ def in_process_session(sweep_dir: Path | None) -> "SweepSession | None":
     return _IN_PROCESS.get(str(Path(sweep_dir).resolve())) if sweep_dir else None
 
 
-class SweepFailed(RuntimeError):
+class SweepFailed(HibayesError, RuntimeError):
     """Some jobs of a sweep failed; every other job still ran."""
 
 
@@ -113,8 +114,8 @@ class SweepSession:
             basic launcher): they hand their plots to a worker process and their
             posteriors to the comparison (:meth:`hand_over`, :meth:`keep_posterior`).
         """
-        from hibayes.tracking.run import open_tracker
         from hibayes.tracking import TrackingError, provenance_tags
+        from hibayes.tracking.run import open_tracker
 
         self.cfg = cfg
         self.jobs = [list(j) for j in jobs]

@@ -15,12 +15,11 @@ evaluates or interprets the text.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
-from pathlib import Path
-
-import itertools
 from collections.abc import Mapping
+from pathlib import Path
 
 __all__ = ["REDACTED", "TEXT_SUFFIXES", "redact", "scrub_file", "scrub_text", "scrub_tree"]
 

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from hibayes.errors import HibayesError
+
 if TYPE_CHECKING:
     import pandas as pd
     from mlflow.entities import Run
@@ -20,7 +22,7 @@ __all__ = ["RUN_STATUSES", "Tracker", "TrackingError"]
 RUN_STATUSES: tuple[str, ...] = ("FINISHED", "FAILED", "KILLED")
 
 
-class TrackingError(RuntimeError):
+class TrackingError(HibayesError, RuntimeError):
     """Tracking store unreachable or refusing a request."""
 
 

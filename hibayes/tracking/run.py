@@ -50,8 +50,8 @@ def checked(tracker: Any, pending_file: Path | None = None, *,
     an unreachable store does not stop the fit either: everything is recorded for
     ``python -m hibayes.sync``.
     """
-    from hibayes.tracking.deferred import DeferringTracker
     from hibayes.tracking import NullTracker, TrackingError
+    from hibayes.tracking.deferred import DeferringTracker
 
     if isinstance(tracker, NullTracker):
         return tracker
