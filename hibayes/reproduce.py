@@ -34,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hibayes.errors import Refused
 from hibayes.system.command import run_command
+from hibayes.tracking.base import Tracker
 
 log = logging.getLogger("hibayes.reproduce")
 
@@ -147,7 +148,7 @@ class Reproduction:
 # -- reading the record --------------------------------------------------------
 
 
-def _download(tracker: Any, run_id: str, path: str, dst: Path, required: bool = True
+def _download(tracker: Tracker, run_id: str, path: str, dst: Path, required: bool = True
               ) -> Path | None:
     from .tracking import TrackingError
 
@@ -165,7 +166,7 @@ def _absolute(path: str, base: str | None) -> str:
     return str(Path(base) / path)
 
 
-def load_recorded_fit(tracker: Any, run: Any, workdir: Path) -> RecordedFit:
+def load_recorded_fit(tracker: Tracker, run: Any, workdir: Path) -> RecordedFit:
     """Fetch a fit run's config, overrides and posterior, ready to run again.
 
     :param tracker: an :class:`~hibayes.tracking.MlflowTracker` on the run's store.
@@ -302,7 +303,7 @@ def environment_differences(original: dict[str, str], new: dict[str, str]
             if original.get(k) != new.get(k)}
 
 
-def _judge(fit: RecordedFit, outcome: Any, tracker: Any, mcse_factor: float,
+def _judge(fit: RecordedFit, outcome: Any, tracker: Tracker, mcse_factor: float,
            started: float) -> Reproduction:
     from .inference import load_idata
 
@@ -338,7 +339,7 @@ def _match_xla_flags(tags: dict[str, str]) -> None:
     os.environ["XLA_FLAGS"] = wanted
 
 
-def _run_one(fit: RecordedFit, job: Any, tracker: Any, mcse_factor: float
+def _run_one(fit: RecordedFit, job: Any, tracker: Tracker, mcse_factor: float
              ) -> tuple[Reproduction, dict[str, Any]]:
     """Fit again and judge; also return the fit's outcome (as a sweep job reports it)."""
     from .fit import fit as run_fit
@@ -362,7 +363,7 @@ def _run_one(fit: RecordedFit, job: Any, tracker: Any, mcse_factor: float
     return _judge(fit, outcome, tracker, mcse_factor, started), outcome.as_dict()
 
 
-def _sweep(parent: Any, fits: list[RecordedFit], out_dir: Path, tracker: Any,
+def _sweep(parent: Any, fits: list[RecordedFit], out_dir: Path, tracker: Tracker,
            mcse_factor: float) -> list[Reproduction]:
     from hibayes.sweep import SweepFailed, SweepSession
 
@@ -431,6 +432,9 @@ def reproduce(run_id: str, *, tracking_uri: str | None = None, out_dir: Path | N
         fits = [load_recorded_fit(reader, r, Path(tmp)) for r in originals or [run]]
         for fit in fits:  # all checked before anything runs
             check_data(fit, allow_data_change)
+        from hibayes.inference.runtime import configure_runtime
+
+        configure_runtime(fits[0].cfg.get("runtime"))  # as hibayes.fit's main does
         tracker = MlflowTracker(uri=uri, experiment=str(fits[0].cfg.tracking.experiment))
         if not originals:
             from .fit import JobContext

@@ -11,9 +11,10 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
-__all__ = ["configure_host_devices", "configure_compilation_cache", "jax_platform",
-           "use_float_precision"]
+__all__ = ["configure_compilation_cache", "configure_host_devices", "configure_runtime",
+           "jax_platform", "use_float_precision"]
 
 _DEVICE_FLAG = "--xla_force_host_platform_device_count"
 
@@ -94,3 +95,10 @@ def jax_platform() -> str:
     import jax
 
     return jax.default_backend()
+
+
+def configure_runtime(section: Any = None) -> None:
+    """Apply a config's ``runtime`` section (host devices, compile cache) before JAX starts."""
+    section = section or {}
+    configure_host_devices(section.get("host_devices"))
+    configure_compilation_cache(section.get("jax_cache_dir"))

@@ -22,8 +22,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PlotWorker", "close_run_once_plotted", "draw_fit_plots", "plot_inputs",
-           "wait_for_plots"]
+__all__ = ["PlotWorker", "draw_fit_plots", "plot_inputs", "wait_for_plots"]
 
 log = logging.getLogger(__name__)
 
@@ -138,29 +137,3 @@ def wait_for_plots(plots: Future, idata: Any, loo: Any, plots_dir: Path,
         log.warning("%splot worker failed (%s: %s); drawing the plots here",
                     prefix, type(exc).__name__, exc)
     return draw_fit_plots(idata, plots_dir, loo)[1]
-
-
-def close_run_once_plotted(tracker: Any, run_id: str, out_dir: Path, metrics: dict[str, float],
-                           prefix: str, plots: Any, idata: Any, loo: Any,
-                           timeout: float | None = None) -> str | None:
-    """Upload a run's plots once the worker has drawn them, and end it FINISHED.
-
-    The rest of the job dir was uploaded when the fit handed its plots over. The
-    run waits for them at most ``timeout`` s, and draws them here if the worker
-    (:class:`hibayes.sweep.plot_worker.PlotWorker`) failed or never started them.
-
-    :return: the pending-upload file if the store missed records, else ``None``.
-    """
-    from hibayes.outputs.files import write_json
-    from hibayes.tracking.run import settle_uploads
-
-    plots_dir = out_dir / "plots"
-    seconds = wait_for_plots(plots, idata, loo, plots_dir, timeout, prefix)
-    if seconds is not None:
-        tracker.log_metrics(run_id, {"time_plots_s": seconds})
-        tracker.log_artifact(run_id, write_json({**metrics, "time_plots_s": seconds},
-                                                out_dir / "metrics.json"))
-    if plots_dir.is_dir():
-        tracker.log_artifacts(run_id, plots_dir, "plots")
-    tracker.end_run(run_id, "FINISHED")
-    return settle_uploads(tracker, prefix)

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,13 +24,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from hibayes.errors import HibayesError
 from hibayes.system import interrupts
+from hibayes.tracking.job import SWEEP_FILE, SweepInfo, read_sweep_info
+from hibayes.tracking.base import Tracker
 
 log = logging.getLogger("hibayes.sweep.session")
 
 __all__ = ["SweepInfo", "SweepSession", "SweepFailed", "in_process_session", "read_sweep_info",
            "SWEEP_FILE"]
 
-SWEEP_FILE = ".hibayes_sweep.json"
 
 # An interrupted sweep waits this long for plots in hand before closing their runs.
 ABORT_PLOT_WAIT_S = 30.0
@@ -50,36 +51,6 @@ def in_process_session(sweep_dir: Path | None) -> "SweepSession | None":
 
 class SweepFailed(HibayesError, RuntimeError):
     """Some jobs of a sweep failed; every other job still ran."""
-
-
-@dataclass(frozen=True)
-class SweepInfo:
-    """What each job of a sweep needs to know about it.
-
-    :param sweep_id: unique id of the sweep (its directory, made absolute).
-    :param parent_run_id: the parent MLflow run ("" when tracking is off).
-    :param name: the parent run's name.
-    :param n_jobs: number of jobs in the sweep.
-    :param varying: override keys whose values differ between jobs (they name runs).
-    """
-
-    sweep_id: str
-    parent_run_id: str
-    name: str
-    n_jobs: int
-    varying: tuple[str, ...] = ()
-
-
-def read_sweep_info(sweep_dir: Path | None) -> SweepInfo | None:
-    """The sweep's record from its directory, or ``None`` outside a hibayes sweep."""
-    if sweep_dir is None:
-        return None
-    path = Path(sweep_dir) / SWEEP_FILE
-    if not path.exists():
-        return None
-    record = json.loads(path.read_text())
-    record["varying"] = tuple(record.get("varying", ()))
-    return SweepInfo(**record)
 
 
 def varying_keys(jobs: Sequence[Sequence[str]]) -> tuple[str, ...]:
@@ -135,7 +106,7 @@ class SweepSession:
             "hibayes.output_dir": str(self.sweep_dir),
         }
         self.parent_run_id = self.tracker.start_run(name, tags=tags)
-        if getattr(self.tracker, "pending", False):  # the store went away just now
+        if self.tracker.pending:  # the store went away just now
             self.tracker.pending_file.unlink(missing_ok=True)
             raise TrackingError(f"could not create the sweep's parent run: {self.tracker.reason}")
         self.info = SweepInfo(str(self.sweep_dir), self.parent_run_id, name, len(self.jobs),
@@ -181,6 +152,24 @@ class SweepSession:
                 log.error("could not close the run of %s: %s: %s", out_dir,
                           type(exc).__name__, exc)
 
+    def defer_plots(self, out_dir: Path, idata: Any, loo: Any,
+                    close: Callable[[float | None], str | None], prefix: str = "") -> Future:
+        """Draw a finished fit's plots on the worker while the next fit runs.
+
+        :param close: ``close(seconds)`` ends the fit's run once its plots are in
+            (``seconds`` None if they never came) and returns its pending-upload file.
+        :return: the worker's future for the plots.
+        """
+        from hibayes.sweep.plot_worker import wait_for_plots
+
+        plots_dir = Path(out_dir) / "plots"
+        assert self.plot_worker is not None, "defer_plots needs the sweep's plot worker"
+        plots = self.plot_worker.submit(idata, plots_dir, loo)
+        self.hand_over(str(out_dir), plots, lambda timeout: close(
+            wait_for_plots(plots, idata, loo, plots_dir, timeout, prefix)))
+        self.keep_posterior(str(out_dir), idata)
+        return plots
+
     def keep_posterior(self, out_dir: str, idata: Any) -> None:
         """Keep a finished job's posterior for the comparison, within the memory budget."""
         size = sum(idata[g].nbytes for g in idata.groups())
@@ -223,14 +212,13 @@ class SweepSession:
         Jobs in this process end their own runs; jobs in launcher workers (joblib,
         submitit, Ray) may be stopped without a chance to, so the sweep does it.
         """
-        if getattr(self.tracker, "pending", False) or not self.parent_run_id:
+        if self.tracker.pending or not self.parent_run_id:
             return
         try:
             running = [r for r in self.tracker.children(self.parent_run_id)
                        if r.info.status == "RUNNING"]
-            store = getattr(self.tracker, "tracker", self.tracker)  # past the wrapper
             for run in running:
-                store.end_run(run.info.run_id, "KILLED")
+                self.tracker.store.end_run(run.info.run_id, "KILLED")
         except Exception as exc:  # noqa: BLE001 - interrupted: do what can be done quickly
             log.warning("could not end the sweep's running children as KILLED: %s", exc)
             return
@@ -279,7 +267,7 @@ class SweepSession:
         self.tracker.end_run(self.parent_run_id, "FAILED" if failures else "FINISHED")
         pending = [str(Path(o["upload_pending"]).parent) for o in outcomes
                    if isinstance(o, dict) and o.get("upload_pending")]
-        if getattr(self.tracker, "pending", False) and not self.tracker.flush():
+        if self.tracker.pending and not self.tracker.flush():
             pending.insert(0, f"{self.sweep_dir} (the sweep's parent run)")
         problems = []
         if failures:
@@ -356,10 +344,10 @@ class SweepSession:
                                   {"hibayes.report_error": f"{type(exc).__name__}: {exc}"})
 
 
-def _warn_sqlite_parallel(cfg: DictConfig, tracker: Any) -> None:
+def _warn_sqlite_parallel(cfg: DictConfig, tracker: Tracker) -> None:
     """Say loudly that parallel workers and a SQLite store do not mix well."""
     target = str(OmegaConf.select(cfg, "hydra.launcher._target_", default="") or "")
-    uri = str(getattr(tracker, "uri", ""))
+    uri = str(tracker.uri)
     if uri.startswith("sqlite:") and target and not target.endswith("BasicLauncher"):
         log.warning(
             "the %s launcher runs jobs in parallel processes, all writing to the SQLite "

@@ -31,6 +31,17 @@ class Tracker(Protocol):
 
     uri: str
 
+    @property
+    def pending(self) -> bool:
+        """Whether records wait on disk for the store (only a deferring tracker's do)."""
+
+    @property
+    def store(self) -> "Tracker":
+        """The tracker that talks to the store itself, past any deferring wrapper."""
+
+    def flush(self, timeout_s: float = 10) -> bool:
+        """Send records that wait for the store; ``True`` when none are left."""
+
     def check_reachable(self, timeout_s: float = 10) -> None:
         """Raise :class:`TrackingError` if the store cannot be reached."""
 

@@ -88,6 +88,11 @@ class DeferringTracker:
         """Whether some calls wait in :attr:`pending_file` for the store."""
         return bool(self.ops)
 
+    @property
+    def store(self) -> MlflowTracker:
+        """The wrapped tracker, which talks to the store itself."""
+        return self.tracker
+
     @classmethod
     def from_file(cls, path: Path, uri: str | None = None) -> DeferringTracker:
         """Reopen a pending file left by an earlier process (for a replay).

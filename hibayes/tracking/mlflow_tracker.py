@@ -229,6 +229,22 @@ class MlflowTracker:
                 if not token:
                     return runs
 
+    # -- deferred records: a direct tracker keeps none ---------------------------
+
+    @property
+    def pending(self) -> bool:
+        """Always ``False``: every call reaches the store or raises."""
+        return False
+
+    @property
+    def store(self) -> "MlflowTracker":
+        """This tracker: it talks to the store itself."""
+        return self
+
+    def flush(self, timeout_s: float = 10) -> bool:
+        """Nothing waits: ``True``."""
+        return True
+
     def run_url(self, run_id: str) -> str:
         """A UI URL of the run for http stores, else an ``mlflow ui`` hint."""
         if is_http_uri(self.uri):

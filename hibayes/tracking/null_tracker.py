@@ -63,6 +63,22 @@ class NullTracker:
         """Return an empty list."""
         return []
 
+    # -- deferred records: a direct tracker keeps none ---------------------------
+
+    @property
+    def pending(self) -> bool:
+        """Always ``False``: every call reaches the store or raises."""
+        return False
+
+    @property
+    def store(self) -> "NullTracker":
+        """This tracker: it talks to the store itself."""
+        return self
+
+    def flush(self, timeout_s: float = 10) -> bool:
+        """Nothing waits: ``True``."""
+        return True
+
     def run_url(self, run_id: str) -> str:
         """Return ``""``."""
         return ""

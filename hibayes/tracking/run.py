@@ -1,27 +1,236 @@
-"""The MLflow side of one fit: the store checked, the run opened and closed, failures recorded.
+"""One fit's MLflow run, from opening to closing: :class:`FitRun`.
 
-:func:`hibayes.fit.fit` opens its run on a thread (:func:`open_run`) while the data
-loads and JAX compiles and samples; a store that fails meanwhile leaves its records
-in the job's ``upload_pending.json`` (:mod:`hibayes.tracking.deferred`), never the fit undone.
+``hibayes.fit.fit`` runs its pipeline inside ``with FitRun.open(cfg, job) as run``.
+The run is opened on a thread while the data loads and JAX compiles and samples
+(importing MLflow and opening a SQLite store take seconds); a store that fails
+meanwhile leaves its records in the job's ``upload_pending.json``
+(:mod:`hibayes.tracking.deferred`), never the fit undone. Leaving the block with
+an exception ends the run FAILED (KILLED for an interrupt) with its traceback; in
+a sweep a failed fit is reported and the sweep goes on.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
+import time
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Mapping
 
 from omegaconf import DictConfig
 
+from hibayes.outputs.files import write_config, write_json, write_traceback
+from hibayes.outputs.products import FitProducts
 from hibayes.system import interrupts
+from hibayes.system.background import in_background, preload
+from hibayes.tracking.base import Tracker, TrackingError
+from hibayes.tracking.job import FitOutcome, JobContext, SweepInfo, read_sweep_info
 
 log = logging.getLogger("hibayes.fit")
 
-__all__ = ["checked", "close_run", "fail_fast", "open_run", "open_tracker", "opened_run",
-           "record_failure", "run_params", "settle_uploads", "store_tracker"]
+__all__ = ["FitRun", "checked", "open_tracker", "run_name", "run_params",
+           "settle_uploads", "store_tracker"]
+
+# Needed only after sampling: imported on a thread while JAX compiles and samples.
+_POST_SAMPLING_MODULES = ("arviz", "matplotlib.figure", "matplotlib.backends.backend_agg")
+
+# Overrides that say where things are, not what was fitted: kept out of run names.
+_UNNAMING = ("hydra", "tracking", "runtime", "data.", "model.path")
 
 
-def store_tracker(cfg: DictConfig) -> Any:
+class FitRun:
+    """The MLflow run of one fit; use as ``with FitRun.open(cfg, job) as run:``.
+
+    :ivar outcome: what the job reports back, filled in as the fit goes.
+    """
+
+    def __init__(self, cfg: DictConfig, job: JobContext,
+                 extra_tags: Mapping[str, str] | None = None) -> None:
+        """Name the run and check the store; nothing is opened yet (see :meth:`open`)."""
+        self.job = job
+        self.out_dir = job.out_dir
+        self.sweep: SweepInfo | None = read_sweep_info(job.sweep_dir)
+        named_by = job.overrides
+        if self.sweep:  # in a sweep, what differs between jobs names them
+            named_by = [o for o in job.overrides if o.split("=", 1)[0] in self.sweep.varying]
+        self.name = run_name(str(cfg.model.get("name")), cfg.model.get("tag"), named_by)
+        self.prefix = (f"[job {job.job_num + 1}/{self.sweep.n_jobs}] "
+                       if self.sweep and job.job_num is not None else "")
+        self.outcome = FitOutcome(status="RUNNING", name=self.name, run_id="",
+                                  out_dir=str(self.out_dir))
+        self._cfg = cfg
+        self._tags = self._run_tags(cfg, extra_tags)
+        self._tracker: Tracker | None = None
+        self._opening: Future | None = None
+        self._started = time.perf_counter()
+        self._store = store_tracker(cfg)
+        # An unusable store stops a single fit here, before any work. A sweep's job (its
+        # parent run exists) records everything for `python -m hibayes.sync` instead.
+        if not (self.sweep and self.sweep.parent_run_id):
+            _fail_fast(self._store)
+
+    @classmethod
+    def open(cls, cfg: DictConfig, job: JobContext,
+             extra_tags: Mapping[str, str] | None = None) -> "FitRun":
+        """A run for this job: enter it to open it (see the class docstring)."""
+        return cls(cfg, job, extra_tags)
+
+    def __enter__(self) -> "FitRun":
+        """Start opening the run on a thread and write the job's config."""
+        preload(_POST_SAMPLING_MODULES)
+        pending_file = self.out_dir / _pending_file_name()
+        store, tags, params = self._store, self._tags, run_params(self._cfg)
+        parent = self.sweep.parent_run_id if self.sweep else None
+        self._opening = in_background(
+            lambda: _open_run(store, pending_file, self.name, tags, parent, params),
+            "hibayes-open-run")
+        write_config(self._cfg, self.out_dir)
+        overrides_file = self.out_dir / ".hydra" / "overrides.yaml"
+        if overrides_file.exists():
+            shutil.copy(overrides_file, self.out_dir / "overrides.yaml")
+        return self
+
+    @property
+    def draws_plots(self) -> bool:
+        """Whether the fit draws its own plots (not so when a sweep's worker does)."""
+        return self.job.plots is None
+
+    def progress(self, message: str) -> None:
+        """Log a stage of the fit; a signal received meanwhile is raised here."""
+        interrupts.check()
+        log.info("%s%s: %s", self.prefix, self.name, message)
+
+    def record(self, products: FitProducts) -> None:
+        """Log what the fit computed, upload its outputs and close the run FINISHED."""
+        self.outcome.data_digest = products.data_digest
+        tracker, run_id = self._opened()
+        total = time.perf_counter() - self._started
+        ess = products.metrics.get("ess_bulk_min", float("nan"))
+        metrics = {**products.metrics, "time_total_s": total, "ess_bulk_per_s": ess / total}
+        write_json(metrics, self.out_dir / "metrics.json")
+        tracker.log_dataset(run_id, products.table, name=Path(products.source).stem,
+                            source=products.source, digest=products.data_digest)
+        tracker.log_metrics(run_id, metrics)
+        tracker.set_tags(run_id, {
+            **products.tags,
+            "hibayes.converged": "yes" if metrics.get("converged") == 1.0 else "no",
+            "hibayes.problems": "; ".join(products.problems) or "none",
+        })
+        if self.job.plots is None:
+            tracker.log_artifacts(run_id, self.out_dir)
+            interrupts.check()  # a signal the fit has not acted on yet: not FINISHED
+            tracker.end_run(run_id, "FINISHED")
+            self.outcome.upload_pending = settle_uploads(tracker, self.prefix)
+        else:  # the sweep ends the run once its worker has drawn the plots
+            tracker.log_artifacts(run_id, self.out_dir)  # all but the plots, should we die
+            interrupts.check()
+            self.job.plots.defer_plots(
+                self.out_dir, products.idata, products.loo,
+                lambda seconds: self._close_once_plotted(metrics, seconds), self.prefix)
+        self.outcome.status = "FINISHED"
+        self.outcome.metrics, self.outcome.problems = metrics, list(products.problems)
+        log.info("%s%s", self.prefix, self._summary_line(tracker))
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
+        """Record a failure; swallow it in a sweep (the sweep goes on), else re-raise."""
+        if exc is None:
+            return False
+        interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
+        if interrupted:
+            interrupts.acknowledge()  # handled here: the run ends KILLED
+        self.outcome.status = "KILLED" if interrupted else "FAILED"
+        self.outcome.error = f"{type(exc).__name__}: {exc}"
+        tracker, run_id = self._tracker, self.outcome.run_id
+        if tracker is None:
+            tracker, run_id = self._opened_after_failure()
+        if tracker is None:
+            write_traceback(exc, self.out_dir)
+        else:
+            _record_failure(tracker, run_id, exc, self.out_dir, self.outcome.status)
+        log.error("%s%s %s: %s", self.prefix, self.name, self.outcome.status,
+                  self.outcome.error)
+        if not interrupted and tracker is not None:
+            self.outcome.upload_pending = settle_uploads(tracker, self.prefix)
+        return not interrupted and self.sweep is not None
+
+    def _opened(self) -> tuple[Tracker, str]:
+        """The tracker and run id once the opening thread is done (its error if not)."""
+        if self._tracker is None:
+            assert self._opening is not None, "FitRun used outside its with block"
+            self._tracker, self.outcome.run_id = self._opening.result()
+        return self._tracker, self.outcome.run_id
+
+    def _opened_after_failure(self) -> tuple[Tracker | None, str]:
+        """The run the thread opened, waited for; ``(None, "")`` if opening it failed."""
+        if self._opening is None:
+            return None, ""
+        try:
+            return self._opened()
+        except (KeyboardInterrupt, SystemExit):  # a second signal: stop waiting
+            interrupts.acknowledge()
+            log.warning("interrupted again: not waiting for the MLflow store to record this")
+        except Exception as exc:  # noqa: BLE001 - the fit's own error matters more
+            log.warning("could not open the run to record the failure: %s", exc)
+        return None, ""
+
+    def _close_once_plotted(self, metrics: dict[str, float],
+                            seconds: float | None) -> str | None:
+        """Upload the plots the sweep's worker drew and end the run FINISHED."""
+        tracker, run_id = self._opened()
+        if seconds is not None:
+            tracker.log_metrics(run_id, {"time_plots_s": seconds})
+            tracker.log_artifact(run_id, write_json({**metrics, "time_plots_s": seconds},
+                                                    self.out_dir / "metrics.json"))
+        plots_dir = self.out_dir / "plots"
+        if plots_dir.is_dir():
+            tracker.log_artifacts(run_id, plots_dir, "plots")
+        tracker.end_run(run_id, "FINISHED")
+        return settle_uploads(tracker, self.prefix)
+
+    def _run_tags(self, cfg: DictConfig, extra: Mapping[str, str] | None) -> dict[str, str]:
+        """The tags set when the run starts: what, where from, which sweep."""
+        tags = {
+            "hibayes.model": str(cfg.model.get("name")),
+            "hibayes.overrides": " ".join(self.job.overrides),
+            "hibayes.output_dir": str(self.out_dir.resolve()),
+            # Relative paths in the config (data.path, model.path) mean this directory.
+            "hibayes.working_dir": str(Path.cwd()),
+            **(extra or {}),
+        }
+        if cfg.model.get("tag"):
+            tags["hibayes.tag"] = str(cfg.model.tag)
+        if self.sweep:
+            tags.update({"hibayes.sweep_id": self.sweep.sweep_id,
+                         "hibayes.job_num": str(self.job.job_num)})
+        return tags
+
+    def _summary_line(self, tracker: Tracker) -> str:
+        """One line per finished fit: verdict, elpd, time, where to look."""
+        m, outcome = self.outcome.metrics, self.outcome
+        verdict = ("converged" if m.get("converged") == 1.0
+                   else "NOT converged: " + "; ".join(outcome.problems))
+        where = tracker.run_url(outcome.run_id) if outcome.run_id else outcome.out_dir
+        return (f"{outcome.name}: {verdict} | elpd_loo {m.get('elpd_loo', float('nan')):.1f}"
+                f" ± {m.get('elpd_loo_se', float('nan')):.1f} | "
+                f"{m.get('time_total_s', 0):.1f} s | {where}")
+
+
+def run_name(model_name: str, tag: str | None, overrides: list[str]) -> str:
+    """A run name a person can read: model, tag, and what this job changed."""
+    changed = []
+    for item in overrides:
+        key = item.split("=", 1)[0].lstrip("+~")
+        if key in ("model", "model.name", "model.tag") or key.startswith(_UNNAMING):
+            continue
+        changed.append(item.lstrip("+~").removeprefix("model."))
+    parts = [model_name] + ([f"[{tag}]"] if tag else []) + changed
+    return " ".join(parts)
+
+
+def store_tracker(cfg: DictConfig) -> Tracker:
     """The tracker the config asks for; nothing is contacted yet."""
     from hibayes.tracking import MlflowTracker, NullTracker
 
@@ -36,22 +245,23 @@ def store_tracker(cfg: DictConfig) -> Any:
 
 
 def open_tracker(cfg: DictConfig, pending_file: Path | None = None, *,
-                 defer_unreachable: bool = False) -> Any:
+                 defer_unreachable: bool = False) -> Tracker:
     """The config's tracker, its store checked; see :func:`checked`."""
     return checked(store_tracker(cfg), pending_file, defer_unreachable=defer_unreachable)
 
 
-def checked(tracker: Any, pending_file: Path | None = None, *,
-            defer_unreachable: bool = False) -> Any:
+def checked(tracker: Tracker, pending_file: Path | None = None, *,
+            defer_unreachable: bool = False) -> Tracker:
     """``tracker`` once its store answered (a TrackingError naming the URI if not).
 
     With ``pending_file`` the tracker records what the store fails to take there
-    (:mod:`hibayes.tracking.deferred`) instead of failing the fit; with ``defer_unreachable``
-    an unreachable store does not stop the fit either: everything is recorded for
-    ``python -m hibayes.sync``.
+    (:mod:`hibayes.tracking.deferred`) instead of failing the fit; with
+    ``defer_unreachable`` an unreachable store does not stop the fit either:
+    everything is recorded for ``python -m hibayes.sync``.
     """
-    from hibayes.tracking import NullTracker, TrackingError
+    from hibayes.system.redaction import scrub_text
     from hibayes.tracking.deferred import DeferringTracker
+    from hibayes.tracking.null_tracker import NullTracker
 
     if isinstance(tracker, NullTracker):
         return tracker
@@ -60,15 +270,41 @@ def checked(tracker: Any, pending_file: Path | None = None, *,
     except TrackingError as exc:
         if pending_file is None or not defer_unreachable:
             raise
-        from hibayes.system.redaction import scrub_text
-
         log.warning("%s; fitting anyway, the records go to %s", scrub_text(str(exc)),
                     pending_file)
         return DeferringTracker(tracker, pending_file, offline_reason=str(exc))
     return tracker if pending_file is None else DeferringTracker(tracker, pending_file)
 
 
-def fail_fast(tracker: Any) -> None:
+def settle_uploads(tracker: Tracker, prefix: str = "") -> str | None:
+    """Send what the store missed if it is back; else say where it waits."""
+    if not tracker.pending:
+        return None
+    if tracker.flush():
+        log.info("%sthe store is back: every record of this fit arrived", prefix)
+        return None
+    log.error("%snot every record reached %s (%s); the results are on disk: "
+              "python -m hibayes.sync %s", prefix, tracker.uri, tracker.reason,
+              tracker.pending_file.parent)
+    return str(tracker.pending_file)
+
+
+def run_params(cfg: DictConfig) -> dict[str, str]:
+    """The resolved config as flat, redacted MLflow params (Hydra's own section left out)."""
+    from hibayes.config import to_plain
+    from hibayes.tracking import flatten_config, redact
+
+    plain = {k: v for k, v in to_plain(cfg).items() if k != "hydra"}
+    return redact(flatten_config(plain))
+
+
+def _pending_file_name() -> str:
+    from hibayes.tracking.deferred import PENDING_FILE
+
+    return PENDING_FILE
+
+
+def _fail_fast(tracker: Tracker) -> None:
     """Refuse an unusable store before any work: SQLite in milliseconds, others fully."""
     from hibayes.tracking import MlflowTracker
     from hibayes.tracking.store import check_sqlite_openable, sqlite_db_path
@@ -81,9 +317,9 @@ def fail_fast(tracker: Any) -> None:
         tracker.check_reachable()
 
 
-def open_run(tracker: Any, pending_file: Path, name: str, tags: dict[str, str],
-             parent_run_id: str | None, params: dict[str, str]) -> tuple[Any, str]:
-    """Open the store, start the run and log its params (on a thread, see :func:`hibayes.fit.fit`)."""
+def _open_run(tracker: Tracker, pending_file: Path, name: str, tags: dict[str, str],
+              parent_run_id: str | None, params: dict[str, str]) -> tuple[Tracker, str]:
+    """Open the store, start the run and log its params (on the opening thread)."""
     from hibayes.tracking import provenance_tags
 
     tracker = checked(tracker, pending_file, defer_unreachable=True)
@@ -93,56 +329,9 @@ def open_run(tracker: Any, pending_file: Path, name: str, tags: dict[str, str],
     return tracker, run_id
 
 
-def settle_uploads(tracker: Any, prefix: str) -> str | None:
-    """Send what the store missed if it is back; else say where it waits."""
-    if not getattr(tracker, "pending", False):
-        return None
-    if tracker.flush():
-        log.info("%sthe store is back: every record of this fit arrived", prefix)
-        return None
-    log.error("%snot every record reached %s (%s); the results are on disk: "
-              "python -m hibayes.sync %s", prefix, tracker.uri, tracker.reason,
-              tracker.pending_file.parent)
-    return str(tracker.pending_file)
-
-
-def close_run(tracker: Any, run_id: str, out_dir: Path, prefix: str) -> str | None:
-    """Upload the job dir and end the run FINISHED.
-
-    :return: the pending-upload file if the store missed records, else ``None``.
-    """
-    tracker.log_artifacts(run_id, out_dir)
-    interrupts.check()  # a signal the fit has not acted on yet: not FINISHED
-    tracker.end_run(run_id, "FINISHED")
-    return settle_uploads(tracker, prefix)
-
-
-def run_params(cfg: DictConfig) -> dict[str, str]:
-    """The resolved config as flat, redacted MLflow params (Hydra's own section left out)."""
-    from hibayes.config import to_plain
-    from hibayes.tracking import flatten_config, redact
-
-    plain = {k: v for k, v in to_plain(cfg).items() if k != "hydra"}
-    return redact(flatten_config(plain))
-
-
-def opened_run(opening: Any) -> tuple[Any, str]:
-    """The run the thread opened, waited for; ``(None, "")`` if opening it failed."""
-    try:
-        return opening.result()
-    except (KeyboardInterrupt, SystemExit):  # a second signal: stop waiting for the store
-        interrupts.acknowledge()
-        log.warning("interrupted again: not waiting for the MLflow store to record this")
-    except Exception as exc:  # noqa: BLE001 - the fit's own error matters more
-        log.warning("could not open the run to record the failure: %s", exc)
-    return None, ""
-
-
-def record_failure(tracker: Any, run_id: str, exc: BaseException, out_dir: Path,
-                   status: str) -> None:
+def _record_failure(tracker: Tracker, run_id: str, exc: BaseException, out_dir: Path,
+                    status: str) -> None:
     """Best effort: traceback on disk and on the run, run ended with ``status``."""
-    from hibayes.outputs.files import write_traceback
-
     path = write_traceback(exc, out_dir)
     try:
         tracker.log_artifact(run_id, path)
