@@ -223,7 +223,7 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
                      prefix, spec.name, ", ".join(spec.dropped))
         settings, limits = fit_settings(cfg.fit), thresholds(cfg.checks)
         source = str(Path(data_source(cfg.data)).resolve())  # absolute: reproducible
-        data = load_data(cfg.data)
+        data = load_data(cfg.data, spec, settings)
         outcome.data_digest = data_digest(cfg.data, data.table)
         result = fit_model(spec.factory, data.features, spec.hyperparameters, settings,
                            data.coords, progress=lambda msg: _progress(prefix, name, msg))
