@@ -55,7 +55,8 @@ def create_interaction_effects(
 def infer_jax_dtype(pandas_series: pd.Series) -> Any:
     """The JAX dtype for a numeric pandas column: int32 for signed integers,
     uint32/uint64 and float32/float64 by item size."""
-    kind, size = pandas_series.dtype.kind, pandas_series.dtype.itemsize
+    dtype = pandas_series.dtype
+    kind, size = getattr(dtype, "kind", "O"), getattr(dtype, "itemsize", 0)
     if kind == "i":
         return jnp.int32
     if kind == "u":
