@@ -108,3 +108,22 @@ def test_readme_own_data_example_runs(tmp_path: Path):
     np.testing.assert_array_equal(idata.observed_data["obs"].values,
                                   [sum(r[0] == m and r[2] == "C" for r in rows)
                                    for m in ("model-a", "model-b")])
+
+
+def test_rows_without_trials_are_dropped_when_asked(tmp_path: Path):
+    (tmp_path / "counts.csv").write_text(
+        "group,k,n\na,3,10\nb,0,0\nc,7,10\nd,0,0\ne,5,10\n")
+    table = ("data=table", "data.path=counts.csv", "data.observed=k", "data.n_total=n",
+             "data.categorical=[group]", "fit=quick", "fit.prior_samples=0",
+             "tracking=none")
+    refused = run_hibayes(tmp_path, *table, "hydra.run.dir=refused")
+    assert refused.returncode != 0
+    assert "row with no trials (n = 0)" in refused.stderr
+    assert "data row 1 (0-based) has value 0 (2 offending rows)" in refused.stderr
+    done = run_hibayes(tmp_path, *table, "data.drop_empty=true", "hydra.run.dir=out")
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = done.stdout + done.stderr
+    assert "counts.csv: dropped 2 row(s) with n = 0 (data.drop_empty=true); 3 left" in log
+    idata = az.from_netcdf(tmp_path / "out" / "idata.nc")
+    np.testing.assert_array_equal(idata.observed_data["obs"].values, [3, 7, 5])
+    assert list(idata.posterior["group_effects"].coords["group"].values) == ["a", "c", "e"]

@@ -9,6 +9,9 @@ hibayes): ``from hibayes.model import Model, check_features, model``,
 from . import models  # noqa: F401  (importing it registers the built-in models)
 from ._api import (
     OUTCOME_KINDS,
+    Coords,
+    Dims,
+    Features,
     Model,
     ModelFactory,
     bind_hyperparameters,
@@ -20,6 +23,9 @@ from .registry import get_model, list_models, load_models, model_origin
 
 __all__ = [
     "OUTCOME_KINDS",
+    "Coords",
+    "Dims",
+    "Features",
     "Model",
     "ModelError",
     "ModelFactory",

@@ -22,6 +22,9 @@ from .registry import register
 
 __all__ = [
     "OUTCOME_KINDS",
+    "Coords",
+    "Dims",
+    "Features",
     "Model",
     "ModelFactory",
     "ModelError",
@@ -31,6 +34,12 @@ __all__ = [
 ]
 
 OBS_SITE = "obs"
+#: What a model program reads: ``obs``, ``<c>_index`` arrays, ``num_<c>`` ints...
+Features = dict[str, Any]
+#: ArviZ coordinates: dimension name -> labels.
+Coords = dict[str, list[Any]]
+#: ArviZ dims: variable name -> its dimension names.
+Dims = dict[str, list[str]]
 #: What ``@model(outcome=...)`` accepts (``data.outcome`` without ``auto``).
 OUTCOME_KINDS = ("count", "binary", "ordinal", "continuous")
 

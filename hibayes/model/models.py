@@ -13,8 +13,7 @@ import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 
-from ..process import Features
-from ._api import Model, check_features, model
+from ._api import Features, Model, check_features, model
 from .coding import (
     categorical_effects,
     interaction_term,
