@@ -43,7 +43,8 @@ __all__ = ["FeatureSet", "features_from_config", "make_features"]
 class FeatureSet:
     """Model inputs built from one table.
 
-    :param features: what the models read: ``obs`` (int64); ``n_total`` (int64,
+    :param features: what the models read: ``obs`` (int64 for counts, 0/1 and
+        classes; float64 for continuous outcomes); ``n_total`` (int64,
         binomial mode); ``num_classes`` (int, ordinal mode); per categorical ``c``,
         ``c_index`` (int32 codes) and ``num_c`` (int); per continuous or
         passthrough column, an array under the column's name.
