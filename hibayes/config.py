@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hibayes.diagnostics import Thresholds
 
-from .data import FeatureSet, example_path, features_from_config
+from .data import FeatureSet, example_path, features_from_config, resolve_outcome
 from .inference.settings import FitSettings
 from .model import (
     ModelError,
@@ -134,11 +134,34 @@ def data_digest(section: Mapping[str, Any], table: Any = None) -> str:
     return table_digest(load_data(section).table if table is None else table)
 
 
-def load_data(section: Mapping[str, Any]) -> FeatureSet:
+def _count_limit(settings: FitSettings) -> Any:
+    """``n_rows -> (largest exact count, why)`` for the precision the fit samples in."""
+
+    def limit(n_rows: int) -> tuple[int, str]:
+        precision = settings.resolved_precision(n_rows)
+        # A float holds whole numbers exactly up to 2^(mantissa bits + 1).
+        largest = 2**24 if precision == "float32" else 2**53
+        how = "" if settings.precision == precision else f" for {n_rows} rows"
+        return largest, f"{precision} (fit.precision={settings.precision}{how})"
+
+    return limit
+
+
+def load_data(
+    section: Mapping[str, Any],
+    model: ModelSpec | None = None,
+    settings: FitSettings | None = None,
+) -> FeatureSet:
     """Read the table named by the ``data`` section and build features.
 
     ``data.reader`` picks how: ``table`` (the default: CSV, Parquet, JSON) or
     ``inspect`` (Inspect eval logs, options under ``data.inspect``).
+
+    :param section: the ``data`` config section.
+    :param model: the model to fit: with ``data.outcome=auto`` the data are
+        checked for the outcome kind it declares (``@model(outcome=...)``).
+    :param settings: the fit's settings: counts beyond what its precision holds
+        exactly are refused.
     """
     values = dict(to_plain(section))
     path = data_source(values)
@@ -146,6 +169,12 @@ def load_data(section: Mapping[str, Any]) -> FeatureSet:
         values.pop(key, None)
     fmt = values.pop("format", None)
     reader = values.pop("reader", None) or "table"
+    declared = getattr(model.factory, "outcome", None) if model else None
+    values["outcome"] = resolve_outcome(
+        values.get("outcome"), declared, model.name if model else None
+    )
+    if settings is not None:
+        values["count_limit"] = _count_limit(settings)
     if reader == "inspect":
         from .data.inspect_logs import features_from_inspect_logs
 

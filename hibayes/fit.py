@@ -64,7 +64,7 @@ def run_pipeline(cfg: DictConfig, job: JobContext, *, progress: Callable[[str], 
                  + ", ".join(spec.dropped))
     settings, limits = fit_settings(cfg.fit), thresholds(cfg.checks)
     source = str(Path(data_source(cfg.data)).resolve())  # absolute: reproducible
-    data = load_data(cfg.data)
+    data = load_data(cfg.data, spec, settings)
     digest = data_digest(cfg.data, data.table)
     result = fit_model(spec.factory, data.features, spec.hyperparameters, settings,
                        data.coords, progress=progress)

@@ -39,6 +39,11 @@ FILES = {
     "broken.parquet": "this is not parquet",
     "syntax_error.py": "def broken(:\n",
     "no_obs.py": NO_OBS_MODEL,
+    "empty_trials.csv": "group,obs,n\na,3,10\nb,0,0\n",
+    "huge.csv": "group,obs,n\na,3,10\nb,5,20000000\n",
+    "duplicate.csv": "group,obs,n,group\na,3,10,b\n",
+    "nested.jsonl": '{"group": "a", "obs": 3, "n": 10}\n{"group": "b", "obs": 1, "n": [10]}\n',
+    "gap.csv": "group,obs,n\na,3,10\n,4,10\n",
 }
 
 # (id, overrides, what the error must say)
@@ -63,6 +68,20 @@ CASES = [
      "ordinal class outside the allowed range 0..2"),
     ("empty_after_filter", (*TABLE, "data.path=ok.csv", "+data.filters.group=[zzz]"),
      "filters left no rows"),
+    ("zero_trials", (*TABLE, "data.path=empty_trials.csv"),
+     "column 'n': row with no trials (n = 0), which carries no information"),
+    ("count_beyond_float32", (*TABLE, "data.path=huge.csv"),
+     "column 'n': count beyond 16777216, the largest whole number float32"),
+    ("duplicate_column", (*TABLE, "data.path=duplicate.csv"),
+     "duplicate.csv: column 'group': appears twice in the header (columns 1 and 4)"),
+    ("nested_value", (*TABLE, "data.path=nested.jsonl"),
+     "nested.jsonl: column 'n': nested value (a list) in data row 1 (0-based)"),
+    ("empty_category_cell", (*TABLE, "data.path=gap.csv"),
+     "column 'group': missing value in categorical column; e.g. data row 1 (0-based) "
+     "has an empty cell"),
+    ("outcome_the_model_does_not_model",
+     (*TABLE, "data.path=ok.csv", "data.outcome=continuous"),
+     "data.outcome=continuous, but model 'two_level_group_binomial' models count"),
     ("unknown_model", ("model.name=nope_model",), "unknown model 'nope_model'"),
     ("model_file_missing", ("model.path=missing_models.py", "model.name=mine"),
      "custom model file not found: missing_models.py"),

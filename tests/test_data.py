@@ -32,7 +32,7 @@ def counts() -> pd.DataFrame:
             "model": ["b", "a", "b", "a"],
             "task": ["x", "x", "y", "y"],
             "n_correct": [3, 1, 0, 5],
-            "n_total": [4, 2, 0, 5],
+            "n_total": [4, 2, 1, 5],
         }
     )
 
@@ -59,7 +59,8 @@ def _error(path_or_df, **kwargs) -> str:
 
 
 def test_load_csv_parquet_jsonl_json(tmp_path: Path, counts: pd.DataFrame) -> None:
-    """Every supported format reads back the same table."""
+    """Every supported format reads back the same table: CSV/TSV as text, the
+    typed formats with their types."""
     counts.to_csv(tmp_path / "t.csv", index=False)
     counts.to_csv(tmp_path / "t.tsv", index=False, sep="\t")
     counts.to_parquet(tmp_path / "t.parquet", index=False)
@@ -75,15 +76,22 @@ def test_load_csv_parquet_jsonl_json(tmp_path: Path, counts: pd.DataFrame) -> No
         "records.json",
     ]:
         got = load_table(tmp_path / name)
+        if name.endswith("sv"):
+            assert got["n_correct"].tolist() == ["3", "1", "0", "5"], name
+            got = got.assign(n_correct=got["n_correct"].astype(int),
+                             n_total=got["n_total"].astype(int))
+        else:
+            assert got["n_correct"].dtype == np.int64, name
         pd.testing.assert_frame_equal(got, counts, check_dtype=False, obj=name)
-        assert got["n_correct"].dtype == np.int64, name
 
 
 def test_load_fmt_overrides_suffix(tmp_path: Path, counts: pd.DataFrame) -> None:
     """An explicit fmt reads a file whose suffix says nothing."""
     path = tmp_path / "data.txt"
     counts.to_csv(path, index=False)
-    pd.testing.assert_frame_equal(load_table(path, fmt="csv"), counts)
+    pd.testing.assert_frame_equal(
+        load_table(path, fmt="csv"), counts.astype(str), check_dtype=False
+    )
     with pytest.raises(DataError, match="unknown format 'xls'"):
         load_table(path, fmt="xls")
 
@@ -147,7 +155,7 @@ def test_binomial_features(counts: pd.DataFrame) -> None:
     f = fs.features
     assert f["obs"].dtype == np.int64 and f["n_total"].dtype == np.int64
     np.testing.assert_array_equal(f["obs"], [3, 1, 0, 5])
-    np.testing.assert_array_equal(f["n_total"], [4, 2, 0, 5])  # n_total 0 is fine
+    np.testing.assert_array_equal(f["n_total"], [4, 2, 1, 5])
     assert f["model_index"].dtype == np.int32
     np.testing.assert_array_equal(f["model_index"], [1, 0, 1, 0])
     np.testing.assert_array_equal(f["task_index"], [0, 0, 1, 1])
@@ -243,11 +251,12 @@ def test_empty_table(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("column", "values", "problem", "row", "value"),
     [
-        ("n_correct", [3, None, 0, 5], "missing value", 1, "nan"),
+        ("n_correct", [3, None, 0, 5], "missing value", 1, None),
         ("n_total", [4, 2, "lots", 5], "non-numeric value in n_total", 2, "'lots'"),
         ("n_correct", [3, 1.5, 0, 5], "non-integer value in observed", 1, "1.5"),
         ("n_total", [4, 2, 0, -5], "negative value in n_total", 3, "-5"),
-        ("n_correct", [3, 1, 1, 5], "observed exceeds 'n_total'", 2, "1 (n_total 0"),
+        ("n_correct", [3, 1, 2, 5], "observed exceeds 'n_total'", 2, "2 (n_total 1"),
+        ("n_total", [4, 2, 0, 5], "row with no trials (n_total = 0)", 2, "0"),
     ],
 )
 def test_bad_counts_name_file_column_row_value(
@@ -265,7 +274,10 @@ def test_bad_counts_name_file_column_row_value(
     msg = _error(path, observed="n_correct", n_total="n_total", categorical=["model"])
     assert msg.startswith(f"{path}: column '{column}'")
     assert problem in msg
-    assert f"data row {row} (0-based) has value {value}" in msg
+    if value is None:
+        assert f"data row {row} (0-based) has an empty cell" in msg
+    else:
+        assert f"data row {row} (0-based) has value {value}" in msg
 
 
 def test_row_numbers_survive_filters_and_rename(counts: pd.DataFrame) -> None:
@@ -298,10 +310,13 @@ def test_ordinal() -> None:
     assert "non-integer" in msg and "has value 2.5" in msg
 
 
-def test_plain_counts_must_be_non_negative() -> None:
-    """Without n_total or num_classes obs must be non-negative integers."""
+def test_counts_must_be_non_negative_other_outcomes_need_not() -> None:
+    """outcome='count' wants non-negative integers; auto without n_total or
+    num_classes takes any finite number."""
     df = pd.DataFrame({"y": [1, -2]})
-    assert "negative value" in _error(df, observed="y")
+    assert "negative value" in _error(df, observed="y", outcome="count")
+    fs = make_features(df, observed="y")
+    assert fs.outcome == "numeric" and fs.features["obs"].dtype == np.int64
 
 
 def test_aggregate_scores() -> None:

@@ -9,11 +9,13 @@ from .catalog import EXAMPLES, EXAMPLES_DIR, example_path
 from .errors import DataError
 from .features import FeatureSet, features_from_config, make_features
 from .io import FORMATS, file_digest, load_table, table_digest
+from .outcomes import OUTCOMES, resolve_outcome
 
 __all__ = [
     "EXAMPLES",
     "EXAMPLES_DIR",
     "FORMATS",
+    "OUTCOMES",
     "DataError",
     "FeatureSet",
     "example_path",
@@ -21,5 +23,6 @@ __all__ = [
     "file_digest",
     "load_table",
     "make_features",
+    "resolve_outcome",
     "table_digest",
 ]

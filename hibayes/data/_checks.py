@@ -17,15 +17,23 @@ import pandas as pd
 from .errors import DataError
 
 __all__ = [
+    "EXACT_INTEGERS",
     "RowContext",
     "check_counts",
     "check_finite_numeric",
     "check_not_missing",
+    "is_missing",
     "level_label",
     "natural_key",
+    "numeric_column",
     "parse_scores",
     "require_columns",
 ]
+
+#: Integers up to 2**53 are exact in float64, the type numeric columns are read in.
+EXACT_INTEGERS = 2**53
+# Text a CSV holds for booleans (pandas used to parse these): read as 1 and 0.
+_TEXT_BOOLS = {"true": 1.0, "false": 0.0}
 
 # Text forms of 1/0 and true/false are accepted because a CSV score column with
 # a single stray letter is read entirely as text.
@@ -70,11 +78,13 @@ class RowContext:
         )
 
     def bad_rows(
-        self, series: pd.Series, mask: Any, problem: str, note: str = ""
+        self, series: pd.Series, mask: Any, problem: str, note: str = "",
+        hint: str = "",
     ) -> DataError:
         """Build a DataError for the rows of ``series`` where ``mask`` is true.
 
         :param note: extra detail about the example row, e.g. a related value.
+        :param hint: what to do about it, appended at the end.
         """
         bad = series[np.asarray(mask, dtype=bool)]
         label, value = bad.index[0], plain(bad.iloc[0])
@@ -83,12 +93,32 @@ class RowContext:
         rows += f"{count} offending row{'s' if count != 1 else ''}"
         return DataError(
             f"{self.source}: column {self.column(str(series.name))}: {problem}; "
-            f"e.g. {self.row(label)} has value {value!r} ({rows})",
+            f"e.g. {self.row(label)} {_shown(value)} ({rows})"
+            + (f"; {hint}" if hint else ""),
             source=self.source,
             column=str(series.name),
             row=plain(label),
             value=value,
         )
+
+
+def _rename_note(ctx: RowContext) -> str:
+    """``" (data.rename: 'model' -> 'group')"`` when columns were renamed."""
+    if not ctx.renamed:
+        return ""
+    pairs = ", ".join(f"{old!r} -> {new!r}" for new, old in ctx.renamed.items())
+    return f" (after data.rename: {pairs})"
+
+
+def _shown(value: Any) -> str:
+    """``has value 'x'``; a cell read as text that spells a number shows as the
+    number, an empty cell as such."""
+    if isinstance(value, str):
+        if value == "":
+            return "has an empty cell"
+        if _as_number(value) is not None:
+            return f"has value {value}"
+    return f"has value {value!r}"
 
 
 def require_columns(
@@ -98,30 +128,65 @@ def require_columns(
     missing = [c for c in dict.fromkeys(needed) if c not in df.columns]
     if missing:
         raise DataError(
-            f"{ctx.source}: missing column(s) {missing}; columns present: "
-            f"{[str(c) for c in df.columns]}{hint}",
+            f"{ctx.source}: missing column(s) {missing}; columns present"
+            f"{_rename_note(ctx)}: {[str(c) for c in df.columns]}{hint}",
             source=ctx.source,
             column=missing[0],
         )
 
 
-def check_not_missing(series: pd.Series, ctx: RowContext, role: str) -> None:
-    """Reject NaN/None in a column."""
+def is_missing(series: pd.Series) -> np.ndarray:
+    """Boolean mask of missing cells: NaN/None, or an empty text cell."""
     mask = series.isna().to_numpy()
+    if series.dtype == object or pd.api.types.is_string_dtype(series):
+        mask = mask | (series.astype(object) == "").to_numpy(dtype=bool)
+    return mask
+
+
+def check_not_missing(series: pd.Series, ctx: RowContext, role: str) -> None:
+    """Reject NaN/None and empty cells in a column."""
+    mask = is_missing(series)
     if mask.any():
         raise ctx.bad_rows(series, mask, f"missing value in {role} column")
+
+
+def _is_text(series: pd.Series) -> bool:
+    """True for a column of text (as CSV columns are read)."""
+    return series.dtype == object or pd.api.types.is_string_dtype(series)
+
+
+def _coerce(series: pd.Series) -> pd.Series:
+    """Numbers from a column; text ``true``/``false`` count as 1/0, bad cells NaN."""
+    if pd.api.types.is_bool_dtype(series):
+        return series.astype(np.int64)
+    coerced = pd.to_numeric(series, errors="coerce")
+    if _is_text(series):
+        failed = coerced.isna().to_numpy()
+        if failed.any():
+            words = series[failed].astype(str).str.strip().str.lower()
+            coerced = coerced.astype(np.float64)
+            coerced[failed] = words.map(_TEXT_BOOLS).to_numpy(dtype=np.float64)
+    return coerced
 
 
 def _numeric(series: pd.Series, ctx: RowContext, what: str) -> np.ndarray:
     """Convert to float64, rejecting missing and non-numeric entries."""
     check_not_missing(series, ctx, what)
-    if pd.api.types.is_bool_dtype(series):
-        return series.to_numpy(dtype=np.float64)
-    coerced = pd.to_numeric(series, errors="coerce")
+    coerced = _coerce(series)
     bad = coerced.isna().to_numpy()
     if bad.any():
         raise ctx.bad_rows(series, bad, f"non-numeric value in {what} column")
     return coerced.to_numpy(dtype=np.float64)
+
+
+def numeric_column(series: pd.Series, ctx: RowContext, what: str) -> np.ndarray:
+    """A column that must hold finite numbers: int64 when every value is a whole
+    number written or stored as an integer (or a boolean), else float64."""
+    values = check_finite_numeric(series, ctx, what)
+    coerced_int = pd.api.types.is_integer_dtype(_coerce(series))
+    if coerced_int and (np.abs(values) < EXACT_INTEGERS).all():
+        return values.astype(np.int64)
+    return values
 
 
 def check_finite_numeric(series: pd.Series, ctx: RowContext, what: str) -> np.ndarray:
@@ -142,6 +207,14 @@ def check_counts(series: pd.Series, ctx: RowContext, what: str) -> np.ndarray:
         raise ctx.bad_rows(series, bad, f"non-integer value in {what} column")
     if (values < 0).any():
         raise ctx.bad_rows(series, values < 0, f"negative value in {what} column")
+    huge = values >= EXACT_INTEGERS
+    if huge.any():
+        raise ctx.bad_rows(
+            series,
+            huge,
+            f"count in {what} column beyond 2^53 = {EXACT_INTEGERS}, past which "
+            "numbers no longer hold whole counts exactly",
+        )
     return values.astype(np.int64)
 
 
@@ -160,13 +233,18 @@ def _score(value: Any) -> float:
     return np.nan
 
 
-def parse_scores(series: pd.Series, ctx: RowContext) -> np.ndarray:
+def parse_scores(
+    series: pd.Series, ctx: RowContext, what: str = "score"
+) -> np.ndarray:
     """Turn a per-sample score column into an int64 array of 0/1 successes.
 
     Accepts booleans, numbers exactly 0 or 1, and (case-insensitive) ``C``/``I``,
     ``correct``/``incorrect`` and the text forms ``1``/``0``, ``true``/``false``.
+
+    :param what: what the values are called in the message.
     """
-    if pd.api.types.is_bool_dtype(series) and not series.isna().any():
+    check_not_missing(series, ctx, "observed")
+    if pd.api.types.is_bool_dtype(series):
         return series.to_numpy(dtype=np.int64)
     parsed = np.fromiter(
         (_score(v) for v in series.to_numpy()), dtype=np.float64, count=len(series)
@@ -176,17 +254,31 @@ def parse_scores(series: pd.Series, ctx: RowContext) -> np.ndarray:
         raise ctx.bad_rows(
             series,
             bad,
-            "invalid score; expected 0/1, true/false, C/I or correct/incorrect",
+            f"invalid {what}; expected 0/1, true/false, C/I or correct/incorrect",
         )
     return parsed.astype(np.int64)
 
 
+def _as_number(text: str) -> float | None:
+    """The finite number a label spells (``"10"``, ``"2.5"``), else None."""
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if np.isfinite(number) else None
+
+
 def natural_key(value: Any) -> tuple[int, float, str]:
-    """Sort key: numbers numerically before strings, strings lexicographically."""
+    """Sort key: numbers (and labels that spell one) numerically, so "2" comes
+    before "10", then other labels lexicographically."""
     value = plain(value)
-    if isinstance(value, numbers.Real):
-        return (0, float(value), "")
-    return (1, 0.0, str(value))
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return (0, float(value), str(value))
+    text = str(value)
+    number = _as_number(text)
+    if number is not None:
+        return (0, number, text)
+    return (1, 0.0, text)
 
 
 def level_label(value: Any) -> str:

@@ -7,7 +7,7 @@ the source file.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,7 +16,24 @@ import pandas as pd
 from ._checks import RowContext, parse_scores, require_columns
 from .errors import DataError
 
-__all__ = ["aggregate_samples", "apply_filters", "apply_rename"]
+__all__ = ["aggregate_samples", "apply_filters", "apply_rename", "role_namer"]
+
+
+def role_namer(rename: Mapping[str, str]) -> Callable[[str], str]:
+    """Map a column as the user wrote it to its name after ``rename``.
+
+    Both the file's name and the renamed (role) name are accepted: a name that
+    ``rename`` produces is taken as is (so a swap keeps the role names); any
+    other name that ``rename`` renames becomes its new name.
+    """
+    targets = {str(new) for new in rename.values()}
+    sources = {str(old): str(new) for old, new in rename.items()}
+
+    def to_role(name: Any) -> str:
+        name = str(name)
+        return name if name in targets else sources.get(name, name)
+
+    return to_role
 
 
 def apply_rename(
@@ -48,14 +65,16 @@ def _as_list(allowed: Any) -> list:
     return list(allowed)
 
 
+def _is_number(value: Any) -> bool:
+    """True for an int or float filter value (not a bool)."""
+    return isinstance(value, int | float | np.number) and not isinstance(value, bool)
+
+
 def apply_filters(
     df: pd.DataFrame, filters: Mapping[str, Any], ctx: RowContext
 ) -> pd.DataFrame:
     """Keep rows whose value is in each filter's list (all filters must hold)."""
-    hint = ""
-    if ctx.renamed:
-        hint = " (filters apply after rename; use the new names)"
-    require_columns(df, filters, ctx, hint)
+    require_columns(df, filters, ctx)
     keep = np.ones(len(df), dtype=bool)
     kept_by: list[str] = []
     for column, allowed in filters.items():
@@ -64,8 +83,13 @@ def apply_filters(
         if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
             mask = col.isin(values).to_numpy()
         else:
-            # Text columns: compare as strings so YAML's 1 matches a "1" cell.
+            # Text columns: compare as strings so YAML's 1 matches a "1" cell,
+            # and as numbers so YAML's 0.5 matches a "0.50" cell.
             mask = col.astype(str).isin([str(v) for v in values]).to_numpy()
+            numbers = [v for v in values if _is_number(v)]
+            if numbers:
+                as_numbers = pd.to_numeric(col, errors="coerce")
+                mask = mask | as_numbers.isin(numbers).to_numpy()
         keep &= mask
         kept_by.append(f"{column} in {values} matches {int(mask.sum())} row(s)")
     if not keep.any():

@@ -19,15 +19,22 @@ import pandas as pd
 
 from ._checks import (
     RowContext,
-    check_counts,
     check_finite_numeric,
     check_not_missing,
     level_label,
     natural_key,
+    numeric_column,
     require_columns,
 )
-from ._transforms import aggregate_samples, apply_filters, apply_rename
+from ._transforms import aggregate_samples, apply_filters, apply_rename, role_namer
 from .io import load_table
+from .outcomes import (
+    CountLimit,
+    check_count_limit,
+    drop_empty_trials,
+    outcome_features,
+    outcome_kind,
+)
 
 __all__ = ["FeatureSet", "features_from_config", "make_features"]
 
@@ -36,7 +43,8 @@ __all__ = ["FeatureSet", "features_from_config", "make_features"]
 class FeatureSet:
     """Model inputs built from one table.
 
-    :param features: what the models read: ``obs`` (int64); ``n_total`` (int64,
+    :param features: what the models read: ``obs`` (int64 for counts, 0/1 and
+        classes; float64 for continuous outcomes); ``n_total`` (int64,
         binomial mode); ``num_classes`` (int, ordinal mode); per categorical ``c``,
         ``c_index`` (int32 codes) and ``num_c`` (int); per continuous or
         passthrough column, an array under the column's name.
@@ -52,6 +60,8 @@ class FeatureSet:
     :param source: path of the input file, or ``"<table>"``.
     :param standardization: per standardized column, ``{"mean": m, "sd": s}`` (sd
         with ``ddof=0``); ``features[c] == (table[c] - m) / s``.
+    :param outcome: the kind ``obs`` was checked as: ``count``, ``binary``,
+        ``ordinal``, ``continuous`` or ``numeric`` (any finite number).
     """
 
     features: dict[str, Any]
@@ -60,6 +70,7 @@ class FeatureSet:
     table: pd.DataFrame
     source: str
     standardization: dict[str, dict[str, float]] = field(default_factory=dict)
+    outcome: str = "numeric"
 
 
 def _names(value: str | Sequence[str] | None) -> list[str]:
@@ -170,23 +181,6 @@ def _encode_categorical(
     return remap[codes], levels
 
 
-def _passthrough(series: pd.Series, ctx: RowContext) -> np.ndarray:
-    """Numeric passthrough column as int64 (integers, booleans) or float64."""
-    check_not_missing(series, ctx, "passthrough")
-    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_integer_dtype(series):
-        return series.to_numpy(dtype=np.int64)
-    if pd.api.types.is_float_dtype(series):
-        return check_finite_numeric(series, ctx, "passthrough")
-    bad = pd.to_numeric(series, errors="coerce").isna().to_numpy()
-    if bad.any():
-        raise ctx.bad_rows(series, bad, "non-numeric value in passthrough column")
-    raise ctx.error(
-        f"passthrough column has dtype {series.dtype}; convert it to a "
-        "numeric dtype first",
-        str(series.name),
-    )
-
-
 def _standardize_names(
     standardize: bool | Sequence[str], continuous: list[str], ctx: RowContext
 ) -> list[str]:
@@ -200,42 +194,6 @@ def _standardize_names(
             f"standardize names {unknown} that are not continuous columns {continuous}"
         )
     return names
-
-
-def _outcomes(
-    table: pd.DataFrame,
-    observed: str,
-    n_total: str | None,
-    num_classes: int | None,
-    ctx: RowContext,
-) -> dict[str, Any]:
-    """Validate the outcome columns into ``obs`` (+ ``n_total`` / ``num_classes``)."""
-    if num_classes is not None:
-        # Range first, so -1 and 11 get the same "allowed range" message.
-        values = check_finite_numeric(table[observed], ctx, "observed")
-        outside = (values < 0) | (values >= num_classes)
-        if outside.any():
-            raise ctx.bad_rows(
-                table[observed],
-                outside,
-                f"ordinal class outside the allowed range 0..{int(num_classes) - 1}",
-            )
-    features: dict[str, Any] = {"obs": check_counts(table[observed], ctx, "observed")}
-    if n_total is not None:
-        totals = check_counts(table[n_total], ctx, "n_total")
-        over = features["obs"] > totals
-        if over.any():
-            first = int(np.flatnonzero(over)[0])
-            raise ctx.bad_rows(
-                table[observed],
-                over,
-                f"observed exceeds {n_total!r}",
-                note=f"{n_total} {totals[first]}",
-            )
-        features["n_total"] = totals
-    if num_classes is not None:
-        features["num_classes"] = int(num_classes)
-    return features
 
 
 def make_features(
@@ -252,22 +210,32 @@ def make_features(
     passthrough: Sequence[str] = (),
     filters: Mapping[str, Sequence] | None = None,
     num_classes: int | None = None,
+    outcome: str = "auto",
+    drop_empty: bool = False,
+    count_limit: CountLimit | None = None,
     source: str = "<table>",
 ) -> FeatureSet:
     """Validate and encode one table into model features.
 
     Steps, in order: ``rename`` -> ``filters`` -> validation -> ``aggregate`` ->
-    encoding. Column arguments use the names *after* ``rename``.
+    encoding. Column arguments may use the file's names or the names ``rename``
+    gives them.
 
-    Modes: binomial when ``n_total`` is given or ``aggregate=True`` (``obs`` <=
-    ``n_total``); ordinal when ``num_classes`` is given (``obs`` in
-    ``0..num_classes-1``); otherwise ``obs`` are non-negative integers.
+    Outcome kinds (``outcome``): ``count`` (non-negative integers; binomial,
+    ``obs`` <= ``n_total``, when ``n_total`` is given or ``aggregate=True``),
+    ``binary`` (0/1, booleans, ``C``/``I``), ``ordinal`` (classes
+    ``0..num_classes-1``), ``continuous`` (any finite number). ``auto`` means
+    ``count`` with ``n_total``/``aggregate``, ``ordinal`` with ``num_classes``,
+    and otherwise any finite number (int64 when all are whole numbers written
+    as integers, else float64).
 
     :param df: input table, one row per observation (or per graded sample when
         ``aggregate=True``).
-    :param observed: column of outcomes: counts, ordinal classes, or per-sample
-        scores (0/1, booleans, ``C``/``I``, ``correct``/``incorrect``) to aggregate.
-    :param n_total: column of trial counts (binomial mode).
+    :param observed: column of outcomes: counts, ordinal classes, per-sample
+        scores (0/1, booleans, ``C``/``I``, ``correct``/``incorrect``) to
+        aggregate, or measurements.
+    :param n_total: column of trial counts (binomial mode); a row with 0 trials
+        is refused unless ``drop_empty``.
     :param categorical: columns encoded as ``<c>_index`` codes and ``num_<c>``.
     :param continuous: numeric predictors, copied as float64 arrays.
     :param rename: original column -> role name, e.g. ``{"model": "group"}``.
@@ -280,21 +248,32 @@ def make_features(
         models; with ``aggregate`` they must be constant within each group.
     :param filters: column -> allowed values; rows matching every filter are kept.
     :param num_classes: number of ordinal classes (ordinal mode).
+    :param outcome: ``auto``, ``count``, ``binary``, ``ordinal`` or ``continuous``.
+    :param drop_empty: drop rows whose ``n_total`` is 0 (logged) instead of
+        refusing them.
+    :param count_limit: number of observations -> (largest count the sampler
+        holds exactly, why); larger counts are refused.
     :param source: path or ``"<table>"``, used in error messages.
     :return: features, coords, dims, processed table and source.
     :rtype: FeatureSet
     :raises DataError: any bad argument or bad value; the message names the
         source, column and an example row with its value.
     """
-    rename = dict(rename or {})
+    rename = {str(k): str(v) for k, v in (rename or {}).items()}
+    to_role = role_namer(rename)
     positional = (
         isinstance(df.index, pd.RangeIndex)
         and df.index.start == 0
         and df.index.step == 1
     )
     ctx = RowContext(source, positional, {new: old for old, new in rename.items()})
-    categorical, continuous = _names(categorical), _names(continuous)
-    passthrough = _names(passthrough)
+    observed = to_role(observed)
+    n_total = to_role(n_total) if n_total is not None else None
+    categorical = [to_role(c) for c in _names(categorical)]
+    continuous = [to_role(c) for c in _names(continuous)]
+    passthrough = [to_role(c) for c in _names(passthrough)]
+    if not isinstance(standardize, bool):
+        standardize = [to_role(c) for c in _names(standardize)]
     binomial = aggregate or n_total is not None
     _check_roles(
         observed,
@@ -306,7 +285,8 @@ def make_features(
         num_classes,
         ctx,
     )
-    category_order = dict(category_order or {})
+    kind = outcome_kind(outcome, binomial, num_classes, ctx)
+    category_order = {to_role(k): v for k, v in (category_order or {}).items()}
     stray = [c for c in category_order if c not in categorical]
     if stray:
         raise ctx.error(
@@ -319,7 +299,7 @@ def make_features(
 
     table = apply_rename(df, rename, ctx)
     if filters:
-        table = apply_filters(table, dict(filters), ctx)
+        table = apply_filters(table, {to_role(k): v for k, v in filters.items()}, ctx)
     needed = [
         observed,
         *([n_total] if n_total else []),
@@ -328,20 +308,30 @@ def make_features(
         *passthrough,
     ]
     require_columns(table, needed, ctx)
+    if n_total is not None:
+        table = drop_empty_trials(table, n_total, drop_empty, ctx)
 
     for col in categorical:
         check_not_missing(table[col], ctx, "categorical")
-    cont = {c: check_finite_numeric(table[c], ctx, "continuous") for c in continuous}
-    for col in passthrough:
-        _passthrough(table[col], ctx)
+    numbers = {c: check_finite_numeric(table[c], ctx, "continuous") for c in continuous}
+    numbers.update({c: numeric_column(table[c], ctx, "passthrough") for c in passthrough})
+    # The processed table holds the numbers, whatever the file held (e.g. text).
+    table = table.assign(**numbers)
     if aggregate:
         table = aggregate_samples(table, observed, categorical, passthrough, ctx)
         ctx = RowContext(source, True, ctx.renamed)
         n_total = "n_total"
     # Outcomes are checked before re-indexing so errors cite source rows.
-    features = _outcomes(
-        table, observed, n_total if binomial else None, num_classes, ctx
+    features = outcome_features(
+        table, observed, n_total if binomial else None, num_classes, kind, ctx
     )
+    if count_limit is not None and kind == "count":
+        counted = {"obs": observed, **({"n_total": n_total} if binomial else {})}
+        check_count_limit(table, features, counted, count_limit, ctx)
+    if not aggregate:
+        table = table.assign(**{observed: features["obs"]})
+        if binomial:
+            table = table.assign(**{n_total: features["n_total"]})
     table = table.reset_index(drop=True)
 
     coords: dict[str, list] = {}
@@ -351,6 +341,7 @@ def make_features(
         features[f"{col}_index"] = codes
         features[f"num_{col}"] = len(levels)
         coords[col] = levels
+    cont = {c: numbers[c] for c in continuous}
     scales: dict[str, dict[str, float]] = {}
     for col in to_scale:
         mean, sd = float(cont[col].mean()), float(cont[col].std())
@@ -362,10 +353,10 @@ def make_features(
         features[col] = cont[col]
         dims[col] = ["observation"]
     for col in passthrough:
-        features[col] = _passthrough(table[col], ctx)
+        features[col] = table[col].to_numpy()
         dims[col] = ["observation"]
     coords["observation"] = list(range(len(table)))
-    return FeatureSet(features, coords, dims, table, source, scales)
+    return FeatureSet(features, coords, dims, table, source, scales, kind)
 
 
 def features_from_config(

@@ -2,15 +2,23 @@
 
 Reads CSV, TSV, Parquet and JSON (JSON lines, or one array of records) into a
 pandas DataFrame with a fresh 0-based index, so that row numbers in later error
-messages are 0-based data rows of the file. It does no cleaning or validation of
-the contents: that is :func:`hibayes.data.make_features`' job.
+messages are 0-based data rows of the file.
+
+Tables are read as written: a CSV or TSV cell is kept as its text (no number
+parsing, no guessing that ``NA``, ``None`` or ``null`` mean "missing"; only a
+truly empty cell is empty), and Parquet and JSON keep their own types. What a
+column means is decided later, by :func:`hibayes.data.make_features`, which turns
+the columns that play numeric roles into numbers. Duplicate column names and
+nested values (lists, objects) are refused here, naming the column and row.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -52,8 +60,37 @@ def _format_for(path: Path, fmt: str | None) -> str:
     )
 
 
+class _Record(dict):
+    """A parsed JSON object that remembers a key it saw twice (``json`` keeps
+    the last silently)."""
+
+    duplicate: str | None = None
+
+
+def _object_pairs(pairs: list[tuple[str, Any]]) -> _Record:
+    """``object_pairs_hook`` for :func:`json.loads` that notes duplicate keys."""
+    record = _Record(pairs)
+    if len(record) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                record.duplicate = key
+                break
+            seen.add(key)
+    return record
+
+
+def _nested_kind(value: Any) -> str | None:
+    """``"a JSON object"`` / ``"a list"`` for a nested cell value, else None."""
+    if isinstance(value, dict):
+        return "a JSON object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return None
+
+
 def _records_frame(path: Path, records: list, where: str) -> pd.DataFrame:
-    """Build a frame from parsed JSON records, rejecting anything but objects."""
+    """Build a frame from parsed JSON records, rejecting anything but flat objects."""
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
             raise DataError(
@@ -62,8 +99,28 @@ def _records_frame(path: Path, records: list, where: str) -> pd.DataFrame:
                 source=str(path),
                 row=i,
             )
+        if getattr(rec, "duplicate", None) is not None:
+            raise DataError(
+                f"{path}: column {rec.duplicate!r}: named twice in data row {i} "
+                "(0-based); every column needs its own name",
+                source=str(path),
+                column=rec.duplicate,
+                row=i,
+            )
+        for column, value in rec.items():
+            kind = _nested_kind(value)
+            if kind:
+                raise DataError(
+                    f"{path}: column {column!r}: nested value ({kind}) in data row "
+                    f"{i} (0-based); each cell must hold one number or label "
+                    "(flatten it into columns first)",
+                    source=str(path),
+                    column=column,
+                    row=i,
+                    value=value,
+                )
     # json -> python types -> DataFrame keeps ints as int64 and strings as
-    # object; pandas' own JSON reader guesses dates and numeric strings.
+    # text; pandas' own JSON reader guesses dates and numeric strings.
     return pd.DataFrame.from_records(records)
 
 
@@ -75,7 +132,7 @@ def _read_json_lines(path: Path) -> pd.DataFrame:
             if not line.strip():
                 continue
             try:
-                records.append(json.loads(line))
+                records.append(json.loads(line, object_pairs_hook=_object_pairs))
             except json.JSONDecodeError as exc:
                 raise DataError(
                     f"{path}: line {lineno} is not valid JSON ({exc.msg})",
@@ -92,7 +149,7 @@ def _read_json(path: Path) -> pd.DataFrame:
     if not text.lstrip().startswith("["):
         return _read_json_lines(path)
     try:
-        records = json.loads(text)
+        records = json.loads(text, object_pairs_hook=_object_pairs)
     except json.JSONDecodeError as exc:
         raise DataError(
             f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})",
@@ -101,8 +158,64 @@ def _read_json(path: Path) -> pd.DataFrame:
     return _records_frame(path, records, "record")
 
 
+def _refuse_duplicate_names(path: Path, names: list[str]) -> None:
+    """Raise naming the first column whose name appears more than once."""
+    seen: dict[str, int] = {}
+    for position, name in enumerate(names):
+        if name in seen:
+            raise DataError(
+                f"{path}: column {name!r}: appears twice in the header (columns "
+                f"{seen[name] + 1} and {position + 1}); every column needs its "
+                "own name",
+                source=str(path),
+                column=name,
+            )
+        seen[name] = position
+
+
+def _read_text_table(path: Path, sep: str) -> pd.DataFrame:
+    """Read a CSV/TSV with every cell as its text; an empty cell stays ``""``."""
+    try:
+        with path.open("r", encoding="utf-8-sig", newline="") as fh:
+            header = next(csv.reader(fh, delimiter=sep), None)
+    except UnicodeDecodeError:
+        header = None  # pandas names the problem below
+    if header:
+        _refuse_duplicate_names(path, header)
+    return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """Read a Parquet file whose columns are flat and uniquely named."""
+    import pyarrow.parquet as pq
+    import pyarrow.types as pat
+
+    schema = pq.read_schema(path)
+    _refuse_duplicate_names(path, list(schema.names))
+    nested = [f for f in schema if pat.is_nested(f.type)]
+    if nested:
+        import pyarrow.compute as pc
+
+        field = nested[0]
+        column = pq.read_table(path, columns=[field.name]).column(0)
+        row = pc.index(pc.is_valid(column), True).as_py()
+        where = f"e.g. data row {row} (0-based)" if row >= 0 else "(all empty)"
+        raise DataError(
+            f"{path}: column {field.name!r}: nested values ({field.type}), {where}; "
+            "each cell must hold one number or label (flatten it into columns "
+            "first)",
+            source=str(path),
+            column=field.name,
+            row=row if row >= 0 else None,
+        )
+    return pd.read_parquet(path)
+
+
 def load_table(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
-    """Read a CSV, TSV, Parquet or JSON/JSON-lines file into a DataFrame.
+    """Read a CSV, TSV, Parquet or JSON/JSON-lines file into a DataFrame, as written.
+
+    CSV and TSV cells are read as text, exactly as in the file (``""`` for an
+    empty cell); Parquet and JSON keep their types (JSON ``null`` is missing).
 
     :param path: file to read.
     :param fmt: one of ``csv``, ``tsv``, ``parquet``, ``jsonl``, ``json``; by
@@ -111,7 +224,8 @@ def load_table(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
     :return: the table with a 0-based ``RangeIndex``.
     :rtype: pandas.DataFrame
     :raises DataError: the path is missing, is a directory, has an unknown
-        suffix, or cannot be parsed.
+        suffix, cannot be parsed, names a column twice, or holds a nested value
+        (a list or object in a cell).
     """
     path = Path(path)
     if not path.exists():
@@ -121,11 +235,11 @@ def load_table(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
     kind = _format_for(path, fmt)
     try:
         if kind == "csv":
-            df = pd.read_csv(path)
+            df = _read_text_table(path, ",")
         elif kind == "tsv":
-            df = pd.read_csv(path, sep="\t")
+            df = _read_text_table(path, "\t")
         elif kind == "parquet":
-            df = pd.read_parquet(path)
+            df = _read_parquet(path)
         elif kind == "jsonl":
             df = _read_json_lines(path)
         else:

@@ -3,7 +3,9 @@
 A model *factory* is a function whose arguments are prior hyperparameters (and
 structural options) and which returns a NumPyro program ``model(features)``.
 ``@model`` registers the factory by name and wraps the program it returns so the
-``obs`` contract is enforced. It does no inference and no I/O.
+``obs`` contract is enforced; ``@model(outcome="continuous")`` also declares what
+kind of outcome the model reads, so the data are checked for that kind. It does
+no inference and no I/O.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol, Sequence, overload
 
 from numpyro.primitives import Messenger
 
@@ -19,16 +21,27 @@ from .errors import ModelError
 from .registry import register
 
 __all__ = [
+    "OUTCOME_KINDS",
+    "Coords",
+    "Dims",
+    "Features",
     "Model",
     "ModelFactory",
     "ModelError",
     "model",
     "bind_hyperparameters",
+    "check_features",
 ]
 
 OBS_SITE = "obs"
-
-
+#: What a model program reads: ``obs``, ``<c>_index`` arrays, ``num_<c>`` ints...
+Features = dict[str, Any]
+#: ArviZ coordinates: dimension name -> labels.
+Coords = dict[str, list[Any]]
+#: ArviZ dims: variable name -> its dimension names.
+Dims = dict[str, list[str]]
+#: What ``@model(outcome=...)`` accepts (``data.outcome`` without ``auto``).
+OUTCOME_KINDS = ("count", "binary", "ordinal", "continuous")
 
 
 class Model(Protocol):
@@ -44,6 +57,7 @@ class ModelFactory(Protocol):
     __name__: str
     builder: Callable[..., Model]
     builtin: bool
+    outcome: str | None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Model:
         """Build the program for these hyperparameters."""
@@ -59,6 +73,17 @@ class _SiteRecorder(Messenger):
     def process_message(self, msg: dict) -> None:
         if msg["type"] == "sample":
             self.names.add(msg["name"])
+
+
+def check_features(features: Mapping[str, Any], required: Sequence[str]) -> None:
+    """Raise ``ValueError`` naming every required feature that is missing."""
+    missing = [key for key in required if key not in features]
+    if missing:
+        raise ValueError(
+            f"missing required features: {', '.join(missing)}. Declare them in the "
+            f"data config (categorical columns give '<col>_index' and 'num_<col>'). "
+            f"Features present: {sorted(features)}"
+        )
 
 
 def bind_hyperparameters(
@@ -130,18 +155,51 @@ def _wrap_program(name: str, program: Callable[..., Any]) -> Model:
     return checked
 
 
-def model(builder: Callable[..., Model]) -> ModelFactory:
+@overload
+def model(builder: Callable[..., Model]) -> ModelFactory: ...
+
+
+@overload
+def model(
+    builder: None = None, *, outcome: str | None = None
+) -> Callable[[Callable[..., Model]], ModelFactory]: ...
+
+
+def model(
+    builder: Callable[..., Model] | None = None, *, outcome: str | None = None
+) -> Any:
     """Register a model factory under its function name and enforce ``obs``.
+
+    Used bare (``@model``, as in the reference tool) or with the kind of outcome
+    the model reads (``@model(outcome="continuous")``): one of ``count``,
+    ``binary``, ``ordinal``, ``continuous``. With ``data.outcome=auto`` the data
+    are checked for that kind; a model that declares none gets the checks every
+    outcome needs (numeric, finite, nothing missing).
 
     .. doctest::
 
         >>> from hibayes.model import Model, model
-        >>> @model
+        >>> @model(outcome="continuous")
         ... def my_model(prior_loc: float = 0.0) -> Model:  # doctest: +SKIP
         ...     def program(features): ...
         ...     return program
     """
+    if outcome is not None and outcome not in OUTCOME_KINDS:
+        raise ModelError(
+            f"@model(outcome={outcome!r}): outcome must be one of "
+            f"{', '.join(OUTCOME_KINDS)}"
+        )
+    if builder is None:
+        return lambda fn: _register(fn, outcome)
+    if not callable(builder):
+        raise ModelError(
+            f"@model takes the factory function (or outcome=...), got {builder!r}"
+        )
+    return _register(builder, outcome)
 
+
+def _register(builder: Callable[..., Model], outcome: str | None) -> ModelFactory:
+    """Wrap ``builder`` as a factory, note its outcome kind, and register it."""
     name = builder.__name__
 
     @functools.wraps(builder)
@@ -159,5 +217,6 @@ def model(builder: Callable[..., Model]) -> ModelFactory:
 
     factory.builder = builder  # type: ignore[attr-defined]
     factory.builtin = builder.__module__ == "hibayes.model.models"  # type: ignore[attr-defined]
+    factory.outcome = outcome  # type: ignore[attr-defined]
     register(factory)  # type: ignore[arg-type]
     return factory  # type: ignore[return-value]

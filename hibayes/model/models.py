@@ -7,13 +7,13 @@ comparable; the binomial likelihoods use ``logits=`` instead of
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 
-from ._api import Model, model
+from ._api import Features, Model, check_features, model
 from .coding import (
     categorical_effects,
     interaction_term,
@@ -31,7 +31,6 @@ __all__ = [
     "ordered_logistic_model",
 ]
 
-Features = Mapping[str, Any]
 _GROUP_FEATURES = ["obs", "num_group", "group_index", "n_total"]
 _THREE_LEVEL_FEATURES = [
     "obs",
@@ -43,17 +42,6 @@ _THREE_LEVEL_FEATURES = [
     "subsubgroup_index",
     "num_subsubgroup",
 ]
-
-
-def check_features(features: Features, required: Sequence[str]) -> None:
-    """Raise ``ValueError`` naming every required feature that is missing."""
-    missing = [key for key in required if key not in features]
-    if missing:
-        raise ValueError(
-            f"missing required features: {', '.join(missing)}. Declare them in the "
-            f"data config (categorical columns give '<col>_index' and 'num_<col>'). "
-            f"Features present: {sorted(features)}"
-        )
 
 
 def _binomial_obs(features: Features, logits: jnp.ndarray) -> None:
@@ -71,7 +59,7 @@ def _group_effects(features: Features, overall_mean: Any, sigma_group: Any) -> A
     return group_effects
 
 
-@model
+@model(outcome="count")
 def simplified_group_binomial_exponential(
     prior_mu_overall_loc: float = 0.0,
     prior_mu_overall_scale: float = 1.0,
@@ -93,7 +81,7 @@ def simplified_group_binomial_exponential(
     return model
 
 
-@model
+@model(outcome="count")
 def two_level_group_binomial(
     prior_mu_overall_loc: float = 0.0,
     prior_mu_overall_scale: float = 1.0,
@@ -166,7 +154,7 @@ def _three_level(
     _binomial_obs(features, logits)
 
 
-@model
+@model(outcome="count")
 def three_level_group_binomial(
     prior_overall_mean_loc: float = 0.0,
     prior_overall_mean_scale: float = 1.0,
@@ -191,7 +179,7 @@ def three_level_group_binomial(
     return model
 
 
-@model
+@model(outcome="count")
 def three_level_group_binomial_exponential(
     prior_overall_mean_loc: float = 0.0,
     prior_overall_mean_scale: float = 1.0,
@@ -242,7 +230,7 @@ def _linear_predictor(
     return eta
 
 
-@model
+@model(outcome="count")
 def linear_group_binomial(
     main_effects: list[str] | None = None,
     interactions: list[tuple[str, str]] | None = None,
@@ -280,7 +268,7 @@ def linear_group_binomial(
     return model
 
 
-@model
+@model(outcome="ordinal")
 def ordered_logistic_model(
     main_effects: list[str] | None = None,
     continuous_effects: list[str] | None = None,
