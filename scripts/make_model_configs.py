@@ -1,6 +1,6 @@
 """Write conf/model/<name>.yaml for every built-in model from its factory signature.
 
-Run after changing a built-in model's arguments; tests/test_configs.py fails when
+Run after changing a built-in model's arguments; tests/unit/test_configs.py fails when
 the committed files and this script's output differ.
 
     python scripts/make_model_configs.py [--check]

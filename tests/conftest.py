@@ -51,7 +51,7 @@ def grader_data():
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
     """A real tracking-only ``mlflow server`` on a free 127.0.0.1 port (tests/server.py)."""
-    from server import MlflowServer
+    from helpers.server import MlflowServer
 
     server = MlflowServer(tmp_path_factory.mktemp("mlflow-server")).start()
     yield server

@@ -117,7 +117,7 @@ def _criteria_over_distinct_rows(idata: "az.InferenceData", row_of: np.ndarray) 
 
     The totals are ArviZ's formulas over the expanded pointwise values (sum;
     se = sqrt(n var); p_loo = lppd - elpd_loo; p_waic = sum of variances), so the
-    result equals ``az.loo``/``az.waic`` on all rows (``tests/test_collapse.py``).
+    result equals ``az.loo``/``az.waic`` on all rows (``tests/unit/inference/test_collapse.py``).
     """
     import arviz as az
     from arviz.stats.stats_utils import ELPDData

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from server import (
+from helpers.server import (
     FAST_FAIL_ENV,
     SHORT_FIT,
     MlflowServer,

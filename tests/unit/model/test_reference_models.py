@@ -20,7 +20,7 @@ import pytest
 from numpyro.handlers import seed, substitute, trace
 from scipy.special import expit
 from scipy.stats import norm
-from server import all_runs, run_hibayes
+from helpers.server import all_runs, run_hibayes
 
 REFERENCE_STYLE_MODELS = '''
 from typing import List, Optional, Tuple

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from posterior import assert_same_posterior
+from helpers.posterior import assert_same_posterior
 
 from hibayes.data import example_path, features_from_config
 from hibayes.inference import FitSettings, fit_model

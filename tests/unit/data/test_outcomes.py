@@ -20,7 +20,7 @@ from hibayes.data import DataError, make_features, resolve_outcome
 from hibayes.inference import FitSettings
 from hibayes.model import ModelError, load_models, model
 
-CONF = Path(__file__).resolve().parent.parent / "hibayes" / "conf"
+CONF = Path(__file__).resolve().parents[3] / "hibayes" / "conf"
 
 
 def _error(df: pd.DataFrame, **kwargs) -> str:

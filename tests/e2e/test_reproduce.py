@@ -20,7 +20,7 @@ from hibayes.reproduce import (
     means_consistent,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "hibayes" / "data" / "examples" / "llm_evals.csv"
 SHORT = ("fit.samples=100", "fit.warmup=100", "fit.prior_samples=0")
 

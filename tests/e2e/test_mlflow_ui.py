@@ -28,7 +28,7 @@ if IN_CI:
 else:
     sync_api = pytest.importorskip("playwright.sync_api")
 
-from browser import CHROMIUM, CHROMIUM_FLAGS
+from helpers.browser import CHROMIUM, CHROMIUM_FLAGS
 
 if not CHROMIUM.exists() and not IN_CI:
     pytest.skip(
@@ -36,7 +36,7 @@ if not CHROMIUM.exists() and not IN_CI:
         allow_module_level=True,
     )
 
-from server import MlflowServer, run_hibayes
+from helpers.server import MlflowServer, run_hibayes
 
 KEY = "model.prior_sigma_group_scale"
 VALUES = ("0.1", "0.4", "0.6")

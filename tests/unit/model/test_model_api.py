@@ -6,7 +6,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from user_model import USER_MODEL
+from helpers.user_model import USER_MODEL
 
 from hibayes.inference import fit_model
 from hibayes.model import ModelError, get_model, list_models, load_models

@@ -6,12 +6,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from store import all_runs, artifact_paths, client, run_module
-from user_model import USER_MODEL
+from helpers.mlflow_store import all_runs, artifact_paths, client, run_module
+from helpers.user_model import USER_MODEL
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 METRICS = {
     "rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "ebfmi_min",
     "tree_depth_hits", "elpd_loo", "elpd_loo_se", "p_loo", "pareto_k_max", "pareto_k_bad",

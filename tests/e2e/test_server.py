@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from server import (
+from helpers.server import (
     FAST_FAIL_ENV,
     SHORT_FIT,
     all_runs,

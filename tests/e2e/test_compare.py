@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
-from store import all_runs, client, run_module
+from helpers.mlflow_store import all_runs, client, run_module
 
 from hibayes.compare import CompareError, compare, run_labels
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "hibayes" / "data" / "examples" / "llm_evals.csv"
 SHORT = ("fit.samples=100", "fit.warmup=100", "fit.prior_samples=0")
 NUMERIC = ["rank", "elpd_loo", "p_loo", "elpd_diff", "weight", "se", "dse"]

@@ -31,7 +31,7 @@ from inspect_ai.log import (
 from inspect_ai.scorer import Score
 
 from hibayes.config import load_data
-from server import run_hibayes
+from helpers.server import run_hibayes
 from hibayes.data import DataError, example_path, load_table
 from hibayes.data.inspect_logs import (
     INSPECT_COLUMNS,
@@ -40,7 +40,7 @@ from hibayes.data.inspect_logs import (
     read_inspect_logs,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 CONF = ROOT / "hibayes" / "conf"
 
 

@@ -30,7 +30,7 @@ from hibayes.compat.reference_config import (
     validate_reference_config,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 CONF = ROOT / "hibayes" / "conf"
 BUILTINS = {p.stem for p in (CONF / "model").glob("*.yaml")}
 

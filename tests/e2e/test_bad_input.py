@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from server import all_runs, run_hibayes
+from helpers.server import all_runs, run_hibayes
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser import CHROMIUM, CHROMIUM_FLAGS
+from helpers.browser import CHROMIUM, CHROMIUM_FLAGS
 
 from hibayes.diagnostics.comparison import compare_fits
 from hibayes.data import example_path, features_from_config

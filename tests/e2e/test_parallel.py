@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from server import SHORT_FIT, all_runs, artifact_files, run_hibayes
+from helpers.server import SHORT_FIT, all_runs, artifact_files, run_hibayes
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FILES = {"config.yaml", "idata.nc", "summary.csv", "loo_pointwise.csv", "metrics.json",
          "plots/trace.png", "plots/forest.png"}
 METRICS = {"rhat_max", "ess_bulk_min", "elpd_loo", "converged", "time_total_s"}

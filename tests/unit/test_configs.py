@@ -13,7 +13,7 @@ from hydra.errors import ConfigCompositionException
 from hibayes.config import fit_settings, load_data, model_spec, thresholds
 from hibayes.model import ModelError
 
-CONF = Path(__file__).resolve().parent.parent / "hibayes" / "conf"
+CONF = Path(__file__).resolve().parents[2] / "hibayes" / "conf"
 
 
 def options(group: str) -> list[str]:
@@ -45,7 +45,7 @@ def test_every_model_config_composes_loads_its_data_and_binds(name):
 
 
 def test_model_configs_match_the_factories():
-    script = Path(__file__).resolve().parent.parent / "scripts" / "make_model_configs.py"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "make_model_configs.py"
     done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True,
                           text=True)
     assert done.returncode == 0, done.stdout + done.stderr

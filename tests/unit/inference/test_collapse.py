@@ -10,7 +10,7 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 from numpyro.infer.util import log_density
-from posterior import assert_same_posterior
+from helpers.posterior import assert_same_posterior
 
 from hibayes.diagnostics import information_criteria
 from hibayes.inference import FitSettings, fit_model
@@ -144,7 +144,7 @@ def test_rows_stay_whole_when_a_site_is_per_row_or_nothing_repeats():
 @pytest.mark.slow
 def test_the_ordinal_model_collapses_rows_from_the_command_line(tmp_path):
     """Its config turns collapsing on; the run says so and LOO still has every row."""
-    from store import all_runs, run_module
+    from helpers.mlflow_store import all_runs, run_module
 
     done = run_module("hibayes.fit", tmp_path, "fit=quick", "model=ordered_logistic_model")
     assert done.returncode == 0, done.stderr[-3000:]

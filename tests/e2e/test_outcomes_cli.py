@@ -15,7 +15,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
-from server import run_hibayes
+from helpers.server import run_hibayes
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,1 @@
+"""Shared test helpers: MLflow stores and servers, the browser, posterior checks."""
