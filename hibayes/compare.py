@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import hydra
 from omegaconf import DictConfig
 
 from hibayes.errors import Refused
+from hibayes.outputs.comparison import write_comparison
 from hibayes.system.command import one_line_errors, run_command
 
 # Imported before MLflow: it switches MLflow's telemetry and URL printing off.
@@ -140,12 +140,12 @@ def select_runs(client: Any, *, parent: str | None = None, experiment: str | Non
 
 def check_same_data(runs: list[Any], labels: list[str]) -> None:
     """Refuse runs whose recorded data digests differ, naming digests and runs."""
-    groups: dict[str, list[str]] = {}
-    sources: dict[str, str] = {}
-    for run, label in zip(runs, labels):
-        digest = run.data.tags[_DIGEST_TAG]
-        groups.setdefault(digest, []).append(f"{label!r} ({run.info.run_id})")
-        sources.setdefault(digest, run.data.tags.get("hibayes.data_source", "?"))
+    from hibayes.diagnostics.comparison import group_by_data
+
+    named = {f"{label!r} ({run.info.run_id})": run for run, label in zip(runs, labels)}
+    groups = group_by_data({name: r.data.tags[_DIGEST_TAG] for name, r in named.items()})
+    sources = {r.data.tags[_DIGEST_TAG]: r.data.tags.get("hibayes.data_source", "?")
+               for r in runs}
     if len(groups) > 1:
         listing = "; ".join(f"digest {d} ({sources[d]}): {', '.join(r)}"
                             for d, r in groups.items())
@@ -193,31 +193,6 @@ def _load_posteriors(client: Any, runs: list[Any], labels: list[str]) -> dict[st
                                    f"{type(exc).__name__}: {exc}") from exc
             idatas[label] = load_idata(path)
     return idatas
-
-
-def _write_outputs(out_dir: Path, runs_table: Any, table: Any, idatas: dict[str, Any]
-                   ) -> None:
-    import matplotlib.pyplot as plt
-
-    from hibayes.diagnostics.comparison import comparison_to_csv
-
-    from .plots import plot_comparison, plot_forest_side_by_side
-
-    comparison_to_csv(table, out_dir / "comparison.csv")
-    runs_table.to_csv(out_dir / "runs.csv", index=False)
-    (out_dir / "plots").mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        # Long run names squeeze the axes; bbox_inches="tight" still fits them in.
-        warnings.filterwarnings("ignore", message="constrained_layout not applied")
-        plot_comparison(table).savefig(out_dir / "plots" / "comparison.png", dpi=100,
-                                       bbox_inches="tight")
-        try:
-            plot_forest_side_by_side(idatas).savefig(
-                out_dir / "plots" / "forest_side_by_side.png", dpi=100,
-                bbox_inches="tight")
-        except ValueError as exc:  # the fits share no parameter: nothing side by side
-            log.warning("no side-by-side forest plot: %s", exc)
-    plt.close("all")
 
 
 def _log_run(cfg: DictConfig, uri: str, runs: list[Any], out_dir: Path,
@@ -281,7 +256,8 @@ def compare(cfg: DictConfig, out_dir: Path | None = None) -> ComparisonResult:
     except ValueError as exc:
         raise CompareError(str(exc)) from exc
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_outputs(out_dir, runs_table, table, idatas)
+    write_comparison(out_dir, table, idatas)
+    runs_table.to_csv(out_dir / "runs.csv", index=False)
     run_id = _log_run(cfg, uri, runs, out_dir, runs_table) if cfg.tracking.get(
         "log_run", True) else ""
     return ComparisonResult(runs_table, table, run_id, out_dir)

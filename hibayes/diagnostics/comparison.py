@@ -16,7 +16,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-__all__ = ["compare_fits", "comparison_to_csv", "shared_vars"]
+__all__ = ["compare_fits", "comparison_to_csv", "group_by_data", "shared_vars"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,18 @@ def shared_vars(idatas: Mapping[str, az.InferenceData]) -> list[str]:
     :return: variable names in the order of the first fit's posterior.
     """
     return _common_vars(idatas, same_coords=True)
+
+
+def group_by_data(digests: Mapping[str, str | None]) -> dict[str | None, list[str]]:
+    """Fit names by the digest of the data they were fitted to, largest group first.
+
+    The one rule for "same data" before posteriors are loaded: fits compare only
+    within one group. :func:`compare_fits` then checks the observed values too.
+    """
+    groups: dict[str | None, list[str]] = {}
+    for name, digest in digests.items():
+        groups.setdefault(digest, []).append(name)
+    return dict(sorted(groups.items(), key=lambda item: -len(item[1])))
 
 
 def _observed(name: str, idata: az.InferenceData) -> np.ndarray:

@@ -287,13 +287,17 @@ class SweepSession:
         :return: the comparison table (None with fewer than two fits) and the fits
             it loaded, by name, for the report.
         """
-        from hibayes.diagnostics.comparison import compare_fits, comparison_to_csv
+        from hibayes.diagnostics.comparison import (
+            compare_fits,
+            comparison_to_csv,
+            group_by_data,
+        )
+        from hibayes.outputs.comparison import write_comparison
         from hibayes.inference import load_idata
 
-        by_digest: dict[str | None, list[dict]] = {}
-        for outcome in finished:
-            by_digest.setdefault(outcome.get("data_digest"), []).append(outcome)
-        group = max(by_digest.values(), key=len, default=[])
+        by_dir = {o["out_dir"]: o for o in finished}
+        by_digest = group_by_data({d: o.get("data_digest") for d, o in by_dir.items()})
+        group = [by_dir[d] for d in next(iter(by_digest.values()), [])]
         if len(by_digest) > 1:
             log.warning("children were fitted to different data; comparing the %d on the "
                         "most common dataset", len(group))
@@ -302,19 +306,9 @@ class SweepSession:
         idatas = {o["name"]: self._posteriors[o["out_dir"]] if o["out_dir"] in self._posteriors
                   else load_idata(Path(o["out_dir"]) / "idata.nc") for o in group}
         table = compare_fits(idatas)
-        from hibayes.plots import plot_comparison, plot_forest_side_by_side
-
         # Kept in the sweep dir, not a temp dir: a store that is down gets it later.
         out = self.sweep_dir / "parent_artifacts"
-        (out / "plots").mkdir(parents=True, exist_ok=True)
-        comparison_to_csv(table, out / "comparison.csv")
-        plot_comparison(table).savefig(out / "plots" / "comparison.png", dpi=100,
-                                       bbox_inches="tight")
-        plot_forest_side_by_side(idatas).savefig(out / "plots" / "forest_side_by_side.png",
-                                                 dpi=100, bbox_inches="tight")
-        import matplotlib.pyplot as plt
-
-        plt.close("all")
+        write_comparison(out, table, idatas)
         self.tracker.log_artifacts(self.parent_run_id, out)
         comparison_to_csv(table, self.sweep_dir / "comparison.csv")
         log.info("comparison of %d fits (LOO):\n%s", len(group), table.to_string())
