@@ -26,15 +26,12 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hibayes.system.interrupts import shielded
 from hibayes.system.redaction import scrub_text, scrub_tree
-from hibayes.tracking import NOT_FINITE_TAG, MlflowTracker, TrackingError, redact
-from hibayes.tracking.params import sanitize_key
-from hibayes.tracking.store import describe, store_errors
+from hibayes.tracking import MlflowTracker, TrackingError, redact
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -328,13 +325,7 @@ class DeferringTracker:
 
     def _find_run(self) -> str | None:
         """The run created earlier under this run key, if the store has it."""
-        with _translated(self.uri, "look for an earlier run"):
-            found = self.tracker.client.search_runs(
-                [self.tracker.experiment_id],
-                filter_string=f"tags.`{RUN_KEY_TAG}` = '{self.run_key}'",
-                max_results=2,
-            )
-        return found[0].info.run_id if found else None
+        return self.tracker.find_run(RUN_KEY_TAG, self.run_key)
 
     def _apply_start(self, op: Mapping[str, Any]) -> str:
         existing = self.run_id or self._find_run()
@@ -351,11 +342,15 @@ class DeferringTracker:
         if kind == "log_params":
             self.tracker.log_params(run_id, op["params"])
         elif kind == "log_metrics":
-            self._log_metrics_at(op["metrics"], op["step"], op["timestamp"])
+            self.tracker.log_metrics(run_id, op["metrics"], op["step"],
+                                     timestamp=op["timestamp"])
         elif kind == "set_tags":
             self.tracker.set_tags(run_id, op["tags"])
         elif kind == "log_dataset":
-            self._log_dataset_entity(op)
+            self.tracker.log_dataset_record(
+                run_id, op["dataset"], context=op["context"],
+                digest=op["tags"]["hibayes.data_digest"],
+                source=op["tags"]["hibayes.data_source"])
         elif kind == "log_artifacts":
             self._upload(Path(op["dir"]), op.get("artifact_path"))
         elif kind == "log_artifact":
@@ -366,30 +361,6 @@ class DeferringTracker:
             self.tracker.end_run(run_id, op["status"])
         else:
             raise ValueError(f"{self.pending_file}: unknown recorded call {kind!r}")
-
-    def _log_metrics_at(self, metrics: Mapping[str, float | None], step: int,
-                        timestamp: int) -> None:
-        from mlflow.entities import Metric
-
-        finite = {sanitize_key(k): v for k, v in metrics.items()
-                  if v is not None and math.isfinite(v)}
-        dropped = sorted(sanitize_key(k) for k in metrics if sanitize_key(k) not in finite)
-        batch = [Metric(k, v, timestamp, step) for k, v in finite.items()]
-        with _translated(self.uri, f"log {len(batch)} metrics to run {self.run_id}"):
-            self.tracker.client.log_batch(self.run_id, metrics=batch, synchronous=True)
-        if dropped:
-            before = self.tracker.get_run(self.run_id).data.tags.get(NOT_FINITE_TAG, "")
-            names = sorted({*filter(None, before.split(",")), *dropped})
-            self.tracker.set_tags(self.run_id, {NOT_FINITE_TAG: ",".join(names)})
-
-    def _log_dataset_entity(self, op: Mapping[str, Any]) -> None:
-        from mlflow.entities import Dataset, DatasetInput, InputTag
-
-        entity = DatasetInput(dataset=Dataset(**op["dataset"]),
-                              tags=[InputTag("mlflow.data.context", op["context"])])
-        with _translated(self.uri, f"log dataset {entity.dataset.name!r}"):
-            self.tracker.client.log_inputs(self.run_id, datasets=[entity])
-        self.tracker.set_tags(self.run_id, op["tags"])
 
     def _upload(self, local: Path, artifact_path: str | None) -> None:
         """Upload a file or a directory's files, leaving out the pending file itself."""
@@ -421,11 +392,3 @@ def _as_float(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
-
-
-@contextmanager
-def _translated(uri: str, what: str) -> Iterator[None]:
-    try:
-        yield
-    except store_errors() as exc:
-        raise TrackingError(f"MLflow store {uri}: could not {what}: {describe(exc)}") from exc

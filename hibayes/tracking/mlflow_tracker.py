@@ -295,7 +295,11 @@ class MlflowTracker:
         ) from exc
 
     def log_metrics(
-        self, run_id: str, metrics: Mapping[str, float], step: int = 0
+        self,
+        run_id: str,
+        metrics: Mapping[str, float],
+        step: int = 0,
+        timestamp: int | None = None,
     ) -> None:
         """Batch-log finite metrics; others are dropped and named in a tag.
 
@@ -306,6 +310,8 @@ class MlflowTracker:
         :param run_id: the run.
         :param metrics: ``{name: value}``.
         :param step: the step recorded with every value.
+        :param timestamp: milliseconds since the epoch; default now (a replay passes
+            the time of the original call, so sending it twice adds no point).
         """
         from mlflow.entities import Metric, RunTag
 
@@ -318,7 +324,8 @@ class MlflowTracker:
                 dropped.append(key)
             else:
                 finite[key] = number
-        timestamp = int(time.time() * 1000)
+        if timestamp is None:
+            timestamp = int(time.time() * 1000)
         batch = [Metric(k, v, timestamp, int(step)) for k, v in finite.items()]
         tags = []
         if dropped:
@@ -376,12 +383,47 @@ class MlflowTracker:
             data_input = dataset_input(
                 df, name=name, source=source, digest=full_digest, context=context
             )
+        self._log_input(run_id, data_input, full_digest, source)
+        return data_input.dataset.digest
+
+    def log_dataset_record(
+        self,
+        run_id: str,
+        record: Mapping[str, Any],
+        *,
+        digest: str,
+        source: str,
+        context: str = "training",
+    ) -> None:
+        """Log a dataset input from its recorded description (a replay: no rows).
+
+        :param record: the fields of MLflow's ``Dataset`` entity (name, digest,
+            source_type, source, schema, profile).
+        """
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        entity = DatasetInput(
+            dataset=Dataset(**record),
+            tags=[InputTag("mlflow.data.context", context)],
+        )
+        self._log_input(run_id, entity, digest, source)
+
+    def _log_input(self, run_id: str, data_input: Any, digest: str, source: str) -> None:
+        """Attach a dataset input to the run, with our whole digest and source as tags."""
+        name = data_input.dataset.name
         with self._translate(f"log dataset {name!r} to run {run_id}"):
             self.client.log_inputs(run_id, datasets=[data_input])
-        self.set_tags(
-            run_id, {"hibayes.data_digest": full_digest, "hibayes.data_source": source}
-        )
-        return data_input.dataset.digest
+        self.set_tags(run_id, {"hibayes.data_digest": digest, "hibayes.data_source": source})
+
+    def find_run(self, tag: str, value: str) -> str | None:
+        """The id of a run of this experiment whose tag ``tag`` is ``value``, if any."""
+        with self._translate(f"look for a run with {tag}={value}"):
+            found = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{tag}` = '{value}'",
+                max_results=2,
+            )
+        return found[0].info.run_id if found else None
 
     def log_artifacts(
         self, run_id: str, local_dir: str | Path, artifact_path: str | None = None
