@@ -153,6 +153,7 @@ def fit_model(
             "hyperparameters": program.hyperparameters,
             "fit_settings": settings.as_dict(),
             "chain_method": sampler.chain_method,
+            "mass_matrix": "dense" if sampler.dense_mass else "diagonal",
             "jax_platform": jax_platform(),
             "precision": precision,
             "inference_library": "numpyro",

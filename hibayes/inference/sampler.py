@@ -29,9 +29,10 @@ from numpyro.infer.util import log_likelihood
 from numpyro.primitives import Messenger
 
 from .program import Program
-from .settings import FitSettings
+from .settings import FitSettings, resolve_dense_mass
 
-__all__ = ["CompiledSampler", "get_sampler", "resolve_chain_method", "predictive_fns"]
+__all__ = ["CompiledSampler", "get_sampler", "latent_size", "resolve_chain_method",
+           "predictive_fns"]
 
 _EXTRA_FIELDS = (
     "diverging",
@@ -58,11 +59,13 @@ class CompiledSampler:
     :param run_fn: ``run_fn(chain_keys, arrays, hyper) -> (samples, extras)``,
         every leaf with leading (chain, draw) axes.
     :param compile_s: seconds spent compiling (0 for a cache hit).
+    :param dense_mass: whether a dense mass matrix is adapted (``auto`` resolved).
     """
 
     chain_method: str
     run_fn: Callable[..., tuple[dict, dict]]
     compile_s: float
+    dense_mass: bool = False
 
 
 _SAMPLERS: dict[tuple, CompiledSampler] = {}
@@ -80,13 +83,22 @@ def resolve_chain_method(requested: str, chains: int) -> str:
     return "sequential"
 
 
+def latent_size(program: Program) -> int:
+    """Latent values per draw: the dimension the mass matrix adapts over."""
+    return sum(int(np.prod(program.sites.shapes[name])) for name in program.sites.latent)
+
+
+def _dense(program: Program, settings: FitSettings) -> bool:
+    return resolve_dense_mass(settings.dense_mass, latent_size(program), settings.warmup)
+
+
 def _one_chain(program: Program, settings: FitSettings) -> Callable:
     kernel = NUTS(
         program.fn,
         target_accept_prob=settings.target_accept,
         max_tree_depth=settings.max_tree_depth,
         init_strategy=_INIT[settings.init_strategy],
-        dense_mass=settings.dense_mass,
+        dense_mass=_dense(program, settings),
     )
 
     def run(rng_key: jax.Array, arrays: dict, hyper: dict) -> tuple[dict, dict]:
@@ -117,7 +129,7 @@ def get_sampler(
     key = _sampler_key(program, settings, method)
     cached = _SAMPLERS.get(key)
     if cached is not None:
-        return CompiledSampler(cached.chain_method, cached.run_fn, 0.0)
+        return CompiledSampler(cached.chain_method, cached.run_fn, 0.0, cached.dense_mass)
     one_chain = _one_chain(program, settings)
     start = time.perf_counter()
     if method == "parallel":
@@ -148,7 +160,7 @@ def get_sampler(
             return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
 
     compile_s = time.perf_counter() - start
-    sampler = CompiledSampler(method, run_fn, compile_s)
+    sampler = CompiledSampler(method, run_fn, compile_s, _dense(program, settings))
     _SAMPLERS[key] = sampler
     return sampler
 

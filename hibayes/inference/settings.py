@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
+from numpyro.infer.hmc_util import build_adaptation_schedule
+
 from hibayes.errors import InputError
 
 __all__ = ["FitSettings", "FitSettingsError", "INIT_STRATEGIES", "CHAIN_METHODS", "PRECISIONS",
-           "FLOAT64_ABOVE_ROWS"]
+           "FLOAT64_ABOVE_ROWS", "DENSE_MASS_DRAWS_PER_DIM", "resolve_dense_mass"]
 
 INIT_STRATEGIES = ("median", "mean", "uniform", "sample", "feasible")
 CHAIN_METHODS = ("auto", "parallel", "vectorized", "sequential")
@@ -18,6 +20,26 @@ PRECISIONS = ("auto", "float32", "float64")
 # (~0.1) swamped NUTS's energy check: 988 leapfrog steps, R-hat 1.7, where float64
 # gave 17 steps and R-hat 1.00; 500k rows were still fine in float32 (16 steps).
 FLOAT64_ABOVE_ROWS = 250_000
+# ``dense_mass: auto`` adapts a dense mass matrix only when warmup's last slow window
+# holds at least this many draws per latent dimension. A covariance of d dimensions
+# estimated from n autocorrelated draws is noisy unless n >> d: on a 20k-row ordinal
+# design (210 latent values, 500 warmup: a 200-draw window) dense mass took 220-260
+# leapfrog steps per iteration and diagonal 15; with 1500 warmup (1000-draw window)
+# both took 15; with 33 values dense took 7-10 and diagonal 8-14, and on the grader
+# example (19 values) 12 against 20. See scripts/bench_fit.py.
+DENSE_MASS_DRAWS_PER_DIM = 4
+
+
+def resolve_dense_mass(dense_mass: bool | str, latent_size: int, warmup: int) -> bool:
+    """Whether to adapt a dense mass matrix (``auto``: by latent size and warmup)."""
+    if dense_mass != "auto":
+        return bool(dense_mass)
+    windows = build_adaptation_schedule(int(warmup)) if warmup > 0 else []
+    # The windows between the initial and final buffers adapt the mass matrix;
+    # the last of them is what the sampling phase uses.
+    last = windows[-2] if len(windows) >= 3 else None
+    draws = last.end - last.start + 1 if last is not None else 0
+    return 0 < latent_size <= draws / DENSE_MASS_DRAWS_PER_DIM
 
 
 class FitSettingsError(InputError):
@@ -37,7 +59,9 @@ class FitSettings:
     :param init_strategy: one of :data:`INIT_STRATEGIES`.
     :param chain_method: one of :data:`CHAIN_METHODS`; ``auto`` picks parallel
         chains on CPU when there are enough devices, vectorized on GPU.
-    :param dense_mass: adapt a dense mass matrix instead of a diagonal one.
+    :param dense_mass: adapt a dense mass matrix instead of a diagonal one;
+        ``auto``: dense only where warmup has enough draws per latent value to
+        learn one (:func:`resolve_dense_mass`).
     :param collapse_identical_rows: let the likelihood visit each distinct data row
         once, weighted by how often it occurs (exact for models whose rows are
         independent given the parameters; see :mod:`hibayes.inference.collapse`).
@@ -60,7 +84,7 @@ class FitSettings:
     max_tree_depth: int = 10
     init_strategy: str = "median"
     chain_method: str = "auto"
-    dense_mass: bool = False
+    dense_mass: bool | str = False
     collapse_identical_rows: bool = False
     precision: str = "auto"
     prior_samples: int = 500
@@ -90,6 +114,10 @@ class FitSettings:
         if self.chain_method not in CHAIN_METHODS:
             raise FitSettingsError(
                 f"fit.chain_method must be one of {CHAIN_METHODS}, got {self.chain_method!r}"
+            )
+        if not isinstance(self.dense_mass, bool) and self.dense_mass != "auto":
+            raise FitSettingsError(
+                f"fit.dense_mass must be true, false or auto, got {self.dense_mass!r}"
             )
         if self.precision not in PRECISIONS:
             raise FitSettingsError(

@@ -8,6 +8,10 @@ these functions, so site names and coding rules are the same everywhere:
   fixed at 0; both record the full vector as the deterministic ``{e}_effects`` [n];
 - categorical x categorical interactions sample ``{a}_{b}_effects_constrained``
   [(n1-1)(n2-1)] and record a doubly sum-to-zero ``{a}_{b}_effects`` [n1, n2];
+- with ``contrasts=True`` and a Normal prior, effect-coded terms sample
+  ``{e}_effects_contrasts`` (orthonormal sum-to-zero coordinates, the exact image
+  of the same prior, see :mod:`hibayes.model.contrasts`) and record
+  ``{e}_effects_constrained`` as a deterministic: same sites, same posterior;
 - categorical x continuous: one slope per level (``{a}_{b}_effects`` [n]);
   continuous x continuous: one coefficient (``{a}_{b}_effects``).
 """
@@ -19,6 +23,8 @@ from typing import Any, Mapping, Sequence
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
+
+from .contrasts import SumToZeroNormal, sum_to_zero_basis
 
 __all__ = [
     "categorical_effects",
@@ -76,16 +82,38 @@ def required_features(
     return needed
 
 
+def _scalar_normal(prior: dist.Distribution) -> bool:
+    """Whether ``prior`` is one Normal (the case :class:`SumToZeroNormal` is exact for)."""
+    return type(prior) is dist.Normal and prior.batch_shape == ()
+
+
+def _contrasts(name: str, prior: dist.Distribution, levels: tuple[int, ...]) -> jnp.ndarray:
+    """Sample ``{name}_contrasts``; return the effect-coded effects they stand for."""
+    z = numpyro.sample(f"{name}_contrasts", SumToZeroNormal(prior.loc, prior.scale, levels))
+    z = z.reshape(tuple(n - 1 for n in levels))
+    if len(levels) == 1:
+        return sum_to_zero_basis(levels[0]) @ z
+    return sum_to_zero_basis(levels[0]) @ z @ sum_to_zero_basis(levels[1]).T
+
+
 def categorical_effects(
     name: str,
     features: Mapping[str, Any],
     prior: dist.Distribution,
     effect_coding: bool = True,
+    contrasts: bool = False,
 ) -> jnp.ndarray:
-    """Sample the coded effects of categorical ``name`` and return all n levels."""
+    """Sample the coded effects of categorical ``name`` and return all n levels.
+
+    :param contrasts: sample effect-coded levels in orthonormal sum-to-zero
+        coordinates (Normal priors only; the posterior is the same).
+    """
     n_levels = int(features[f"num_{name}"])
     if n_levels == 1:
         coefs = jnp.zeros(1)
+    elif effect_coding and contrasts and _scalar_normal(prior):
+        coefs = _contrasts(f"{name}_effects", prior, (n_levels,))
+        numpyro.deterministic(f"{name}_effects_constrained", coefs[:-1])
     elif effect_coding:
         free = numpyro.sample(f"{name}_effects_constrained", prior.expand([n_levels - 1]))
         coefs = jnp.concatenate([free, -jnp.sum(free, keepdims=True)])
@@ -97,12 +125,19 @@ def categorical_effects(
 
 
 def interaction_matrix(
-    a: str, b: str, features: Mapping[str, Any], prior: dist.Distribution
+    a: str,
+    b: str,
+    features: Mapping[str, Any],
+    prior: dist.Distribution,
+    contrasts: bool = False,
 ) -> jnp.ndarray:
     """Sample a doubly sum-to-zero interaction between categoricals ``a`` and ``b``."""
     n1, n2 = int(features[f"num_{a}"]), int(features[f"num_{b}"])
     if n1 < 2 or n2 < 2:
         full = jnp.zeros((n1, n2))
+    elif contrasts and _scalar_normal(prior):
+        full = _contrasts(f"{a}_{b}_effects", prior, (n1, n2))
+        numpyro.deterministic(f"{a}_{b}_effects_constrained", full[:-1, :-1].reshape(-1))
     else:
         free = numpyro.sample(
             f"{a}_{b}_effects_constrained", prior.expand([(n1 - 1) * (n2 - 1)])
@@ -120,6 +155,7 @@ def interaction_term(
     features: Mapping[str, Any],
     prior: dist.Distribution,
     continuous: Sequence[str] = (),
+    contrasts: bool = False,
 ) -> jnp.ndarray:
     """Contribution of the ``a`` x ``b`` interaction to the linear predictor."""
     a_cont, b_cont = a in continuous, b in continuous
@@ -132,5 +168,5 @@ def interaction_term(
             f"{a}_{b}_effects", prior.expand([int(features[f"num_{cat}"])])
         )
         return slopes[features[f"{cat}_index"]] * features[cont]
-    full = interaction_matrix(a, b, features, prior)
+    full = interaction_matrix(a, b, features, prior, contrasts)
     return full[features[f"{a}_index"], features[f"{b}_index"]]

@@ -214,18 +214,19 @@ def _linear_predictor(
     main_prior: dist.Distribution,
     continuous_prior: dist.Distribution | None,
     interaction_prior: dist.Distribution,
+    contrasts: bool = False,
 ) -> Any:
     """Intercept + coded main effects + continuous slopes + interactions."""
     eta = intercept
     for var in main_effects or []:
-        coefs = categorical_effects(var, features, main_prior, effect_coding)
+        coefs = categorical_effects(var, features, main_prior, effect_coding, contrasts)
         eta = eta + coefs[features[f"{var}_index"]]
     for var in continuous_effects or []:
         coef = numpyro.sample(f"{var}_coef", continuous_prior)
         eta = eta + coef * features[var]
     for a, b in interactions:
         eta = eta + interaction_term(
-            a, b, features, interaction_prior, continuous_effects or ()
+            a, b, features, interaction_prior, continuous_effects or (), contrasts
         )
     return eta
 
@@ -289,6 +290,7 @@ def ordered_logistic_model(
     prior_cutpoint_diffs_scale: float = 0.3,
     min_cutpoint_spacing: float = 0.3,
     sample_cutpoints_relative_to_intercept: bool = True,
+    sample_effects_as_contrasts: bool = True,
 ) -> Model:
     """Ordered-logistic regression for ordinal scores 0..num_classes-1.
 
@@ -301,6 +303,15 @@ def ordered_logistic_model(
     N(loc - intercept, scale) reproduces the original joint density exactly, so
     the posterior is unchanged and ``first_cutpoint`` is still recorded
     (as a deterministic site).
+
+    Effect-coded main effects and categorical interactions are correlated
+    through their implied last level (condition number n1 * n2 for an
+    interaction). With ``sample_effects_as_contrasts`` (default) the sampler
+    draws ``{e}_effects_contrasts`` in an orthonormal sum-to-zero basis, under
+    the exact image of the same Normal prior, and records
+    ``{e}_effects_constrained`` and ``{e}_effects`` as deterministic sites (see
+    :mod:`hibayes.model.contrasts`): same posterior, nearly uncorrelated
+    coordinates, so a diagonal mass matrix suffices.
     """
     both = sorted(set(main_effects or []) & set(continuous_effects or []))
     if both:
@@ -330,6 +341,7 @@ def ordered_logistic_model(
             dist.Normal(prior_main_effects_loc, prior_main_effects_scale),
             dist.Normal(prior_continuous_loc, prior_continuous_scale),
             dist.Normal(prior_interaction_loc, prior_interaction_scale),
+            sample_effects_as_contrasts,
         )
         if sample_cutpoints_relative_to_intercept:
             offset = numpyro.sample(
