@@ -7,9 +7,6 @@ and the lines must say how far and how long is left.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import jax
 import numpy as np
 import pytest
@@ -119,7 +116,8 @@ def test_forced_progress_prints_lines_with_the_time_left(group_fit):
     ticks = [line for line in lines if line.startswith("sampling ") and "%" in line]
     assert 5 <= len(ticks) <= 9, lines
     assert all("so far, about" in line and line.endswith("left") for line in ticks)
-    assert any("warmup" in line for line in ticks) and any("draws" in line for line in ticks)
+    assert any("warmup" in line for line in ticks)
+    assert any("draws" in line for line in ticks)
     assert not [line for line in plain_lines if "%" in line]  # a short fit: as before
 
 
@@ -138,16 +136,3 @@ def test_progress_compiles_once_per_structure(group_fit):
     assert again.timings["compile"] == 0.0
     assert compiles == 0  # a new prior value: nothing compiled, the ticks still come
     assert any("%" in line for line in lines)
-
-
-@pytest.mark.slow
-def test_cli_fit_shows_progress_when_forced(tmp_path):
-    base = [sys.executable, "-m", "hibayes.fit", "fit=quick", "tracking=none"]
-    forced = subprocess.run([*base, "fit.progress_after_s=0"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=600, check=False)
-    assert forced.returncode == 0, forced.stderr[-3000:]
-    output = forced.stderr + forced.stdout
-    lines = [line for line in output.splitlines() if "% (" in line]
-    assert len(lines) >= 5, output[-3000:]
-    assert all("[hibayes.fit][INFO] - two_level_group_binomial fit=quick: sampling " in line
-               and line.endswith(" left") for line in lines)

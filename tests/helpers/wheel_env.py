@@ -31,7 +31,7 @@ from packaging.requirements import Requirement
 __all__ = ["build_wheel", "dependency_closure", "make_venv", "user_env",
            "wheel_requirements"]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: What an sdist of the project holds: the wheel is built from these only.
 SOURCES = ("pyproject.toml", "README.md", "hibayes", "hydra_plugins")
 
@@ -42,7 +42,7 @@ def _normal(name: str) -> str:
 
 
 def build_wheel(dest: Path) -> Path:
-    """Build the project's wheel (pip, build isolation) from a clean copy of its sources."""
+    """Build the wheel (pip, build isolation) from a clean copy of the sources."""
     src = dest / "src"
     for name in SOURCES:
         path = ROOT / name
@@ -54,7 +54,8 @@ def build_wheel(dest: Path) -> Path:
             shutil.copy2(path, src / name)
     out = dest / "dist"
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out),
+         str(src)],
         capture_output=True, text=True, timeout=600, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"pip wheel failed:\n{done.stdout}\n{done.stderr}")
@@ -100,7 +101,7 @@ def dependency_closure(requirements: list[str]) -> list[metadata.Distribution]:
 
 
 def _top_level_entries(dist: metadata.Distribution) -> set[Path]:
-    """The site-packages entries (packages, modules, dist-info, .pth) a distribution owns."""
+    """The site-packages entries (packages, modules, dist-info, .pth) of a dist."""
     if dist.files is None:
         raise RuntimeError(f"{dist.metadata['Name']} has no RECORD: cannot borrow it")
     site = Path(dist.locate_file(""))
@@ -108,7 +109,7 @@ def _top_level_entries(dist: metadata.Distribution) -> set[Path]:
 
 
 def make_venv(where: Path, wheel: Path) -> Path:
-    """A fresh venv with the wheel installed and its dependencies borrowed; returns it."""
+    """A fresh venv with the wheel installed, its dependencies borrowed; returns it."""
     venv.EnvBuilder(with_pip=False, symlinks=True).create(where)
     python = where / "bin" / "python"
     purelib = Path(subprocess.run(
@@ -116,7 +117,7 @@ def make_venv(where: Path, wheel: Path) -> Path:
         capture_output=True, text=True, check=True).stdout.strip())
     with zipfile.ZipFile(wheel) as zf:
         # Top-level names the wheel installs into: shared namespaces such as
-        # hydra_plugins get a real directory, so the install never writes through a link.
+        # hydra_plugins get a real directory: the install never writes through a link.
         ours = {n.split("/")[0] for n in zf.namelist() if "/" in n}
     for dist in dependency_closure(wheel_requirements(wheel)):
         for entry in _top_level_entries(dist):
@@ -135,7 +136,8 @@ def make_venv(where: Path, wheel: Path) -> Path:
          "--no-index", "--no-compile", "-q", str(wheel)],
         capture_output=True, text=True, timeout=600, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"pip install of the wheel failed:\n{done.stdout}\n{done.stderr}")
+        raise RuntimeError(
+            f"pip install of the wheel failed:\n{done.stdout}\n{done.stderr}")
     return where
 
 

@@ -1,7 +1,7 @@
 """The wheel works: configs and examples inside it, console scripts as ``python -m``.
 
 A wheel is built from a clean copy of the sources and installed into a fresh venv
-that cannot see the checkout (tests/wheel_env.py: its dependencies are borrowed
+that cannot see the checkout (tests/helpers/wheel_env.py: its dependencies are borrowed
 from this environment, nothing else). The console scripts then run a short fit
 and a short sweep from an empty directory, and compare, sync and reproduce answer
 with the exit statuses the README gives.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from wheel_env import ROOT, build_wheel, make_venv, user_env
+from helpers.wheel_env import ROOT, build_wheel, make_venv, user_env
 
 pytestmark = pytest.mark.slow
 
@@ -60,8 +60,8 @@ def test_wheel_ships_every_config_example_and_console_script(wheel):
     missing = [str(p.relative_to(ROOT)) for p in shipped
                if str(p.relative_to(ROOT)) not in names]
     assert not missing, f"not in the wheel: {missing}"
-    scripts = dict(line.replace(" ", "").split("=") for line in entry_points.splitlines()
-                   if "=" in line)
+    scripts = dict(line.replace(" ", "").split("=")
+                   for line in entry_points.splitlines() if "=" in line)
     expected = {f"hibayes-{c}": f"hibayes.{c}:cli" for c in COMMANDS}
     if (ROOT / "hibayes" / "calibrate.py").exists():
         expected["hibayes-calibrate"] = "hibayes.calibrate:cli"
@@ -70,12 +70,13 @@ def test_wheel_ships_every_config_example_and_console_script(wheel):
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_python_m_runs_the_console_scripts_function(command):
-    """``python -m hibayes.X`` does nothing but call ``cli``, the console script's target."""
+    """``python -m hibayes.X`` only calls ``cli``, the console script's target."""
     tree = ast.parse((ROOT / "hibayes" / f"{command}.py").read_text())
     (block,) = [n for n in tree.body if isinstance(n, ast.If)
                 and ast.unparse(n.test) == "__name__ == '__main__'"]
     assert [ast.unparse(s) for s in block.body] == ["cli()"]
-    cli = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "cli")
+    cli = next(n for n in tree.body
+               if isinstance(n, ast.FunctionDef) and n.name == "cli")
     assert "run_command(main" in ast.unparse(cli)
 
 
