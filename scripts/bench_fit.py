@@ -8,9 +8,13 @@ Every case runs in a fresh process; each number is the median of --repeats runs.
    against eight independent fresh-process fits;
 3. the ordered-logistic model at 20k, 50k and 200k rows (2 chains x (500 + 500)),
    identical rows collapsed as its config does, and per row up to --per-row-max;
-4. the same models written as plain NumPyro by hand (the baseline for 1 and 3).
+4. the same models written as plain NumPyro by hand (the baseline for 1 and 3);
+5. the cost of progress lines (``fit.progress_after_s``): case 1's model sampled
+   with and without progress ticks in one process (alternating, compile excluded),
+   and the compile of each in a fresh process, cold and with a warm compile cache
+   (JAX does not cache an executable with host callbacks, so ticks compile anew).
 
-    python scripts/bench_fit.py [--repeats 3] [--rows 20000,50000,200000] [--cases 1,2,3]
+    python scripts/bench_fit.py [--repeats 3] [--rows 20000,50000,200000] [--cases 1,2,3,5]
 """
 
 from __future__ import annotations
@@ -165,6 +169,41 @@ HIBAYES_ORDINAL = textwrap.dedent('''
 ''')
 
 
+HIBAYES_PROGRESS = textwrap.dedent('''
+    import sys, time, json
+    import numpy as np, pandas as pd
+    from hibayes.inference.runtime import configure_compilation_cache, configure_host_devices
+    configure_host_devices()
+    from hibayes.inference import FitSettings, fit_model
+    from hibayes.model import get_model
+    configure_compilation_cache(sys.argv[2])
+    df = pd.read_csv(sys.argv[1])
+    features = {"obs": df.n_correct.values, "n_total": df.n_total.values,
+                "group_index": np.arange(len(df)), "num_group": len(df)}
+    factory = get_model("two_level_group_binomial")
+    def fit(after):
+        lines = []
+        s = FitSettings(samples=1000, warmup=1000, chains=4, prior_samples=0,
+                        posterior_predictive_samples=10, progress_after_s=after)
+        r = fit_model(factory, features, {}, s, progress=lines.append)
+        ticked = sum("% (" in line for line in lines)
+        return r.timings["compile"], r.timings["sampling"], ticked
+    order = sys.argv[3].split(",")
+    compile_s = {}
+    for mode in order:  # the first call of each compiles (or loads from the cache)
+        compile_s[mode] = fit(None if mode == "plain" else 0.0)[0]
+    sampling = {"plain": [], "ticks": []}
+    lines = 0
+    for _ in range(int(sys.argv[4])):
+        for mode in ("plain", "ticks"):
+            c, t, n = fit(None if mode == "plain" else 0.0)
+            assert c == 0.0, "recompiled"
+            sampling[mode].append(t)
+            lines = max(lines, n)
+    print(json.dumps({"compile": compile_s, "sampling": sampling, "lines": lines}))
+''')
+
+
 def last_json(text: str) -> dict:
     """The last JSON object line a script printed."""
     for line in reversed(text.strip().splitlines()):
@@ -183,7 +222,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rows", default="20000,50000,200000")
-    parser.add_argument("--cases", default="1,2,3")
+    parser.add_argument("--cases", default="1,2,3,5")
     parser.add_argument("--chains", type=int, default=2, help="chains of case 3")
     parser.add_argument("--per-row-max", type=int, default=20000,
                         help="also time the per-row likelihood up to this many rows")
@@ -283,6 +322,29 @@ def main() -> None:
                     sampling_s=med([r["run"] for r in res]), total_s=med([r["wall"] for r in res]),
                     ess_min=med([r["ess_bulk_min"] for r in res]),
                     ess_per_s=med([r["ess_bulk_min"] / r["wall"] for r in res]))
+
+    if "5" in cases:
+        script = work / "hibayes_progress.py"
+        script.write_text(HIBAYES_PROGRESS)
+        cache = work / "progress-cache"
+        # Fresh process, empty cache: both compile; the plain one is written to the cache.
+        _, text = run([PY, str(script), str(data), str(cache), "plain,ticks",
+                       str(args.repeats * 3)], work)
+        first = last_json(text)
+        # Fresh process, warm cache: the plain sampler loads, the ticking one compiles.
+        _, text = run([PY, str(script), str(data), str(cache), "plain,ticks", "1"], work)
+        second = last_json(text)
+        plain = med(first["sampling"]["plain"])
+        ticks = med(first["sampling"]["ticks"])
+        add("5", "case 1 model, plain sampler", compile_s=first["compile"]["plain"],
+            sampling_s=plain, total_s="-", ess_min="-",
+            ess_per_s=f"warm cache: compile {second['compile']['plain']:.1f} s")
+        add("5", f"the same with progress ticks ({first['lines']} lines)",
+            compile_s=first["compile"]["ticks"], sampling_s=ticks, total_s="-",
+            ess_min="-", ess_per_s=f"sampling {100 * (ticks / plain - 1):+.1f}%; "
+            f"warm cache: compile {second['compile']['ticks']:.1f} s")
+        print("progress sampling s, plain:", first["sampling"]["plain"])
+        print("progress sampling s, ticks:", first["sampling"]["ticks"])
 
     print()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "

@@ -14,7 +14,8 @@ from hibayes.inference.runtime import jax_platform, use_float_precision
 from ..model import ModelFactory
 from .idata import build_idata, sample_stats_from_extras
 from .program import Program, build_program
-from .sampler import get_sampler, predictive_fns, to_numpy
+from .progress import SamplingProgress, expected_sampling_s, reporting
+from .sampler import get_sampler, predictive_fns, resolve_chain_method, to_numpy
 from .settings import FitSettings
 
 if TYPE_CHECKING:
@@ -67,6 +68,17 @@ def _log_likelihood(fn: Callable, latent: dict, program: Program) -> np.ndarray:
     return program.rows.expand(unique, axis=2)
 
 
+def _shows_progress(program: Program, settings: FitSettings, n_rows: int) -> bool:
+    """Whether the sampling is expected to outlast ``settings.progress_after_s``."""
+    if settings.progress_after_s is None:
+        return False
+    method = resolve_chain_method(settings.chain_method, settings.chains)
+    rows = program.rows.n_unique if program.rows is not None else n_rows
+    expected = expected_sampling_s(settings.warmup + settings.samples, settings.chains,
+                                   rows, method)
+    return expected > float(settings.progress_after_s)
+
+
 def fit_model(
     factory: ModelFactory,
     features: Mapping[str, Any],
@@ -101,16 +113,19 @@ def fit_model(
     if program.rows is not None:
         say(f"likelihood over {program.rows.n_unique} distinct rows standing for "
             f"{program.rows.n_rows} (fit.collapse_identical_rows)")
+    show_progress = _shows_progress(program, settings, n_rows)
     say("compiling the sampler (reused when cached)")
-    sampler = get_sampler(program, settings, chain_keys)
+    sampler = get_sampler(program, settings, chain_keys, progress=show_progress)
     say(
         f"sampling {settings.chains} chains x ({settings.warmup} warmup + "
         f"{settings.samples} draws), {sampler.chain_method}"
         + (f"; compiled in {sampler.compile_s:.1f} s" if sampler.compile_s else "; compiled sampler reused")
     )
     t0 = time.perf_counter()
-    samples, extras = sampler.run_fn(chain_keys, program.sampled_arrays, program.hyper)
-    samples, extras = to_numpy(jax.block_until_ready((samples, extras)))
+    ticks = SamplingProgress(settings.chains, settings.warmup, settings.samples, say)
+    with reporting(ticks):
+        samples, extras = sampler.run_fn(chain_keys, program.sampled_arrays, program.hyper)
+        samples, extras = to_numpy(jax.block_until_ready((samples, extras)))
     sampling_s = time.perf_counter() - t0
 
     say(f"sampled in {sampling_s:.1f} s; log-likelihood, prior and predictive draws")

@@ -28,6 +28,7 @@ from numpyro.infer import (
 from numpyro.infer.util import log_likelihood
 from numpyro.primitives import Messenger
 
+from . import progress as _progress
 from .program import Program
 from .settings import FitSettings, resolve_dense_mass
 
@@ -92,13 +93,47 @@ def _dense(program: Program, settings: FitSettings) -> bool:
     return resolve_dense_mass(settings.dense_mass, latent_size(program), settings.warmup)
 
 
-def _one_chain(program: Program, settings: FitSettings) -> Callable:
-    kernel = NUTS(
+class _TickingNUTS(NUTS):
+    """NUTS that calls :func:`hibayes.inference.progress.tick` every ``every`` iterations.
+
+    Under ``vmap`` (``axis``: the chains' axis name) the chains tick once together,
+    their iteration counter reduced over the axis so that the condition stays a real
+    branch; under ``pmap`` and alone each chain ticks for itself.
+    """
+
+    def __init__(self, *args: Any, every: int, axis: str | None, weight: int,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._every, self._axis, self._weight = every, axis, weight
+
+    def sample(self, state: Any, model_args: Any, model_kwargs: Any) -> Any:
+        """One NUTS iteration, then a tick when the iteration count says so."""
+        new = super().sample(state, model_args, model_kwargs)
+        i = new.i if self._axis is None else jax.lax.pmax(new.i, self._axis)
+        jax.lax.cond(i % self._every == 0,
+                     lambda: jax.debug.callback(_progress.tick, self._weight),
+                     lambda: None)
+        return new
+
+
+def _one_chain(program: Program, settings: FitSettings, ticks: str | None = None
+               ) -> Callable:
+    """One chain's run; ``ticks`` (``chain`` or an axis name) adds progress ticks."""
+    options: dict[str, Any] = {}
+    kernel_class: type = NUTS
+    if ticks is not None:
+        every = _progress.tick_every(settings.warmup + settings.samples)
+        vmapped = ticks != "chain"
+        kernel_class = _TickingNUTS
+        options = {"every": every, "axis": ticks if vmapped else None,
+                   "weight": every * (settings.chains if vmapped else 1)}
+    kernel = kernel_class(
         program.fn,
         target_accept_prob=settings.target_accept,
         max_tree_depth=settings.max_tree_depth,
         init_strategy=_INIT[settings.init_strategy],
         dense_mass=_dense(program, settings),
+        **options,
     )
 
     def run(rng_key: jax.Array, arrays: dict, hyper: dict) -> tuple[dict, dict]:
@@ -115,22 +150,31 @@ def _one_chain(program: Program, settings: FitSettings) -> Callable:
     return run
 
 
-def _sampler_key(program: Program, settings: FitSettings, method: str) -> tuple:
+def _sampler_key(program: Program, settings: FitSettings, method: str,
+                 progress: bool) -> tuple:
     s = settings
     return (program.structure_key, method, s.samples, s.warmup, s.chains,
-            s.target_accept, s.max_tree_depth, s.init_strategy, s.dense_mass)
+            s.target_accept, s.max_tree_depth, s.init_strategy, s.dense_mass, progress)
 
 
 def get_sampler(
-    program: Program, settings: FitSettings, chain_keys: jax.Array
+    program: Program, settings: FitSettings, chain_keys: jax.Array,
+    progress: bool = False,
 ) -> CompiledSampler:
-    """Return the compiled sampler for this program and settings, compiling once."""
+    """Return the compiled sampler for this program and settings, compiling once.
+
+    :param progress: compile it with progress ticks (:mod:`.progress`); the
+        ticking and the plain sampler are cached apart.
+    """
     method = resolve_chain_method(settings.chain_method, settings.chains)
-    key = _sampler_key(program, settings, method)
+    key = _sampler_key(program, settings, method, progress)
     cached = _SAMPLERS.get(key)
     if cached is not None:
         return CompiledSampler(cached.chain_method, cached.run_fn, 0.0, cached.dense_mass)
-    one_chain = _one_chain(program, settings)
+    ticks = None
+    if progress:
+        ticks = "chains" if method == "vectorized" else "chain"
+    one_chain = _one_chain(program, settings, ticks)
     start = time.perf_counter()
     if method == "parallel":
         if jax.local_device_count() < settings.chains:
@@ -148,7 +192,7 @@ def get_sampler(
         run_fn = compiled
     elif method == "vectorized":
         run_fn = (
-            jax.jit(jax.vmap(one_chain, in_axes=(0, None, None)))
+            jax.jit(jax.vmap(one_chain, in_axes=(0, None, None), axis_name="chains"))
             .lower(chain_keys, program.sampled_arrays, program.hyper)
             .compile()
         )

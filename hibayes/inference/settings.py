@@ -74,6 +74,9 @@ class FitSettings:
     :param max_predictive_values: with ``posterior_predictive_samples: null``,
         the most replicated values (draws x data rows) to draw; larger data get
         that many draws' worth, chosen at random. Caps prior predictive draws too.
+    :param progress_after_s: show sampling progress with the time left when the
+        sampling is expected to take longer than this (seconds; 0: always, ``None``:
+        never); see :mod:`hibayes.inference.progress`.
     """
 
     samples: int = 2000
@@ -90,6 +93,7 @@ class FitSettings:
     prior_samples: int = 500
     posterior_predictive_samples: int | None = None
     max_predictive_values: int = 20_000_000
+    progress_after_s: float | None = 15.0
 
     def __post_init__(self) -> None:
         for name in ("samples", "chains"):
@@ -127,6 +131,9 @@ class FitSettings:
             raise FitSettingsError(
                 f"fit.max_predictive_values must be > 0, got {self.max_predictive_values}"
             )
+        after = self.progress_after_s
+        if after is not None and not float(after) >= 0.0:
+            raise FitSettingsError(f"fit.progress_after_s must be >= 0 or null, got {after}")
         pps = self.posterior_predictive_samples
         if pps is not None and int(pps) <= 0:
             raise FitSettingsError(
