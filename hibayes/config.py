@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from hibayes.diagnostics import Thresholds
+from hibayes.errors import InputError
 
 from .data import FeatureSet, example_path, features_from_config, resolve_outcome
 from .inference.settings import FitSettings
@@ -27,7 +28,9 @@ from .model import (
 )
 
 __all__ = [
+    "ConfigError",
     "ModelSpec",
+    "checked_sections",
     "to_plain",
     "model_spec",
     "fit_settings",
@@ -101,6 +104,65 @@ def model_spec(section: Mapping[str, Any], group_choice: str | None = None) -> M
     bind_hyperparameters(str(name), factory.builder, (), hyper)  # unknown keys fail here
     tag = values.get("tag")
     return ModelSpec(str(name), factory, hyper, str(tag) if tag else None, tuple(dropped))
+
+
+def sweep_keys_not_taken(section: Mapping[str, Any], group_choice: str | None,
+                         keys: list[str]) -> list[str]:
+    """The ``model.*`` sweep keys of ``keys`` that the model ``section`` names does not take.
+
+    A ``conf/model`` option's prior sweep (``hydra.sweeper.params``) belongs to its own
+    model: with ``model.path=x.py model.name=y`` another model is fitted, and sweeping
+    a key it does not take would only repeat one fit.
+    """
+    values = dict(to_plain(section))
+    name = values.get("name")
+    if not name or not group_choice or name == group_choice:
+        return []
+    load_models(values.get("path"))
+    parameters = inspect.signature(get_model(str(name)).builder).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return []
+    accepted = {p.name for p in parameters}
+    return [k for k in keys
+            if k.startswith("model.") and k.split(".", 1)[1] not in accepted]
+
+
+class ConfigError(InputError):
+    """The composed config has problems: one line each, every section checked."""
+
+    @classmethod
+    def listing(cls, problems: list[str]) -> "ConfigError":
+        """The error for ``problems``: the one line, or a count and a line each."""
+        if len(problems) == 1:
+            return cls(problems[0])
+        return cls(f"{len(problems)} problems in the config:\n  " + "\n  ".join(problems))
+
+    def problems(self) -> list[str]:
+        """The problems, one a line."""
+        lines = str(self).splitlines()
+        return [line.strip() for line in (lines[1:] if len(lines) > 1 else lines)]
+
+
+def checked_sections(cfg: Mapping[str, Any], model_choice: str | None = None
+                     ) -> tuple[ModelSpec, FitSettings, Thresholds]:
+    """The model, fit and checks sections, every one checked before any work.
+
+    :raises ConfigError: one line per problem found in any of them.
+    """
+    problems: list[str] = []
+    results: list[Any] = []
+    for build in (lambda: model_spec(cfg["model"], model_choice),
+                  lambda: fit_settings(cfg["fit"]), lambda: thresholds(cfg["checks"])):
+        try:
+            results.append(build())
+        except ConfigError as exc:
+            problems.extend(exc.problems())
+        except InputError as exc:
+            problems.extend(str(exc).splitlines())
+    if problems:
+        raise ConfigError.listing(problems)
+    spec, settings, limits = results
+    return spec, settings, limits
 
 
 def fit_settings(section: Mapping[str, Any]) -> FitSettings:

@@ -19,8 +19,7 @@ import hydra
 from omegaconf import DictConfig
 
 from hibayes.compat.reference_config import ReferenceConfigError
-from hibayes.config import data_digest, data_source, fit_settings, load_data, model_spec
-from hibayes.config import thresholds
+from hibayes.config import checked_sections, data_digest, data_source, load_data
 from hibayes.outputs.products import FitProducts
 from hibayes.system import interrupts
 from hibayes.system.command import one_line_errors, run_command
@@ -58,11 +57,10 @@ def run_pipeline(cfg: DictConfig, job: JobContext, *, progress: Callable[[str], 
     from hibayes.inference import fit_model
     from hibayes.outputs.files import write_fit_outputs
 
-    spec = model_spec(cfg.model, job.model_choice)
+    spec, settings, limits = checked_sections(cfg, job.model_choice)
     if spec.dropped:
         progress(f"not passed to {spec.name} (it does not take them): "
                  + ", ".join(spec.dropped))
-    settings, limits = fit_settings(cfg.fit), thresholds(cfg.checks)
     source = str(Path(data_source(cfg.data)).resolve())  # absolute: reproducible
     data = load_data(cfg.data, spec, settings)
     digest = data_digest(cfg.data, data.table)

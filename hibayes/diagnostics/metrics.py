@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 import numpy as np
 import pandas as pd
 
+from hibayes.errors import InputError
+from hibayes.system.typed import wrong_types
+
 if TYPE_CHECKING:  # ArviZ costs seconds to import; only the functions need it
     import arviz as az
 
@@ -70,11 +73,15 @@ class Thresholds:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "Thresholds":
-        """Build from a config mapping; unknown keys raise ``ValueError``."""
+        """Build from a config mapping; unknown keys or values not numbers raise
+        :class:`~hibayes.errors.InputError`, one line per problem."""
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(values) - known)
+        problems = wrong_types("checks", values, cls)
         if unknown:
-            raise ValueError(f"unknown checks key(s) {unknown}; known: {sorted(known)}")
+            problems.insert(0, f"unknown checks key(s) {unknown}; known: {sorted(known)}")
+        if problems:
+            raise InputError("\n".join(problems))
         return cls(**dict(values))
 
     def as_dict(self) -> dict[str, float]:

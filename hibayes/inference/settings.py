@@ -8,6 +8,7 @@ from typing import Any, Mapping
 from numpyro.infer.hmc_util import build_adaptation_schedule
 
 from hibayes.errors import InputError
+from hibayes.system.typed import wrong_types
 
 __all__ = ["FitSettings", "FitSettingsError", "INIT_STRATEGIES", "CHAIN_METHODS", "PRECISIONS",
            "FLOAT64_ABOVE_ROWS", "DENSE_MASS_DRAWS_PER_DIM", "resolve_dense_mass"]
@@ -145,10 +146,11 @@ class FitSettings:
         """Build from a config mapping, refusing keys that are not settings."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
+        problems = wrong_types("fit", values, cls)
         if unknown:
-            raise FitSettingsError(
-                f"unknown fit setting(s) {unknown}; known: {sorted(known)}"
-            )
+            problems.insert(0, f"unknown fit setting(s) {unknown}; known: {sorted(known)}")
+        if problems:
+            raise FitSettingsError("\n".join(problems))
         return cls(**dict(values))
 
     def resolved_precision(self, n_rows: int) -> str:

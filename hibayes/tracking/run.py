@@ -135,10 +135,15 @@ class FitRun:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> bool:
-        """Record a failure; swallow it in a sweep (the sweep goes on), else re-raise."""
+        """Record a failure; swallow it in a sweep (the sweep goes on), else re-raise.
+
+        Only the user's interrupt (``KeyboardInterrupt``, which SIGTERM and SIGINT
+        become) ends the run KILLED and stops a sweep; anything else, a model's
+        ``sys.exit()`` included, fails this fit alone.
+        """
         if exc is None:
             return False
-        interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
+        interrupted = isinstance(exc, KeyboardInterrupt)
         if interrupted:
             interrupts.acknowledge()  # handled here: the run ends KILLED
         self.outcome.status = "KILLED" if interrupted else "FAILED"
@@ -154,6 +159,8 @@ class FitRun:
                   self.outcome.error)
         if not interrupted and tracker is not None:
             self.outcome.upload_pending = settle_uploads(tracker, self.prefix)
+        if isinstance(exc, SystemExit) and self.sweep is None:
+            raise _as_error(exc) from exc  # one line, exit 1, not the fit's own code
         return not interrupted and self.sweep is not None
 
     def _opened(self) -> tuple[Tracker, str]:
@@ -327,6 +334,14 @@ def _open_run(tracker: Tracker, pending_file: Path, name: str, tags: dict[str, s
                                parent_run_id=parent_run_id)
     tracker.log_params(run_id, params)
     return tracker, run_id
+
+
+def _as_error(exc: SystemExit) -> BaseException:
+    """A fit's own ``sys.exit()`` as the error it is: the fit failed, it did not end."""
+    from hibayes.errors import HibayesError
+
+    return HibayesError(f"the fit called sys.exit({exc.code!r}) and failed; see "
+                        "traceback.txt in its output folder")
 
 
 def _record_failure(tracker: Tracker, run_id: str, exc: BaseException, out_dir: Path,

@@ -12,6 +12,7 @@ with any sweep on the command line; every entry is checked before the first fit.
 """
 
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +60,42 @@ class HibayesSweeper(BasicSweeper):
             return self._models_file_jobs(parser, parsed, arguments, str(models_file))
         if any(o.get_key_element() == "model" and o.is_sweep_override() for o in parsed):
             self.params = {k: v for k, v in self.params.items() if not k.startswith("model.")}
+        self._drop_keys_the_model_does_not_take()
         overrides = parser.parse_overrides(self._parse_config() + list(arguments))
         return [job for batch in self.split_arguments(overrides, None) for job in batch]
+
+    def _drop_keys_the_model_does_not_take(self) -> None:
+        """Drop, with a warning, a default prior sweep the named model does not take."""
+        from hibayes.config import sweep_keys_not_taken
+
+        assert self.config is not None
+        if not self.params:
+            return
+        choice = self.config.hydra.runtime.choices.get("model")
+        dropped = sweep_keys_not_taken(self.config.model, choice, list(self.params))
+        if dropped:
+            log.warning("not swept: %s (model %s does not take %s)", ", ".join(
+                f"{k}={self.params[k]}" for k in dropped), self.config.model.name,
+                "it" if len(dropped) == 1 else "them")
+            self.params = {k: v for k, v in self.params.items() if k not in dropped}
+
+    def _check_jobs(self, jobs: List[List[str]]) -> None:
+        """Compose and check every job's config before the first fit, one line a problem."""
+        from hibayes.config import ConfigError, checked_sections
+        from hibayes.errors import InputError
+
+        assert self.hydra_context is not None and self.config is not None
+        problems: List[str] = []
+        for job in jobs:
+            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
+            try:
+                checked_sections(cfg, cfg.hydra.runtime.choices.get("model"))
+            except ConfigError as exc:
+                problems += [p for p in exc.problems() if p not in problems]
+            except InputError as exc:
+                problems += [p for p in str(exc).splitlines() if p not in problems]
+        if problems:
+            raise ConfigError.listing(problems)
 
     def _models_file_jobs(self, parser: OverridesParser, parsed: List[Any],
                           arguments: List[str], models_file: str) -> List[List[str]]:
@@ -95,13 +130,23 @@ class HibayesSweeper(BasicSweeper):
             jobs.extend(job for batch in self.split_arguments(overrides, None) for job in batch)
         return jobs
 
+    def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
+        """As Hydra's, with each job's ``SystemExit`` failing that job alone."""
+        super().setup(hydra_context=hydra_context, task_function=_FailsAlone(task_function),
+                      config=config)
+
     def sweep(self, arguments: List[str]) -> Any:
-        """Run every job of the sweep under one parent run."""
+        """Run every job of the sweep under one parent run; errors as one line."""
+        from hibayes.system.command import one_line_errors
+
+        return one_line_errors(self._sweep)(arguments)
+
+    def _sweep(self, arguments: List[str]) -> Any:
         from hibayes.sweep import SweepSession
 
         assert self.config is not None and self.launcher is not None
         jobs = self._job_overrides(arguments)
-        self.validate_batch_is_legal(jobs)  # config errors surface before any fit
+        self._check_jobs(jobs)  # config errors surface before any fit
         size = self.max_batch_size or len(jobs)
         batches = [jobs[i : i + size] for i in range(0, len(jobs), size)]
         sweep_dir = Path(self.config.hydra.sweep.dir)
@@ -129,3 +174,35 @@ class HibayesSweeper(BasicSweeper):
                 outcomes.append(exc)
         session.finish(outcomes)
         return returns
+
+
+class _FailsAlone:
+    """A sweep job's task function: a ``SystemExit`` from it fails that job alone.
+
+    Hydra records a job's ``Exception`` as a failed job and goes on, but lets a
+    ``SystemExit`` (``sys.exit()`` in a model, a command's one-line error) end the
+    whole sweep. Only the user's interrupt (``KeyboardInterrupt``) should.
+    """
+
+    def __init__(self, task_function: Any) -> None:
+        self.task_function = task_function
+        functools.update_wrapper(self, task_function)
+
+    def __call__(self, cfg: Any) -> Any:
+        try:
+            return self.task_function(cfg)
+        except SystemExit as exc:
+            raise JobExited(_exit_reason(exc)) from exc
+
+
+def _exit_reason(exc: SystemExit) -> str:
+    """What a job's ``SystemExit`` meant: the error it carries, else its status."""
+    from hibayes.errors import HibayesError
+
+    if isinstance(exc.__context__, HibayesError):  # one_line_errors printed it
+        return str(exc.__context__)
+    return f"the job called sys.exit({exc.code!r})"
+
+
+class JobExited(RuntimeError):
+    """A sweep job that ended with ``SystemExit``: a failed job, not a stopped sweep."""
