@@ -153,6 +153,23 @@ def check_same_data(runs: list[Any], labels: list[str]) -> None:
                            "of one dataset, or set allow_different_data=true")
 
 
+def check_finite_elpd(table: Any, ic: str, runs: list[Any], labels: list[str]) -> None:
+    """Refuse a comparison in which some run has no finite elpd, naming those runs.
+
+    A NaN or infinite elpd (a fit with no usable pointwise log-likelihood) would
+    still get a rank and a weight: a ranking that means nothing.
+    """
+    import numpy as np
+
+    ids = dict(zip(labels, (r.info.run_id for r in runs)))
+    column = f"elpd_{ic}"
+    bad = [f"{label!r} ({ids.get(label, '?')}): elpd_{ic} = {value}"
+           for label, value in table[column].items() if not np.isfinite(float(value))]
+    if bad:
+        raise CompareError(f"{len(bad)} run(s) have no finite elpd_{ic} and cannot be "
+                           "ranked: " + "; ".join(bad) + ". Leave them out of the selection")
+
+
 def run_labels(runs: list[Any]) -> list[str]:
     """Run names; a name used twice gets the first 8 characters of its run id."""
     names = [str(r.info.run_name or r.info.run_id) for r in runs]
@@ -255,6 +272,7 @@ def compare(cfg: DictConfig, out_dir: Path | None = None) -> ComparisonResult:
         table = compare_fits(idatas, ic=str(cfg.get("ic", "loo")))
     except ValueError as exc:
         raise CompareError(str(exc)) from exc
+    check_finite_elpd(table, str(cfg.get("ic", "loo")), runs, labels)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_comparison(out_dir, table, idatas)
     runs_table.to_csv(out_dir / "runs.csv", index=False)

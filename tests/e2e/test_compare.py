@@ -133,3 +133,31 @@ def test_compare_refuses_runs_on_different_data(store: dict, tmp_path: Path) -> 
     with pytest.raises(CompareError, match="observed data"):
         compare(cfg, out_dir=tmp_path / "allowed")
     assert len(all_runs(workdir)) == before  # no comparison run was logged
+
+
+def test_run_without_finite_elpd_refused_and_named(store, tmp_path):
+    """A finished run whose pointwise log-likelihood is NaN would be ranked with a
+    weight; compare refuses it by name, exit 2, and records no comparison run."""
+    from hibayes.inference import load_idata
+
+    workdir, good = store["workdir"], store["children"][0]
+    c = client(workdir)
+    idata = load_idata(c.download_artifacts(good.info.run_id, "idata.nc", str(tmp_path)))
+    for name in idata.log_likelihood.data_vars:
+        idata.log_likelihood[name][:] = np.nan
+    broken = tmp_path / "broken" / "idata.nc"
+    broken.parent.mkdir()
+    idata.to_netcdf(broken)
+    run = c.create_run(good.info.experiment_id, run_name="nan elpd",
+                       tags={k: v for k, v in good.data.tags.items()
+                             if k.startswith("hibayes.") and k != "hibayes.sweep_id"})
+    c.log_artifact(run.info.run_id, str(broken))
+    c.set_terminated(run.info.run_id, "FINISHED")
+    before = len(all_runs(workdir))
+    done = run_module("hibayes.compare", workdir,
+                      f"runs=[{good.info.run_id},{run.info.run_id}]")
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert (f"refused: 1 run(s) have no finite elpd_loo and cannot be ranked: "
+            f"'nan elpd' ({run.info.run_id}): elpd_loo = nan") in done.stderr
+    assert len(all_runs(workdir)) == before  # no comparison run recorded
