@@ -145,6 +145,13 @@ def _preflight(fn: Callable, arrays: dict, hyper: dict, name: str) -> SiteInfo:
             tr = trace(seed(fn, jax.random.PRNGKey(0))).get_trace(arrays, hyper)
         except ModelError:
             raise
+        except AssertionError as exc:
+            if "unique names" not in str(exc):
+                raise
+            site = str(exc).split("`")[1] if "`" in str(exc) else "?"
+            raise ModelError(
+                f"model '{name}' samples the site '{site}' twice: every "
+                "numpyro.sample (obs included) needs a name of its own") from exc
         except ValueError as exc:
             raise ModelError(
                 f"model '{name}' rejected its inputs: {exc}{_not_positive(hyper)}"
@@ -190,6 +197,24 @@ def _traces_with_tracers(fn: Callable, arrays: dict, hyper: dict) -> bool:
     return True
 
 
+def _check_traceable(fn: Callable, arrays: dict, hyper: dict, name: str) -> None:
+    """Refuse, before sampling, a program that uses a traced value in Python control flow.
+
+    NUTS traces the program: a Python ``if`` on a sampled value (or a data array)
+    fails deep inside JAX with ``TracerBoolConversionError``; say so plainly.
+    """
+    try:
+        jax.eval_shape(lambda a, h: _run_for_shape(fn, a, h), arrays, hyper)
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError,
+            jax.errors.TracerIntegerConversionError,
+            jax.errors.TracerArrayConversionError) as exc:
+        raise ModelError(
+            f"model '{name}' uses a sampled value (or a data array) in Python control "
+            f"flow ({type(exc).__name__}: `if`, `while`, bool() or int() on it), which "
+            "NUTS cannot trace: use jnp.where(condition, a, b) (or jax.lax.cond) "
+            "instead of `if`") from exc
+
+
 def build_program(
     factory: ModelFactory,
     features: Mapping[str, Any],
@@ -219,6 +244,9 @@ def build_program(
         # The model branches on a hyperparameter in Python: compile per value.
         static_hyper, hyper = values, {}
         fn = _make_fn(factory, static_hyper, static_features)
+        _check_traceable(fn, arrays, hyper, name)
+    elif not hyper:
+        _check_traceable(fn, arrays, hyper, name)
     rows = _collapsed(arrays, sites) if collapse_identical_rows else None
     origin = factory.builder.__module__ + ":" + factory.builder.__qualname__
     code = getattr(factory.builder, "__code__", None)

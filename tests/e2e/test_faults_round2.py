@@ -172,3 +172,55 @@ def test_sweep_runs_every_job_in_its_own_folder(tmp_path):
     assert CONTRACT <= {p.name for p in (sweep_dir / "0").iterdir()}
     assert "SystemExit: 3" in (sweep_dir / "1" / "traceback.txt").read_text()
     assert not (sweep_dir / "1" / "idata.nc").exists()
+
+
+BRANCHING_MODEL = textwrap.dedent('''
+    import numpyro, numpyro.distributions as dist
+    from hibayes.model import Model, model
+
+    @model
+    def branching_model(prior_scale: float = 1.0) -> Model:
+        def program(features):
+            mu = numpyro.sample("mu", dist.Normal(0.0, prior_scale))
+            if mu > 0:  # a Python `if` on a sampled value
+                mu = mu * 2
+            numpyro.sample("obs", dist.Binomial(features["n_total"], logits=mu),
+                           obs=features["obs"])
+        return program
+''')
+TWICE_MODEL = textwrap.dedent('''
+    import numpyro, numpyro.distributions as dist
+    from hibayes.model import Model, model
+
+    @model
+    def twice_model() -> Model:
+        def program(features):
+            mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+            numpyro.sample("obs", dist.Binomial(features["n_total"], logits=mu),
+                           obs=features["obs"])
+            numpyro.sample("obs", dist.Binomial(features["n_total"], logits=mu),
+                           obs=features["obs"])
+        return program
+''')
+
+
+@pytest.mark.parametrize(("source", "name", "message"), [
+    (BRANCHING_MODEL, "branching_model",
+     "error: model 'branching_model' uses a sampled value (or a data array) in Python "
+     "control flow (TracerBoolConversionError"),
+    (TWICE_MODEL, "twice_model",
+     "error: model 'twice_model' samples the site 'obs' twice"),
+])
+def test_model_mistakes_named_in_one_line(tmp_path, source, name, message):
+    (tmp_path / "mine.py").write_text(source)
+    uri, _ = _store(tmp_path)
+    done = run_hibayes(tmp_path, *SHORT_FIT, uri, "model.path=mine.py",
+                       f"model.name={name}", "hydra.run.dir=out")
+    assert done.returncode == 1
+    _one_line(done.stderr, message)
+    if name == "branching_model":
+        assert "jnp.where(condition, a, b)" in done.stderr
+    (run,) = _check_store(tmp_path)
+    assert run.info.status == "FAILED"
+    assert "traceback.txt" in artifact_files(_client(tmp_path), run.info.run_id)
+    assert not (tmp_path / "out" / "idata.nc").exists()
