@@ -131,7 +131,7 @@ class ConfigError(InputError):
     """The composed config has problems: one line each, every section checked."""
 
     @classmethod
-    def listing(cls, problems: list[str]) -> "ConfigError":
+    def listing(cls, problems: list[str]) -> ConfigError:
         """The error for ``problems``: the one line, or a count and a line each."""
         if len(problems) == 1:
             return cls(problems[0])

@@ -79,13 +79,13 @@ class HibayesSweeper(BasicSweeper):
                 "it" if len(dropped) == 1 else "them")
             self.params = {k: v for k, v in self.params.items() if k not in dropped}
 
-    def _check_jobs(self, jobs: List[List[str]]) -> None:
+    def _check_jobs(self, jobs: list[list[str]]) -> None:
         """Compose and check every job's config before the first fit, one line a problem."""
         from hibayes.config import ConfigError, checked_sections
         from hibayes.errors import InputError
 
         assert self.hydra_context is not None and self.config is not None
-        problems: List[str] = []
+        problems: list[str] = []
         for job in jobs:
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
             try:
@@ -135,13 +135,13 @@ class HibayesSweeper(BasicSweeper):
         super().setup(hydra_context=hydra_context, task_function=_FailsAlone(task_function),
                       config=config)
 
-    def sweep(self, arguments: List[str]) -> Any:
+    def sweep(self, arguments: list[str]) -> Any:
         """Run every job of the sweep under one parent run; errors as one line."""
         from hibayes.system.command import one_line_errors
 
         return one_line_errors(self._sweep)(arguments)
 
-    def _sweep(self, arguments: List[str]) -> Any:
+    def _sweep(self, arguments: list[str]) -> Any:
         from hibayes.sweep import SweepSession
 
         assert self.config is not None and self.launcher is not None
