@@ -31,12 +31,12 @@ def test_thresholds_take_numbers_and_integral_floats():
 
 def test_fit_settings_list_every_wrong_value():
     with pytest.raises(FitSettingsError) as info:
-        FitSettings.from_mapping({"samples": None, "dense_mass": "yes",
+        FitSettings.from_mapping({"samples": None, "collapse_identical_rows": "yes",
                                   "posterior_predictive_samples": None, "seed": "x"})
     assert str(info.value).splitlines() == [
         "fit.samples must be an integer, got None",
         "fit.seed must be an integer, got 'x'",
-        "fit.dense_mass must be true or false, got 'yes'",
+        "fit.collapse_identical_rows must be true or false, got 'yes'",
     ]
 
 
