@@ -2,10 +2,12 @@
 
     python scripts/load_sweep.py                      # 48 jobs, 2 joblib workers, own server
     python scripts/load_sweep.py --jobs 12 --workers 3 --uri http://127.0.0.1:5000
+    python scripts/load_sweep.py --launcher slurm --jobs 12   # scripts/slurm_cluster.sh start
+    python scripts/load_sweep.py --launcher ray --ray-address 127.0.0.1:6379 --jobs 12
 
 Without ``--uri`` it starts a tracking-only ``mlflow server`` on a free 127.0.0.1
 port (SQLite store and artifacts in a temp dir) and stops it afterwards. It runs
-``python -m hibayes.fit -m hydra/launcher=joblib`` over ``--jobs`` fits of the
+``python -m hibayes.fit -m`` (joblib, SLURM array tasks or Ray tasks) over ``--jobs`` fits of the
 shipped example (the model's three default priors x seeds; 100 warmup + 100 draws,
 2 chains), then prints: jobs finished on disk, runs recorded, runs with every
 expected metric and artifact, duplicates, pending uploads, wall time.
@@ -28,6 +30,14 @@ FILES = {"config.yaml", "overrides.yaml", "idata.nc", "summary.csv", "loo_pointw
          "plots/pareto_k.png"}
 METRICS = {"rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "elpd_loo",
            "elpd_waic", "pareto_k_max", "converged", "time_total_s"}
+#: Launcher overrides; SLURM and Ray run `workers` fits at once on one CPU each.
+LAUNCHERS = {
+    "joblib": ("hydra/launcher=joblib", "hydra.launcher.n_jobs={workers}"),
+    "slurm": ("hydra/launcher=submitit_slurm", "hydra.launcher.partition=debug",
+              "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
+              "hydra.launcher.array_parallelism={workers}"),
+    "ray": ("hydra/launcher=ray", "hydra.launcher.ray.init.address={ray}"),
+}
 PRIORS = 3  # two_level_group_binomial's default sweep: prior_sigma_group_scale=0.1,0.4,0.6
 
 
@@ -71,6 +81,8 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=48, help="a multiple of 3")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--uri", default=None, help="an existing server (default: start one)")
+    parser.add_argument("--launcher", choices=sorted(LAUNCHERS), default="joblib")
+    parser.add_argument("--ray-address", default=None, help="a running Ray head (HOST:PORT)")
     args = parser.parse_args()
     if args.jobs % PRIORS:
         parser.error(f"--jobs must be a multiple of {PRIORS}")
@@ -81,10 +93,15 @@ def main() -> int:
         (work / "server").mkdir()
         server, uri = _start_server(work / "server")
     experiment = f"load-{args.jobs}x{args.workers}-{int(time.time())}"
-    command = [sys.executable, "-m", "hibayes.fit", "-m", "hydra/launcher=joblib",
-               f"hydra.launcher.n_jobs={args.workers}", "fit=quick", "fit.samples=100",
-               "fit.warmup=100", "fit.prior_samples=0", "tracking=server",
-               f"tracking.experiment={experiment}", "hydra.sweep.dir=sweep",
+    launcher = [a.format(workers=args.workers, ray=args.ray_address)
+                for a in LAUNCHERS[args.launcher]]
+    if args.launcher == "ray" and not args.ray_address:
+        parser.error("--launcher ray needs --ray-address (ray start --head)")
+    # Absolute sweep dir and explicit URI: Ray workers start elsewhere, without our env.
+    command = [sys.executable, "-m", "hibayes.fit", "-m", *launcher, "fit=quick",
+               "fit.samples=100", "fit.warmup=100", "fit.prior_samples=0", "tracking=server",
+               f"tracking.uri={uri}", f"tracking.experiment={experiment}",
+               f"hydra.sweep.dir={work / 'sweep'}", "runtime.host_devices=2",
                f"fit.seed=range(0,{args.jobs // PRIORS})"]
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
            "HIBAYES_HOST_DEVICES": os.environ.get("HIBAYES_HOST_DEVICES", "2")}
@@ -112,7 +129,8 @@ def main() -> int:
         artifacts = sum(len(_artifact_files(client, r.info.run_id)) for r in children)
         compare_at = [line for line in (done.stdout + done.stderr).splitlines()
                       if "comparison of" in line]
-        print(f"jobs requested            {args.jobs} ({args.workers} joblib workers)")
+        print(f"jobs requested            {args.jobs} ({args.launcher}, "
+              f"{args.workers} at once)")
         print(f"sweep exit status         {done.returncode}")
         print(f"wall time                 {wall:.0f} s ({wall / args.jobs:.1f} s per fit)")
         print(f"jobs finished on disk     {len(on_disk)}")

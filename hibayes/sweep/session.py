@@ -255,6 +255,9 @@ class SweepSession:
         # The comparison needs no plots: drawn above while the worker finished the
         # last fits' plots, which the report embeds.
         self._release()
+        # Every job has returned: a child still RUNNING lost its process (scancel,
+        # a killed Ray worker) before it could end its run.
+        self._kill_running_children()
         for outcome in outcomes:  # a run closed after its job returned
             if isinstance(outcome, dict) and self._closed.get(outcome.get("out_dir")):
                 outcome["upload_pending"] = self._closed[outcome["out_dir"]]

@@ -12,7 +12,9 @@ a sweep a failed fit is reported and the sweep goes on.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import socket
 import time
 from concurrent.futures import Future
 from pathlib import Path
@@ -205,6 +207,8 @@ class FitRun:
             "hibayes.output_dir": str(self.out_dir.resolve()),
             # Relative paths in the config (data.path, model.path) mean this directory.
             "hibayes.working_dir": str(Path.cwd()),
+            # Which node and process ran the fit (clusters: where to look, what to kill).
+            "hibayes.process": f"{socket.gethostname()}:{os.getpid()}",
             **(extra or {}),
         }
         if cfg.model.get("tag"):

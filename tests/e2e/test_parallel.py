@@ -30,9 +30,9 @@ ONE_PRIOR = "model.prior_sigma_group_scale=0.4"
     ("joblib", "hydra_joblib_launcher.joblib_launcher.JoblibLauncher", ("n_jobs", 2)),
     ("submitit_local", "hydra_submitit_launcher.submitit_launcher.LocalLauncher",
      ("timeout_min", 60)),
-    ("submitit_slurm", "hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
+    ("submitit_slurm", "hibayes_launchers.launchers.SlurmLauncher",
      ("max_num_timeout", 0)),
-    ("ray", "hydra_ray_launcher.ray_launcher.RayLauncher", ("ray", None)),
+    ("ray", "hibayes_launchers.launchers.RayLauncher", ("ray", None)),
 ])
 @pytest.mark.filterwarnings(r"ignore:\s*'hydra/launcher/\w+' is validated:UserWarning")
 def test_launcher_presets_compose(launcher, target, setting):
@@ -114,7 +114,7 @@ def test_submitit_local_sweep(mlflow_server, tmp_path):
 @pytest.mark.slow
 def test_ray_local_sweep(mlflow_server, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_ray_launcher",
-                        reason="hydra-ray-launcher is in the `ray` extra, not in `dev`")
+                        reason="hydra-ray-launcher is not installed (`dev` or `ray` extra)")
     exp = "ray-local"
     done = run_hibayes(
         tmp_path, "-m", *SHORT_FIT, "hydra/launcher=ray", "tracking=server",

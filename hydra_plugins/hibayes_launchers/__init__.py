@@ -1,0 +1,1 @@
+"""hibayes presets of the SLURM and Ray launchers (hibayes.sweep.cluster)."""
