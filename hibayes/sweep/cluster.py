@@ -53,6 +53,9 @@ def collect(handles: Sequence[Any], overrides: Sequence[Sequence[str]], first_id
     :param done: whether a handle's job has ended (never blocks).
     :param result: the job's ``JobReturn`` (raises if the job died).
     """
+    from hibayes.sweep.session import varying_keys
+
+    varying = set(varying_keys(overrides))
     returns: list[JobReturn | None] = [None] * len(handles)
     waiting = set(range(len(handles)))
     total = first_idx + len(handles)
@@ -68,7 +71,9 @@ def collect(handles: Sequence[Any], overrides: Sequence[Sequence[str]], first_id
                 returns[i] = JobReturn(overrides=list(overrides[i]), status=JobStatus.FAILED,
                                        _return_value=exc)
                 value = exc
-            name = " ".join(filter_overrides(overrides[i]))
+            # What tells this job from the others; every override if nothing does.
+            name = " ".join(o for o in overrides[i] if o.partition("=")[0] in varying) \
+                or " ".join(filter_overrides(overrides[i]))
             log.info("[job %d/%d done] %s: %s", first_idx + i + 1, total, name,
                      verdict(value))
         if waiting:

@@ -103,8 +103,11 @@ if _Ray is not None:
             sweep_dir = Path(str(self.config.hydra.sweep.dir))
             sweep_dir.mkdir(parents=True, exist_ok=True)
             log.info("Ray sweep of %d fits, output dir %s", len(job_overrides), sweep_dir)
-            # The plugin's default: too little object store memory otherwise in CI.
-            self.ray_cfg.init.setdefault("object_store_memory", 78643200)
+            # The plugin's default (too little object store memory otherwise in CI),
+            # for a Ray it starts only: it sets it always, and ray.init then refuses
+            # to connect to a running cluster.
+            if self.ray_cfg.init.get("address") is None:
+                self.ray_cfg.init.setdefault("object_store_memory", 78643200)
             start_ray(self.ray_cfg.init)
             refs = []
             for i, overrides in enumerate(job_overrides):

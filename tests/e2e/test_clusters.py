@@ -77,9 +77,11 @@ def slurm():
           "no idle SLURM node (run `scripts/slurm_cluster.sh start` as root)")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
-    """A local Ray cluster, `ray start --head --num-cpus 2` on 127.0.0.1; its address."""
+    """A local Ray cluster, `ray start --head --num-cpus 2` on 127.0.0.1; its address.
+
+    One for the module: starting it takes 30-120 s here."""
     try:
         import hydra_plugins.hydra_ray_launcher  # noqa: F401
         installed = True
@@ -89,18 +91,36 @@ def ray_head(tmp_path_factory):
     ray = Path(sys.executable).with_name("ray")
     port = free_port()
     temp = tmp_path_factory.mktemp("ray")
+    log_path = temp / "ray-start.log"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    start = subprocess.run(
-        [str(ray), "start", "--head", "--num-cpus", "2", "--node-ip-address", "127.0.0.1",
-         "--port", str(port), "--include-dashboard", "false", "--temp-dir", str(temp),
-         "--disable-usage-stats"],
-        env=env, capture_output=True, text=True, check=False, timeout=180)
-    assert start.returncode == 0, start.stdout + start.stderr
+    # --block keeps `ray start` in the foreground with the head's processes in its own
+    # process group: teardown stops exactly this cluster (`ray stop` would stop every
+    # Ray on the machine).
+    with open(log_path, "w") as log:
+        head = subprocess.Popen(
+            [str(ray), "start", "--head", "--block", "--num-cpus", "2",
+             "--node-ip-address", "127.0.0.1", "--port", str(port),
+             "--include-dashboard", "false", "--temp-dir", str(temp),
+             "--disable-usage-stats"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
+        deadline = time.monotonic() + 300
+        while "Ray runtime started" not in log_path.read_text():
+            assert head.poll() is None, "ray start failed:\n" + log_path.read_text()
+            assert time.monotonic() < deadline, "ray start: no head after 300 s"
+            time.sleep(1)
         yield f"127.0.0.1:{port}"
     finally:
-        subprocess.run([str(ray), "stop", "--force"], env=env, capture_output=True,
-                       check=False, timeout=120)
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(timeout=30)
+        try:
+            os.killpg(head.pid, signal.SIGKILL)  # any worker left in the group
+        except ProcessLookupError:
+            pass
 
 
 def _launch(workdir: Path, *args: str) -> subprocess.Popen:
@@ -206,6 +226,9 @@ def test_slurm_failed_and_cancelled_jobs_are_named(slurm, mlflow_server, tmp_pat
     assert "2 of 3 fits failed" in out, out[-4000:]
     assert "+model.mode=fail" in out and "+model.mode=hang" in out
     assert "CANCELLED" in out  # the cancelled task's SLURM state, named
+    assert "done] +model.mode=ok: FINISHED" in out
+    assert "done] +model.mode=fail: FAILED: ModelError: model 'modes' rejected its inputs" in out
+    assert "done] +model.mode=hang: FAILED: UncompletedJobError" in out
     _check_quiet_and_progress(out, 3)
 
 
