@@ -33,7 +33,9 @@ _POLL_S = 2.0
 def verdict(value: Any) -> str:
     """One word or phrase for a finished job's outcome (a FitOutcome dict or an error)."""
     if isinstance(value, BaseException):
-        return f"FAILED: {type(value).__name__}: {str(value).splitlines()[0][:300]}"
+        # submitit puts the job's state on the second line ("... (state: CANCELLED)").
+        message = " ".join(str(value).splitlines()[:2])[:400]
+        return f"FAILED: {type(value).__name__}: {message}"
     if isinstance(value, dict):
         if value.get("status") != "FINISHED":
             return f"{value.get('status')}: {value.get('error')}"
@@ -42,9 +44,13 @@ def verdict(value: Any) -> str:
     return "FINISHED"
 
 
-def collect(handles: Sequence[Any], overrides: Sequence[Sequence[str]], first_idx: int,
-            done: Callable[[Any], bool], result: Callable[[Any], JobReturn],
-            ) -> list[JobReturn]:
+def collect(
+    handles: Sequence[Any],
+    overrides: Sequence[Sequence[str]],
+    first_idx: int,
+    done: Callable[[Any], bool],
+    result: Callable[[Any], JobReturn],
+) -> list[JobReturn]:
     """Wait for every job on its own; a job that raised becomes a FAILED JobReturn.
 
     :param handles: the launcher's job handles, in job order.
@@ -68,14 +74,23 @@ def collect(handles: Sequence[Any], overrides: Sequence[Sequence[str]], first_id
                 returns[i] = result(handles[i])
                 value: Any = returns[i]._return_value
             except Exception as exc:  # noqa: BLE001 - the job died: that is its result
-                returns[i] = JobReturn(overrides=list(overrides[i]), status=JobStatus.FAILED,
-                                       _return_value=exc)
+                returns[i] = JobReturn(
+                    overrides=list(overrides[i]),
+                    status=JobStatus.FAILED,
+                    _return_value=exc,
+                )
                 value = exc
             # What tells this job from the others; every override if nothing does.
-            name = " ".join(o for o in overrides[i] if o.partition("=")[0] in varying) \
-                or " ".join(filter_overrides(overrides[i]))
-            log.info("[job %d/%d done] %s: %s", first_idx + i + 1, total, name,
-                     verdict(value))
+            name = " ".join(
+                o for o in overrides[i] if o.partition("=")[0] in varying
+            ) or " ".join(filter_overrides(overrides[i]))
+            log.info(
+                "[job %d/%d done] %s: %s",
+                first_idx + i + 1,
+                total,
+                name,
+                verdict(value),
+            )
         if waiting:
             time.sleep(_POLL_S)
     return [r for r in returns if r is not None]
@@ -93,7 +108,9 @@ def _squeue_watcher_class() -> type:
             command = super()._make_command()
             if command is None or not self.use_squeue:
                 return command
-            ids = ",".join(command[i + 1] for i, arg in enumerate(command) if arg == "-j")
+            ids = ",".join(
+                command[i + 1] for i, arg in enumerate(command) if arg == "-j"
+            )
             # Finished jobs stay listed for MinJobAge (300 s by default).
             return ["squeue", "--noheader", "--states=all", "-o", "%i|%T|%N", "-j", ids]
 
@@ -103,8 +120,11 @@ def _squeue_watcher_class() -> type:
                 return
             self._num_calls += 1
             done = subprocess.run(command, capture_output=True, check=False)
-            if (done.returncode != 0 and not self.use_squeue
-                    and b"accounting storage is disabled" in done.stderr):
+            if (
+                done.returncode != 0
+                and not self.use_squeue
+                and b"accounting storage is disabled" in done.stderr
+            ):
                 self.use_squeue = True
                 log.debug("SLURM accounting is disabled: job states come from squeue")
                 self.update()
@@ -115,8 +135,11 @@ def _squeue_watcher_class() -> type:
                     out = b"JobID|State|NodeList\n" + out
                 self._info_dict.update(self.read_info(out))
             else:
-                log.debug("job state query failed (%s): %s", " ".join(command),
-                          done.stderr.decode(errors="replace").strip())
+                log.debug(
+                    "job state query failed (%s): %s",
+                    " ".join(command),
+                    done.stderr.decode(errors="replace").strip(),
+                )
             self._last_status_check = time.time()
 
     return _SqueueWatcher

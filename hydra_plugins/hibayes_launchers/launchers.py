@@ -41,8 +41,9 @@ if _SubmititSlurm is not None:
     class SlurmLauncher(_SubmititSlurm):
         """hydra-submitit-launcher's SLURM launcher; each array task collected alone."""
 
-        def launch(self, job_overrides: Sequence[Sequence[str]],
-                   initial_job_idx: int) -> Sequence[JobReturn]:
+        def launch(
+            self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+        ) -> Sequence[JobReturn]:
             """Submit the jobs as one SLURM array, as the plugin does; wait for each."""
             import submitit
 
@@ -52,30 +53,48 @@ if _SubmititSlurm is not None:
             # As BaseSubmititLauncher.launch (hydra-submitit-launcher 1.2).
             init_keys = {"max_num_timeout", "submitit_folder"}
             executor = submitit.AutoExecutor(
-                cluster=self._EXECUTOR, folder=self.params["submitit_folder"],
-                **{f"{self._EXECUTOR}_max_num_timeout": self.params["max_num_timeout"]})
+                cluster=self._EXECUTOR,
+                folder=self.params["submitit_folder"],
+                **{f"{self._EXECUTOR}_max_num_timeout": self.params["max_num_timeout"]},
+            )
             baseparams = set(OmegaConf.structured(BaseQueueConf).keys())
-            executor.update_parameters(**{
-                k if k in baseparams else f"{self._EXECUTOR}_{k}": v
-                for k, v in self.params.items() if k not in init_keys})
+            executor.update_parameters(
+                **{
+                    k if k in baseparams else f"{self._EXECUTOR}_{k}": v
+                    for k, v in self.params.items()
+                    if k not in init_keys
+                }
+            )
             sweep_dir = Path(str(self.config.hydra.sweep.dir))
             sweep_dir.mkdir(parents=True, exist_ok=True)
             if "mode" in self.config.hydra.sweep:
                 os.chmod(sweep_dir, mode=int(str(self.config.hydra.sweep.mode), 8))
-            log.info("SLURM sweep of %d fits, output dir %s", len(job_overrides), sweep_dir)
+            log.info(
+                "SLURM sweep of %d fits, output dir %s", len(job_overrides), sweep_dir
+            )
             job_params: list[Any] = [
-                (list(overrides), "hydra.sweep.dir", initial_job_idx + i,
-                 f"job_id_for_{initial_job_idx + i}", Singleton.get_state())
-                for i, overrides in enumerate(job_overrides)]
+                (
+                    list(overrides),
+                    "hydra.sweep.dir",
+                    initial_job_idx + i,
+                    f"job_id_for_{initial_job_idx + i}",
+                    Singleton.get_state(),
+                )
+                for i, overrides in enumerate(job_overrides)
+            ]
             jobs = executor.map_array(self, *zip(*job_params))
             watcher = SqueueWatcher()  # sacct may have no accounting to read
             for job in jobs:
                 job.watcher = watcher
                 watcher.register_job(job.job_id)
             log.info("submitted SLURM array %s", jobs[0].job_id.split("_")[0])
-            return collect(jobs, job_overrides, initial_job_idx,
-                           done=lambda job: job.done(),
-                           result=lambda job: job.results()[0])
+            return collect(
+                jobs,
+                job_overrides,
+                initial_job_idx,
+                done=lambda job: job.done(),
+                result=lambda job: job.results()[0],
+            )
 
 
 if _Ray is not None:
@@ -83,8 +102,9 @@ if _Ray is not None:
     class RayLauncher(_Ray):
         """hydra-ray-launcher's launcher; a crashed Ray worker fails its own job only."""
 
-        def launch(self, job_overrides: Sequence[Sequence[str]],
-                   initial_job_idx: int) -> Sequence[JobReturn]:
+        def launch(
+            self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+        ) -> Sequence[JobReturn]:
             """Submit one Ray task per job, as the plugin does; wait for each."""
             import ray
             from hydra.core.utils import configure_log, setup_globals
@@ -102,7 +122,9 @@ if _Ray is not None:
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
             sweep_dir = Path(str(self.config.hydra.sweep.dir))
             sweep_dir.mkdir(parents=True, exist_ok=True)
-            log.info("Ray sweep of %d fits, output dir %s", len(job_overrides), sweep_dir)
+            log.info(
+                "Ray sweep of %d fits, output dir %s", len(job_overrides), sweep_dir
+            )
             # The plugin's default (too little object store memory otherwise in CI),
             # for a Ray it starts only: it sets it always, and ray.init then refuses
             # to connect to a running cluster.
@@ -114,15 +136,24 @@ if _Ray is not None:
                 idx = initial_job_idx + i
                 log.debug("#%d : %s", idx, " ".join(filter_overrides(overrides)))
                 sweep_config = self.hydra_context.config_loader.load_sweep_config(
-                    self.config, list(overrides))
+                    self.config, list(overrides)
+                )
                 with open_dict(sweep_config):
                     sweep_config.hydra.job.id = f"job_id_for_{idx}"
                     sweep_config.hydra.job.num = idx
-                refs.append(launch_job_on_ray(self.hydra_context, self.ray_cfg.remote,
-                                              sweep_config, self.task_function,
-                                              Singleton.get_state()))
+                refs.append(
+                    launch_job_on_ray(
+                        self.hydra_context,
+                        self.ray_cfg.remote,
+                        sweep_config,
+                        self.task_function,
+                        Singleton.get_state(),
+                    )
+                )
 
             def done(ref: Any) -> bool:
                 return bool(ray.wait([ref], timeout=0)[0])
 
-            return collect(refs, job_overrides, initial_job_idx, done=done, result=ray.get)
+            return collect(
+                refs, job_overrides, initial_job_idx, done=done, result=ray.get
+            )

@@ -26,12 +26,18 @@ from helpers.server import SHORT_FIT, all_runs, artifact_files, free_port
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-CHILD_FILES = {"config.yaml", "idata.nc", "summary.csv", "metrics.json", "plots/trace.png"}
+CHILD_FILES = {
+    "config.yaml",
+    "idata.nc",
+    "summary.csv",
+    "metrics.json",
+    "plots/trace.png",
+}
 PARENT_FILES = {"comparison.csv", "report.html"}
 # One model whose jobs fit, fail or hang: `+model.mode=ok,fail,hang`. It takes the
 # default model config's prior key, set to one value (ONE_PRIOR), so that config's
 # own three-prior sweep does not multiply the jobs.
-MODES_MODEL = textwrap.dedent('''
+MODES_MODEL = textwrap.dedent("""
     import time
     import numpyro, numpyro.distributions as dist
     from hibayes.model import Model, model
@@ -47,10 +53,15 @@ MODES_MODEL = textwrap.dedent('''
             numpyro.sample("obs", dist.Binomial(features["n_total"], logits=mu),
                            obs=features["obs"])
         return program
-''')
+""")
 ONE_PRIOR = "model.prior_sigma_group_scale=0.4"
-QUIET = ("Bypassing sacct", "accounting storage is disabled", "not installed",
-         "libtpu", "Unable to initialize backend")
+QUIET = (
+    "Bypassing sacct",
+    "accounting storage is disabled",
+    "not installed",
+    "libtpu",
+    "Unable to initialize backend",
+)
 
 
 def _need(env_var: str, ok: bool, reason: str) -> None:
@@ -65,16 +76,24 @@ def _need(env_var: str, ok: bool, reason: str) -> None:
 def _slurm_idle() -> bool:
     if shutil.which("sinfo") is None:
         return False
-    done = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], capture_output=True,
-                          text=True, check=False, timeout=30)
+    done = subprocess.run(
+        ["sinfo", "-h", "-N", "-o", "%T"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
     return done.returncode == 0 and "idle" in done.stdout.split()
 
 
 @pytest.fixture
 def slurm():
     """A running SLURM cluster with an idle node (scripts/slurm_cluster.sh start)."""
-    _need("HIBAYES_TEST_SLURM", _slurm_idle(),
-          "no idle SLURM node (run `scripts/slurm_cluster.sh start` as root)")
+    _need(
+        "HIBAYES_TEST_SLURM",
+        _slurm_idle(),
+        "no idle SLURM node (run `scripts/slurm_cluster.sh start` as root)",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +103,7 @@ def ray_head(tmp_path_factory):
     One for the module: starting it takes 30-120 s here."""
     try:
         import hydra_plugins.hydra_ray_launcher  # noqa: F401
+
         installed = True
     except ImportError:
         installed = False
@@ -98,11 +118,28 @@ def ray_head(tmp_path_factory):
     # Ray on the machine).
     with open(log_path, "w") as log:
         head = subprocess.Popen(
-            [str(ray), "start", "--head", "--block", "--num-cpus", "2",
-             "--node-ip-address", "127.0.0.1", "--port", str(port),
-             "--include-dashboard", "false", "--temp-dir", str(temp),
-             "--disable-usage-stats"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                str(ray),
+                "start",
+                "--head",
+                "--block",
+                "--num-cpus",
+                "2",
+                "--node-ip-address",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--include-dashboard",
+                "false",
+                "--temp-dir",
+                str(temp),
+                "--disable-usage-stats",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 300
         while "Ray runtime started" not in log_path.read_text():
@@ -125,32 +162,44 @@ def ray_head(tmp_path_factory):
 
 def _launch(workdir: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "hibayes.fit", "-m", *SHORT_FIT, *args], cwd=workdir,
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True)
+        [sys.executable, "-m", "hibayes.fit", "-m", *SHORT_FIT, *args],
+        cwd=workdir,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _family(client, exp: str) -> tuple:
     runs = all_runs(client, exp)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1, [r.info.run_name for r in runs]
-    children = {r.data.tags["hibayes.job_num"]: r for r in runs
-                if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}
+    children = {
+        r.data.tags["hibayes.job_num"]: r
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id
+    }
     assert len(runs) == len(children) + 1  # no run outside the family, no duplicates
     return parents[0], children
 
 
-def _wait_running(client, exp: str, job: str, proc: subprocess.Popen,
-                  timeout: float = 420):
+def _wait_running(
+    client, exp: str, job: str, proc: subprocess.Popen, timeout: float = 420
+):
     """The child run of job ``job`` once it is RUNNING."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert proc.poll() is None, "the sweep ended early:\n" + proc.stdout.read()[-3000:]
+        assert proc.poll() is None, (
+            "the sweep ended early:\n" + proc.stdout.read()[-3000:]
+        )
         exp_ = client.get_experiment_by_name(exp)
         if exp_ is not None:
             for run in all_runs(client, exp):
-                if (run.data.tags.get("hibayes.job_num") == job
-                        and run.info.status == "RUNNING"):
+                if (
+                    run.data.tags.get("hibayes.job_num") == job
+                    and run.info.status == "RUNNING"
+                ):
                     return run
         time.sleep(1)
     proc.kill()
@@ -173,17 +222,28 @@ def _check_finished(client, children: dict) -> None:
         assert CHILD_FILES <= artifact_files(client, child.info.run_id)
 
 
-SLURM_ARGS = ("hydra/launcher=submitit_slurm", "hydra.launcher.partition=debug",
-              "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
-              "runtime.host_devices=2", "tracking=server")
+SLURM_ARGS = (
+    "hydra/launcher=submitit_slurm",
+    "hydra.launcher.partition=debug",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=1",
+    "runtime.host_devices=2",
+    "tracking=server",
+)
 
 
 def test_slurm_sweep_all_children_finished(slurm, mlflow_server, tmp_path):
     """Two SLURM array tasks: both FINISHED under one parent, comparison and report."""
     exp = "slurm-ok"
-    proc = _launch(tmp_path, *SLURM_ARGS, f"tracking.uri={mlflow_server.uri}",
-                   f"tracking.experiment={exp}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
-                   ONE_PRIOR, "fit.seed=0,1")
+    proc = _launch(
+        tmp_path,
+        *SLURM_ARGS,
+        f"tracking.uri={mlflow_server.uri}",
+        f"tracking.experiment={exp}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ONE_PRIOR,
+        "fit.seed=0,1",
+    )
     out, _ = proc.communicate(timeout=900)
     assert proc.returncode == 0, out[-4000:]
     client = mlflow_server.client()
@@ -203,10 +263,17 @@ def test_slurm_failed_and_cancelled_jobs_are_named(slurm, mlflow_server, tmp_pat
     exp = "slurm-faults"
     (tmp_path / "modes.py").write_text(MODES_MODEL)
     client = mlflow_server.client()
-    proc = _launch(tmp_path, *SLURM_ARGS, f"tracking.uri={mlflow_server.uri}",
-                   f"tracking.experiment={exp}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
-                   f"model.path={tmp_path / 'modes.py'}", "model.name=modes", ONE_PRIOR,
-                   "+model.mode=ok,fail,hang")
+    proc = _launch(
+        tmp_path,
+        *SLURM_ARGS,
+        f"tracking.uri={mlflow_server.uri}",
+        f"tracking.experiment={exp}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        f"model.path={tmp_path / 'modes.py'}",
+        "model.name=modes",
+        ONE_PRIOR,
+        "+model.mode=ok,fail,hang",
+    )
     try:
         _wait_running(client, exp, "2", proc)
         task = next((tmp_path / "sweep" / ".submitit").glob("*_2")).name
@@ -227,7 +294,10 @@ def test_slurm_failed_and_cancelled_jobs_are_named(slurm, mlflow_server, tmp_pat
     assert "+model.mode=fail" in out and "+model.mode=hang" in out
     assert "CANCELLED" in out  # the cancelled task's SLURM state, named
     assert "done] +model.mode=ok: FINISHED" in out
-    assert "done] +model.mode=fail: FAILED: ModelError: model 'modes' rejected its inputs" in out
+    assert (
+        "done] +model.mode=fail: FAILED: ModelError: model 'modes' rejected its inputs"
+        in out
+    )
     assert "done] +model.mode=hang: FAILED: UncompletedJobError" in out
     _check_quiet_and_progress(out, 3)
 
@@ -238,10 +308,16 @@ RAY_ARGS = ("hydra/launcher=ray", "runtime.host_devices=2", "tracking=server")
 def test_ray_sweep_all_children_finished(ray_head, mlflow_server, tmp_path):
     """Two Ray tasks on a running Ray cluster: both FINISHED, nothing lost."""
     exp = "ray-ok"
-    proc = _launch(tmp_path, *RAY_ARGS, f"hydra.launcher.ray.init.address={ray_head}",
-                   f"tracking.uri={mlflow_server.uri}", f"tracking.experiment={exp}",
-                   f"hydra.sweep.dir={tmp_path / 'sweep'}",
-                   ONE_PRIOR, "fit.seed=0,1")
+    proc = _launch(
+        tmp_path,
+        *RAY_ARGS,
+        f"hydra.launcher.ray.init.address={ray_head}",
+        f"tracking.uri={mlflow_server.uri}",
+        f"tracking.experiment={exp}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ONE_PRIOR,
+        "fit.seed=0,1",
+    )
     out, _ = proc.communicate(timeout=900)
     assert proc.returncode == 0, out[-4000:]
     client = mlflow_server.client()
@@ -259,11 +335,18 @@ def test_ray_killed_worker_fails_its_job_only(ray_head, mlflow_server, tmp_path)
     exp = "ray-kill"
     (tmp_path / "modes.py").write_text(MODES_MODEL)
     client = mlflow_server.client()
-    proc = _launch(tmp_path, *RAY_ARGS, f"hydra.launcher.ray.init.address={ray_head}",
-                   f"tracking.uri={mlflow_server.uri}", f"tracking.experiment={exp}",
-                   f"hydra.sweep.dir={tmp_path / 'sweep'}",
-                   f"model.path={tmp_path / 'modes.py'}", "model.name=modes", ONE_PRIOR,
-                   "+model.mode=ok,hang")
+    proc = _launch(
+        tmp_path,
+        *RAY_ARGS,
+        f"hydra.launcher.ray.init.address={ray_head}",
+        f"tracking.uri={mlflow_server.uri}",
+        f"tracking.experiment={exp}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        f"model.path={tmp_path / 'modes.py'}",
+        "model.name=modes",
+        ONE_PRIOR,
+        "+model.mode=ok,hang",
+    )
     try:
         run = _wait_running(client, exp, "1", proc)
         pid = int(run.data.tags["hibayes.process"].rsplit(":", 1)[1])
