@@ -189,7 +189,12 @@ def diagnostics_table(runs: list[Any], labels: list[str]) -> Any:
         flags = []
         if row["converged"] != 1.0:
             flags.append(f"NOT converged ({run.data.tags.get('hibayes.problems', '?')})")
-        if row["pareto_k_bad"] > 0:
+        after = metrics.get("pareto_k_bad_after")  # runs with cross-validation (issue 14)
+        row["cv_method"] = run.data.tags.get("hibayes.cv_method", "-")
+        if after is not None and after > 0:
+            flags.append(f"{after:.0f} rows unresolved by cross-validation "
+                         f"({row['cv_method']}; {row['pareto_k_bad']:.0f} bad Pareto k)")
+        elif after is None and row["pareto_k_bad"] > 0:
             flags.append(f"{row['pareto_k_bad']:.0f} bad Pareto k")
         row["flags"] = "; ".join(flags)
         rows.append(row)
@@ -281,6 +286,14 @@ def compare(cfg: DictConfig, out_dir: Path | None = None) -> ComparisonResult:
     return ComparisonResult(runs_table, table, run_id, out_dir)
 
 
+def _table_title(table: Any) -> str:
+    """What the comparison ranks by, for the console."""
+    if "elpd_cv" in table.columns:
+        return ("Comparison by cross-validated elpd (elpd_cv; cv_method says which "
+                "estimate each fit's number is; elpd_loo: PSIS for reference), best first:")
+    return "LOO comparison (ArviZ, best first):"
+
+
 def report(result: ComparisonResult) -> str:
     """The comparison as text: runs with diagnostics, ArviZ's table, flags."""
     import pandas as pd
@@ -291,7 +304,7 @@ def report(result: ComparisonResult) -> str:
         width = int(runs["run"].str.len().max())
         lines = [f"{len(runs)} runs:",
                  runs.to_string(index=False, formatters={"run": f"{{:<{width}}}".format}),
-                 "", "LOO comparison (ArviZ, best first):",
+                 "", _table_title(result.table),
                  result.table.drop(columns="scale", errors="ignore").to_string()]
     lines += [f"flag: {r.run}: {r.flags}" for r in result.runs.itertuples() if r.flags]
     # ArviZ's advice (Pareto k, ...), not library deprecation notices.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -27,6 +27,9 @@ from .model import (
     load_models,
 )
 
+if TYPE_CHECKING:
+    from hibayes.diagnostics.folds import CVSettings
+
 __all__ = [
     "ConfigError",
     "ModelSpec",
@@ -38,6 +41,7 @@ __all__ = [
     "data_source",
     "data_digest",
     "load_data",
+    "cv_settings",
 ]
 
 # Keys of the model section that configure hibayes, not the model factory.
@@ -173,6 +177,19 @@ def fit_settings(section: Mapping[str, Any]) -> FitSettings:
 def thresholds(section: Mapping[str, Any]) -> Thresholds:
     """Convergence thresholds from the ``checks`` section."""
     return Thresholds.from_mapping(to_plain(section))
+
+
+def cv_settings(section: Mapping[str, Any] | None, table: Any = None,
+                rename: Mapping[str, Any] | None = None) -> "CVSettings":
+    """Cross-validation settings from the ``cv`` section, columns checked against ``table``."""
+    from hibayes.diagnostics.folds import CVSettings, group_labels
+
+    settings = CVSettings.from_mapping(to_plain(section) if section is not None else None)
+    if table is not None:  # a misspelt column fails now, not after sampling
+        plain = to_plain(rename) if rename else None
+        group_labels(table, settings.group_by, "group_by", plain)
+        group_labels(table, settings.stratify_by, "stratify_by", plain)
+    return settings
 
 
 def data_source(section: Mapping[str, Any]) -> str:

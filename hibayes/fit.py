@@ -19,7 +19,13 @@ import hydra
 from omegaconf import DictConfig
 
 from hibayes.compat.reference_config import ReferenceConfigError
-from hibayes.config import checked_sections, data_digest, data_source, load_data
+from hibayes.config import (
+    checked_sections,
+    cv_settings,
+    data_digest,
+    data_source,
+    load_data,
+)
 from hibayes.outputs.products import FitProducts
 from hibayes.system import interrupts
 from hibayes.system.command import one_line_errors, run_command
@@ -50,6 +56,7 @@ def run_pipeline(cfg: DictConfig, job: JobContext, *, progress: Callable[[str], 
     """Load, fit, diagnose and write one fit's outputs into ``job.out_dir``."""
     from hibayes.diagnostics import (
         convergence_failures,
+        cross_validate,
         diagnose,
         information_criteria,
         summarize,
@@ -64,6 +71,7 @@ def run_pipeline(cfg: DictConfig, job: JobContext, *, progress: Callable[[str], 
     source = str(Path(data_source(cfg.data)).resolve())  # absolute: reproducible
     data = load_data(cfg.data, spec, settings)
     digest = data_digest(cfg.data, data.table)
+    cv_config = cv_settings(cfg.get("cv"), data.table, cfg.data.get("rename"))
     result = fit_model(spec.factory, data.features, spec.hyperparameters, settings,
                        data.coords, progress=progress)
     started = time.perf_counter()
@@ -72,8 +80,12 @@ def run_pipeline(cfg: DictConfig, job: JobContext, *, progress: Callable[[str], 
     criteria = information_criteria(result.idata, rows.inverse if rows else None)
     metrics = diagnose(result.idata, limits, summary=summary, criteria=criteria)
     problems = convergence_failures(metrics, limits)
+    # The reliable elpd (issue 14): refits where PSIS fails; stored in idata for comparisons.
+    cv = cross_validate(result, limits, cv_config, criteria, table=data.table,
+                        rename=cfg.data.get("rename"), progress=progress)
+    metrics.update(cv.metrics)
     write_fit_outputs(result.idata, metrics, job.out_dir, summary=summary,
-                      criteria=criteria, plots=plots)
+                      criteria=criteria, plots=plots, cv=cv)
     timings = {f"time_{stage}_s": result.timings[stage]
                for stage in ("compile", "sampling", "predictive")}
     timings["time_outputs_s"] = time.perf_counter() - started
@@ -81,7 +93,7 @@ def run_pipeline(cfg: DictConfig, job: JobContext, *, progress: Callable[[str], 
     first = {k: metrics[k] for k in ("elpd_loo",) if k in metrics}
     return FitProducts(
         idata=result.idata, metrics={**first, **metrics, **timings}, problems=problems,
-        tags=_fit_tags(result), loo=criteria.loo, table=data.table, source=source,
+        tags={**_fit_tags(result), **cv.tags}, loo=criteria.loo, table=data.table, source=source,
         data_digest=digest)
 
 

@@ -13,8 +13,11 @@ Every case runs in a fresh process; each number is the median of --repeats runs.
    with and without progress ticks in one process (alternating, compile excluded),
    and the compile of each in a fresh process, cold and with a warm compile cache
    (JAX does not cache an executable with host callbacks, so ticks compile anew).
+6. cross-validation (``cv``): exact LOO refits (reloo) of the shipped 6-row example
+   (``python -m hibayes.fit`` defaults) and 5-fold CV of ``nested_evals`` grouped by
+   LLM, each against one sampling of the same fit (warm compile cache, fresh process).
 
-    python scripts/bench_fit.py [--repeats 3] [--rows 20000,50000,200000] [--cases 1,2,3,5]
+    python scripts/bench_fit.py [--repeats 3] [--rows 20000,50000,200000] [--cases 1,2,3,5,6]
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -202,6 +206,35 @@ HIBAYES_PROGRESS = textwrap.dedent('''
             lines = max(lines, n)
     print(json.dumps({"compile": compile_s, "sampling": sampling, "lines": lines}))
 ''')
+def cv_fit(work: Path, cache: Path, *extra: str) -> dict:
+    """One fresh-process ``python -m hibayes.fit`` with its config's data; its metrics."""
+    out = work / f"cv-{time.time_ns()}"
+    wall, _ = run([PY, "-m", "hibayes.fit", f"hydra.run.dir={out}",
+                   f"tracking.uri=sqlite:///{work}/mlflow.db", *extra],
+                  work, {"HIBAYES_JAX_CACHE": str(cache)})
+    return {"wall": wall, **json.loads((out / "metrics.json").read_text())}
+
+
+def cv_cases(work: Path, repeats: int, add: Any) -> None:
+    """Case 6: what exact cross-validation adds to a fit (the second run of each is warm)."""
+    cases = [
+        ("reloo, shipped llm_evals (6 rows, all k bad)",
+         ["model=two_level_group_binomial", "cv=reloo"]),
+        ("5-fold grouped by LLM, nested_evals (60 rows)",
+         ["model=three_level_group_binomial", "cv=kfold", "cv.k=5",
+          "cv.group_by=[group,subgroup]"]),
+    ]
+    for label, extra in cases:
+        cache = work / f"cv-cache-{label[:5]}"
+        cv_fit(work, cache, *extra)  # fills the compile cache (fit and refit batch)
+        res = [cv_fit(work, cache, *extra) for _ in range(repeats)]
+        sampling = med([r["time_sampling_s"] for r in res])
+        added = med([r["cv_time_s"] for r in res])
+        add("6", f"{label}: {int(res[0]['cv_refits'])} refits in one batch, "
+            f"pareto_k_bad_after {med([r['pareto_k_bad_after'] for r in res]):.0f}",
+            compile_s=med([r["cv_compile_s"] for r in res]), sampling_s=sampling,
+            total_s=added, ess_min=f"refits sampled {med([r['cv_sampling_s'] for r in res]):.1f} s",
+            ess_per_s=f"cv adds x{added / sampling:.1f} of one sampling")
 
 
 def last_json(text: str) -> dict:
@@ -289,6 +322,9 @@ def main() -> None:
             ess_min="-", ess_per_s="-")
         add("2", "8 independent processes (1 cold, 7 warm)", compile_s="-", sampling_s="-",
             total_s=sum(single_walls), ess_min="-", ess_per_s="-")
+
+    if "6" in cases:
+        cv_cases(work, args.repeats, add)
 
     if "3" in cases:
         for rows in [int(r) for r in args.rows.split(",")]:

@@ -1,8 +1,12 @@
 """Compare fits of the same data: shared parameters and ArviZ comparison tables.
 
 :func:`compare_fits` wraps :func:`arviz.compare` and refuses fits that were not
-made on the same observed data, since their ELPDs are then not comparable. This
-module draws nothing (see :mod:`hibayes.plots`) and fits nothing.
+made on the same observed data, since their ELPDs are then not comparable. Fits
+that carry a cross-validation estimate (:mod:`.cross_validation`) are ranked by
+it (``elpd_cv``): differences, their SE and stacking weights come from those
+pointwise values, and fits whose values hold out different rows (K-fold with
+other folds, or K-fold against leave-one-out) are refused. This module draws
+nothing (see :mod:`hibayes.plots`) and fits nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +19,10 @@ from pathlib import Path
 import arviz as az
 import numpy as np
 import pandas as pd
+import xarray as xr
+from scipy.special import logsumexp
+
+from .cross_validation import CV_GROUP
 
 __all__ = ["compare_fits", "comparison_to_csv", "group_by_data", "shared_vars"]
 
@@ -117,25 +125,95 @@ def compare_fits(
     :param ic: ``"loo"`` (PSIS-LOO) or ``"waic"``.
     :return: :func:`arviz.compare` with ``method="stacking"``: columns ``rank``,
         ``elpd_<ic>``, ``p_<ic>``, ``elpd_diff``, ``weight``, ``se``, ``dse``,
-        ``warning``, ``scale``; index the fit names, best first. ArviZ's warnings
+        ``warning``, ``scale``; index the fit names, best first. With ``loo`` and
+        fits that carry cross-validation, ``elpd_cv`` and ``p_cv`` replace
+        ``elpd_loo`` and ``p_loo`` (all computed from the ``elpd_cv_i`` values,
+        ``warning``: rows left unresolved), followed by ``cv_method`` (which
+        estimate each fit's number is) and the PSIS ``elpd_loo`` for reference. ArviZ's warnings
         are captured into ``table.attrs["warnings"]`` (and logged at debug level),
         not printed.
     :raises ValueError: fewer than two fits, an unknown ``ic``, fits whose
-        observed data differ (named), or fits without a log-likelihood.
+        observed data differ (named), fits without a log-likelihood, or fits
+        whose cross-validation held out different rows (named).
     """
     if ic not in _ICS:
         raise ValueError(f"ic must be one of {', '.join(_ICS)}, got {ic!r}")
     if len(idatas) < 2:
         raise ValueError(f"comparing needs at least two fits, got {len(idatas)}")
     _check_same_data(idatas)
+    use_cv = ic == "loo" and any(CV_GROUP in i.groups() for i in idatas.values())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        table = az.compare(dict(idatas), ic=ic, method="stacking")
+        if use_cv:
+            table = _compare_cv(idatas)
+        else:
+            table = az.compare(dict(idatas), ic=ic, method="stacking")
     messages = list(dict.fromkeys(str(w.message) for w in caught))
     for message in messages:
         log.debug("arviz: %s", message)
     table.attrs["warnings"] = messages
     return table
+
+
+def _cv_values(idata: az.InferenceData) -> tuple[np.ndarray, str, str, float, float]:
+    """Pointwise elpd, method, partition, PSIS elpd_loo and lppd of one fit."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loo = az.loo(idata, pointwise=True)
+    log_lik = np.asarray(idata.log_likelihood["obs"].values, dtype=np.float64)
+    flat = log_lik.reshape(-1, log_lik.shape[-1])
+    lppd = float(np.sum(logsumexp(flat, axis=0) - np.log(flat.shape[0])))
+    if CV_GROUP not in idata.groups():
+        values = np.asarray(loo.loo_i.values, dtype=np.float64).ravel()
+        return values, "psis", "leave-one-out", float(loo.elpd_loo), lppd
+    cv = idata[CV_GROUP]
+    method = str(cv.attrs.get("method", "psis"))
+    partition = (f"{method} folds {cv.attrs.get('folds_digest', '')}" if method == "kfold"
+                 else "leave-one-out")
+    values = np.asarray(cv["elpd_cv_i"].values, dtype=np.float64).ravel()
+    return values, method, partition, float(loo.elpd_loo), lppd
+
+
+def _compare_cv(idatas: Mapping[str, az.InferenceData]) -> pd.DataFrame:
+    """ArviZ's stacking comparison on each fit's cross-validated pointwise elpd."""
+    from arviz.stats.stats_utils import ELPDData
+
+    per_fit = {name: _cv_values(idata) for name, idata in idatas.items()}
+    partitions = {name: v[2] for name, v in per_fit.items()}
+    if len(set(partitions.values())) > 1:
+        listed = ", ".join(f"'{n}': {p}" for n, p in partitions.items())
+        raise ValueError(
+            "fits whose cross-validation held out different rows cannot be compared "
+            f"(pointwise values must come from the same rows or folds): {listed}; "
+            "refit them with the same cv settings (e.g. cv=kfold with one cv.seed)")
+    elpds = {}
+    for name, (values, method, _, _, lppd) in per_fit.items():
+        unresolved = _unresolved(idatas[name])
+        elpds[name] = ELPDData(
+            data=[float(values.sum()), float(np.sqrt(values.size * np.var(values))),
+                  lppd - float(values.sum()), 0, values.size, unresolved > 0,
+                  xr.DataArray(values), np.zeros(values.size), "log", 0.7],
+            index=["elpd_loo", "se", "p_loo", "n_samples", "n_data_points", "warning",
+                   "loo_i", "pareto_k", "scale", "good_k"])
+    table = az.compare(elpds, ic="loo", method="stacking")
+    table = table.rename(columns={"elpd_loo": "elpd_cv", "p_loo": "p_cv"})
+    table["cv_method"] = [per_fit[n][1] for n in table.index]
+    table["elpd_loo"] = [per_fit[n][3] for n in table.index]
+    return table
+
+
+def _unresolved(idata: az.InferenceData) -> int:
+    """Rows whose cross-validated value is not trustworthy (a failed refit, bad k)."""
+    if CV_GROUP not in idata.groups():
+        return 0
+    methods = np.asarray(idata[CV_GROUP]["cv_method"].values).astype(str)
+    failed = np.char.find(methods, "failed") >= 0
+    if str(idata[CV_GROUP].attrs.get("method")) == "psis":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loo = az.loo(idata, pointwise=True)
+        failed |= np.asarray(loo.pareto_k) > float(loo.good_k)
+    return int(failed.sum())
 
 
 def comparison_to_csv(table: pd.DataFrame, path: str | Path) -> Path:

@@ -270,7 +270,11 @@ def diagnose(
 
 
 def pointwise_loo(idata: "az.InferenceData", criteria: Criteria | None = None) -> pd.DataFrame:
-    """One row per observation: observed value, ``loo_i``, ``pareto_k``, ``waic_i``."""
+    """One row per observation: observed value, ``loo_i``, ``pareto_k``, ``waic_i``.
+
+    After :func:`~hibayes.diagnostics.cross_validation.cross_validate`, also
+    ``elpd_cv_i``, the method that produced it (``cv_method``) and ``cv_fold``.
+    """
     loo, waic = information_criteria(idata) if criteria is None else criteria
     if loo is None:
         raise ValueError("pointwise LOO needs a log_likelihood group")
@@ -282,5 +286,10 @@ def pointwise_loo(idata: "az.InferenceData", criteria: Criteria | None = None) -
         }
     )
     frame.insert(0, "obs", np.ravel(idata.observed_data["obs"].values))
+    if "cross_validation" in idata.groups():  # hibayes.diagnostics.cross_validation
+        cv = idata["cross_validation"]
+        for name in ("elpd_cv_i", "cv_method", "cv_fold", "loo_pit"):
+            if name in cv:
+                frame[name] = np.ravel(cv[name].values)
     frame.index.name = "observation"
     return frame

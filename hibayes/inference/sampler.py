@@ -136,7 +136,8 @@ def _one_chain(program: Program, settings: FitSettings, ticks: str | None = None
         **options,
     )
 
-    def run(rng_key: jax.Array, arrays: dict, hyper: dict) -> tuple[dict, dict]:
+    def run(rng_key: jax.Array, arrays: dict, hyper: dict,
+            init_params: dict | None = None) -> tuple[dict, dict]:
         mcmc = MCMC(
             kernel,
             num_warmup=settings.warmup,
@@ -144,7 +145,9 @@ def _one_chain(program: Program, settings: FitSettings, ticks: str | None = None
             num_chains=1,
             progress_bar=False,
         )
-        mcmc.run(rng_key, arrays, hyper, extra_fields=_EXTRA_FIELDS)
+        # init_params (unconstrained, traced): refits start where the fit ended.
+        mcmc.run(rng_key, arrays, hyper, extra_fields=_EXTRA_FIELDS,
+                 init_params=init_params)
         return mcmc.get_samples(), mcmc.get_extra_fields()
 
     return run

@@ -23,6 +23,8 @@ from hibayes.inference import save_idata
 if TYPE_CHECKING:
     import arviz as az
 
+    from hibayes.diagnostics import CrossValidation
+
 __all__ = ["write_fit_outputs", "write_traceback", "write_config", "write_json"]
 
 log = logging.getLogger(__name__)
@@ -52,8 +54,10 @@ def write_fit_outputs(
     summary: pd.DataFrame,
     criteria: Criteria,
     plots: bool = True,
+    cv: "CrossValidation | None" = None,
 ) -> list[Path]:
-    """Write idata.nc, summary.csv, loo_pointwise.csv, metrics.json and plots/."""
+    """Write idata.nc, summary.csv, loo_pointwise.csv, metrics.json, plots/ and,
+    after K-fold cross-validation, cv_folds.csv."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [save_idata(idata, out_dir / "idata.nc")]
     summary.to_csv(out_dir / "summary.csv")
@@ -61,6 +65,9 @@ def write_fit_outputs(
     if criteria.loo is not None:
         pointwise_loo(idata, criteria).to_csv(out_dir / "loo_pointwise.csv")
         written.append(out_dir / "loo_pointwise.csv")
+    if cv is not None and cv.folds is not None:
+        cv.folds.to_csv(out_dir / "cv_folds.csv")
+        written.append(out_dir / "cv_folds.csv")
     written.append(write_json(metrics, out_dir / "metrics.json"))
     if plots:
         from hibayes.plots import save_fit_plots  # matplotlib only when plots are wanted

@@ -249,6 +249,17 @@ def _convergence_section(fits: Sequence[FitRecord], keys: Sequence[str]) -> str:
     )
 
 
+_COMPARED_BY = {"elpd_loo": "PSIS-LOO", "elpd_waic": "WAIC",
+                "elpd_cv": "cross-validated elpd"}
+_CV_NOTE = (
+    "Each fit's elpd_cv is its most reliable estimate (column estimate): psis "
+    "(PSIS-LOO, every Pareto k good), reloo (PSIS-LOO with an exact refit for "
+    "every row whose k was too high) or kfold (grouped K-fold); differences and "
+    "their dse come from the pointwise values of the same held-out rows. "
+    "Unresolved rows (a refit that failed its checks, or bad k left under "
+    "cv=psis) make a fit's number unreliable.")
+
+
 def _comparison_section(comparison: pd.DataFrame | None, drawn: Path | None = None) -> str:
     if comparison is None or comparison.empty:
         return (
@@ -266,8 +277,8 @@ def _comparison_section(comparison: pd.DataFrame | None, drawn: Path | None = No
         f"p_{ic.removeprefix('elpd_')}",
         "elpd_diff ± dse",
         "weight",
-        "Pareto k warning",
-    ]
+        "Pareto k warning" if ic == "elpd_loo" else "unresolved rows",
+    ] + (["estimate"] if "cv_method" in comparison.columns else [])
     rows = [
         [
             _esc(name),
@@ -277,18 +288,20 @@ def _comparison_section(comparison: pd.DataFrame | None, drawn: Path | None = No
             f"{_num(row.get('elpd_diff'), 1)} ± {_num(row.get('dse'), 1)}",
             _num(row.get("weight"), 2),
             "yes" if bool(row.get("warning")) else "no",
-        ]
+        ] + ([_esc(row.get("cv_method"))] if "cv_method" in comparison.columns else [])
         for name, row in comparison.iterrows()
     ]
     from hibayes.plots import plot_comparison
 
     return (
-        "<h2>Model comparison (PSIS-LOO)</h2>"
+        f"<h2>Model comparison ({_COMPARED_BY.get(ic, ic)})</h2>"
         + _table(header, rows)
         + '<p class="note">Ranked best first. An elpd_diff below about 4, or within '
-        "twice its dse, is small. A Pareto k warning means LOO is unreliable for some "
-        "observations (common with one row per group); treat the ranking with "
-        "care.</p>"
+        "twice its dse, is small. "
+        + (_CV_NOTE if ic == "elpd_cv" else
+           "A Pareto k warning means LOO is unreliable for some observations (common "
+           "with one row per group); treat the ranking with care.")
+        + "</p>"
         + _figure(
             lambda: plot_comparison(comparison),
             "elpd of each fit (higher is better)",
@@ -434,6 +447,27 @@ def write_sweep_report(
         )
         + "</div>"
     )
+    calibrated = [f for f in finished if f.name in loaded
+                  and "cross_validation" in loaded[f.name].groups()]
+    if calibrated:
+        from hibayes.plots import plot_loo_pit
+
+        body.append(
+            '<h2>Calibration (LOO-PIT)</h2><p class="note">Each row\'s PIT under the '
+            "predictive that left it out (exact refits where PSIS was unreliable); "
+            "a calibrated model follows the diagonal, within the band.</p>"
+            '<div class="figures">'
+            + "".join(
+                _figure(
+                    lambda i=loaded[f.name]: plot_loo_pit(i),
+                    f.name,
+                    f"LOO-PIT ({f.name})",
+                    Path(f.out_dir) / "plots" / "loo_pit.png" if f.out_dir else None,
+                )
+                for f in calibrated
+            )
+            + "</div>"
+        )
     page = (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>"

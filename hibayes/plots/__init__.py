@@ -16,7 +16,7 @@ from ._base import (
     effect_vars,
     scalar_vars,
 )
-from .checks import plot_pareto_k, plot_ppc, plot_prior_posterior
+from .checks import plot_loo_pit, plot_pareto_k, plot_ppc, plot_prior_posterior
 from .comparison_plots import plot_comparison, plot_forest_side_by_side
 from .fit_plots import plot_forest, plot_trace, save_fit_plots
 
@@ -28,6 +28,7 @@ __all__ = [
     "plot_comparison",
     "plot_forest",
     "plot_forest_side_by_side",
+    "plot_loo_pit",
     "plot_pareto_k",
     "plot_ppc",
     "plot_prior_posterior",

@@ -24,8 +24,12 @@ def plot_comparison(comparison: pd.DataFrame) -> Figure:
     """:func:`arviz.plot_compare` of a :func:`hibayes.diagnostics.comparison.compare_fits` table."""
     fig = Figure(figsize=(8, 1.0 + 0.6 * len(comparison)), layout="constrained")
     ax = fig.add_subplot()
+    drawn = comparison
+    if "elpd_cv" in comparison.columns:  # ArviZ draws elpd_loo: give it the CV values
+        drawn = comparison.drop(columns=["elpd_loo", "p_loo"], errors="ignore").rename(
+            columns={"elpd_cv": "elpd_loo", "p_cv": "p_loo"})
     with _quiet():
-        az.plot_compare(comparison, ax=ax, show=False)
+        az.plot_compare(drawn, ax=ax, show=False)
     ic = next(
         (c for c in comparison.columns if c.startswith("elpd_") and c != "elpd_diff"),
         "elpd",

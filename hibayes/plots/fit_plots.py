@@ -22,7 +22,7 @@ from ._base import (
     effect_vars,
     scalar_vars,
 )
-from .checks import plot_pareto_k, plot_ppc
+from .checks import plot_loo_pit, plot_pareto_k, plot_ppc
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,8 @@ FIT_PLOTS: dict[str, Callable[[az.InferenceData], Figure]] = {
 def save_fit_plots(
     idata: az.InferenceData, out_dir: str | Path, dpi: int = 100, loo: Any = None
 ) -> list[Path]:
-    """Write ``trace.png``, ``forest.png``, ``ppc.png``, ``pareto_k.png`` to a folder.
+    """Write ``trace.png``, ``forest.png``, ``ppc.png``, ``pareto_k.png`` (and
+    ``loo_pit.png`` after cross-validation) to a folder.
 
     A plot that cannot be drawn (no log-likelihood, no predictive draws...) is
     skipped with a logged warning; this function never raises for one.
@@ -120,6 +121,8 @@ def save_fit_plots(
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     plot_fns = {**FIT_PLOTS, "pareto_k": functools.partial(plot_pareto_k, loo=loo)}
+    if "cross_validation" in idata.groups():  # calibration of the reliable estimate
+        plot_fns["loo_pit"] = plot_loo_pit
     for name, plot_fn in plot_fns.items():
         path = out_dir / f"{name}.png"
         try:

@@ -314,7 +314,8 @@ class SweepSession:
         write_comparison(out, table, idatas)
         self.tracker.log_artifacts(self.parent_run_id, out)
         comparison_to_csv(table, self.sweep_dir / "comparison.csv")
-        log.info("comparison of %d fits (LOO):\n%s", len(group), table.to_string())
+        by = "elpd_cv" if "elpd_cv" in table.columns else "LOO"
+        log.info("comparison of %d fits (%s):\n%s", len(group), by, table.to_string())
         return table, idatas
 
     def _report(self, outcomes: Sequence[dict[str, Any] | BaseException], table: Any,

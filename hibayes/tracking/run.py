@@ -64,6 +64,7 @@ class FitRun:
                                   out_dir=str(self.out_dir))
         self._cfg = cfg
         self._tags = self._run_tags(cfg, extra_tags)
+        self._cv_method = ""  # which estimate elpd_cv is, once the fit is recorded
         self._tracker: Tracker | None = None
         self._opening: Future | None = None
         self._started = time.perf_counter()
@@ -107,6 +108,7 @@ class FitRun:
     def record(self, products: FitProducts) -> None:
         """Log what the fit computed, upload its outputs and close the run FINISHED."""
         self.outcome.data_digest = products.data_digest
+        self._cv_method = products.tags.get("hibayes.cv_method", "")
         tracker, run_id = self._opened()
         total = time.perf_counter() - self._started
         ess = products.metrics.get("ess_bulk_min", float("nan"))
@@ -225,8 +227,9 @@ class FitRun:
                    else "NOT converged: " + "; ".join(outcome.problems))
         where = tracker.run_url(outcome.run_id) if outcome.run_id else outcome.out_dir
         return (f"{outcome.name}: {verdict} | elpd_loo {m.get('elpd_loo', float('nan')):.1f}"
-                f" ± {m.get('elpd_loo_se', float('nan')):.1f} | "
-                f"{m.get('time_total_s', 0):.1f} s | {where}")
+                f" ± {m.get('elpd_loo_se', float('nan')):.1f} | elpd_cv "
+                f"{m.get('elpd_cv', float('nan')):.1f} ± {m.get('elpd_cv_se', float('nan')):.1f}"
+                f" ({self._cv_method or '-'}) | {m.get('time_total_s', 0):.1f} s | {where}")
 
 
 def run_name(model_name: str, tag: str | None, overrides: list[str]) -> str:

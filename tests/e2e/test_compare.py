@@ -18,8 +18,9 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "hibayes" / "data" / "examples" / "llm_evals.csv"
-SHORT = ("fit.samples=100", "fit.warmup=100", "fit.prior_samples=0")
-NUMERIC = ["rank", "elpd_loo", "p_loo", "elpd_diff", "weight", "se", "dse"]
+# cv=psis: each fit's elpd_cv is its PSIS-LOO, so az.compare is the independent check.
+SHORT = ("fit.samples=100", "fit.warmup=100", "fit.prior_samples=0", "cv=psis")
+NUMERIC = ["rank", "elpd_cv", "p_cv", "elpd_diff", "weight", "se", "dse"]
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,8 @@ def assert_matches_arviz(workdir: Path, tmp: Path, compared: list) -> None:
     }
     with warnings.catch_warnings():  # Pareto k advice: the short chains earn it
         warnings.simplefilter("ignore")
-        expected = az.compare(idatas, ic="loo", method="stacking")
+        expected = az.compare(idatas, ic="loo", method="stacking").rename(
+            columns={"elpd_loo": "elpd_cv", "p_loo": "p_cv"})
     assert list(logged.index) == list(expected.index)
     np.testing.assert_allclose(logged[NUMERIC].to_numpy(float),
                                expected[NUMERIC].to_numpy(float), rtol=1e-12, atol=1e-12)
@@ -87,7 +89,8 @@ def test_compare_sweep_children_matches_arviz(store: dict, tmp_path: Path) -> No
     done = run_module("hibayes.compare", workdir, f"parent={store['parent'].info.run_id}")
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     for column in ("converged", "rhat_max", "ess_bulk_min", "divergences", "pareto_k_bad",
-                   "elpd_loo", "p_loo", "elpd_diff", "weight", "se", "dse", "warning"):
+                   "elpd_cv", "p_cv", "cv_method", "elpd_diff", "weight", "se", "dse",
+                   "warning"):
         assert column in done.stdout, column
     for run in children:
         assert run.info.run_name in done.stdout
