@@ -16,6 +16,7 @@ import multiprocessing
 import signal
 import threading
 import time
+import warnings
 from collections import deque
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -28,14 +29,17 @@ log = logging.getLogger(__name__)
 
 # What the fit plots read; the log-likelihood and prior draws are left behind.
 _PLOTTED_GROUPS = ("posterior", "sample_stats", "posterior_predictive", "observed_data",
-                   "constant_data")
+                   "constant_data", "cross_validation")  # the last: the LOO-PIT plot
 
 
 def plot_inputs(idata: Any) -> Any:
     """The part of a fit's InferenceData the fit plots read (sent to the worker)."""
     import arviz as az
 
-    return az.InferenceData(**{g: idata[g] for g in _PLOTTED_GROUPS if g in idata.groups()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # cross_validation: not ArviZ's name
+        return az.InferenceData(**{g: idata[g] for g in _PLOTTED_GROUPS
+                                   if g in idata.groups()})
 
 
 def draw_fit_plots(idata: Any, plots_dir: Path, loo: Any) -> tuple[list[Path], float]:

@@ -119,7 +119,7 @@ def _brute_force_elpd(features: dict, row: int, scale: float, seed: int) -> tupl
     program = get_model("two_level_group_binomial")(prior_sigma_group_scale=scale)
     mcmc = MCMC(NUTS(program, target_accept_prob=0.95), num_warmup=SETTINGS.warmup,
                 num_samples=SETTINGS.samples, num_chains=SETTINGS.chains,
-                chain_method="sequential", progress_bar=False)
+                chain_method="vectorized", progress_bar=False)
     mcmc.run(jax.random.PRNGKey(seed), train)
     effects = np.asarray(mcmc.get_samples(group_by_chain=True)["group_effects"])
     g = int(features["group_index"][row])
