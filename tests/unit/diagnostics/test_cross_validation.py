@@ -136,6 +136,7 @@ def _elpd_and_mc_se(log_lik: np.ndarray) -> tuple[float, float]:
                                                                     / np.sqrt(ess))
 
 
+@pytest.mark.slow
 def test_auto_runs_reloo_where_every_k_is_bad(shipped_fit, shipped_reloo):
     result, criteria = shipped_fit
     cv, _ = shipped_reloo
@@ -152,6 +153,7 @@ def test_auto_runs_reloo_where_every_k_is_bad(shipped_fit, shipped_reloo):
     assert cv.metrics["elpd_cv"] < float(criteria.loo.elpd_loo) - 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("row", [0, 5])
 def test_reloo_matches_brute_force_refit(llm_evals, shipped_fit, shipped_reloo, row):
     cv, _ = shipped_reloo
@@ -163,6 +165,7 @@ def test_reloo_matches_brute_force_refit(llm_evals, shipped_fit, shipped_reloo, 
     assert abs(ours - exact) < tolerance, (ours, exact, tolerance)
 
 
+@pytest.mark.slow
 def test_refits_compile_once_per_structure(shipped_reloo, llm_evals):
     cv, compiled = shipped_reloo
     assert compiled <= 1  # 0 when another test compiled this batch shape first
@@ -180,6 +183,7 @@ def test_refits_compile_once_per_structure(shipped_reloo, llm_evals):
 # ---- auto: psis and kfold ------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_auto_keeps_psis_when_every_k_is_good(quick):
     rng = np.random.default_rng(2)
     group = np.repeat(np.arange(4), 15)  # 15 rows per group: no row dominates its group
@@ -196,6 +200,7 @@ def test_auto_keeps_psis_when_every_k_is_good(quick):
     assert cv.metrics["pareto_k_bad_after"] == 0
 
 
+@pytest.mark.slow
 def test_auto_switches_to_grouped_kfold_beyond_max_refits(shipped_fit, llm_evals):
     result, criteria = shipped_fit
     settings = CVSettings(max_refits=2, k=3, group_by=("model",), seed=5)
@@ -213,6 +218,7 @@ def test_auto_switches_to_grouped_kfold_beyond_max_refits(shipped_fit, llm_evals
 # ---- per-trial LOO -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_per_trial_loo_equals_psis_on_disaggregated_bernoulli_rows(shipped_fit):
     result, criteria = shipped_fit
     cv = cross_validate(result, LIMITS, CVSettings(method="psis"), criteria)
@@ -260,6 +266,7 @@ def cv_test_funnel(prior_log_sd_scale: float = 3.0) -> Model:
     return program
 
 
+@pytest.mark.slow
 def test_a_refit_that_diverges_is_reported_not_used():
     features = {"obs": np.array([1, 0, 2, 1, 1, 0, 2, 1]), "n_total": np.full(8, 2),
                 "group_index": np.arange(8), "num_group": 8}
