@@ -180,7 +180,7 @@ def thresholds(section: Mapping[str, Any]) -> Thresholds:
 
 
 def cv_settings(section: Mapping[str, Any] | None, table: Any = None,
-                rename: Mapping[str, Any] | None = None) -> "CVSettings":
+                rename: Mapping[str, Any] | None = None) -> CVSettings:
     """Cross-validation settings from the ``cv`` section, columns checked against ``table``."""
     from hibayes.diagnostics.folds import CVSettings, group_labels
 

@@ -27,8 +27,8 @@ from .program import Program
 from .sampler import _one_chain, _sampler_key, resolve_chain_method, to_numpy
 from .settings import FitSettings
 
-__all__ = ["RefitBatch", "batch_size", "pointwise_log_likelihood", "refit_compiles", "refit_weighted",
-           "replicate", "sampling_weights", "trial_log_probs"]
+__all__ = ["RefitBatch", "batch_size", "pointwise_log_likelihood", "refit_compiles",
+           "refit_weighted", "replicate", "sampling_weights", "trial_log_probs"]
 
 # Distinguishes refit keys from the fit's own (same seed, independent draws).
 _REFIT_STREAM = 7919

@@ -54,7 +54,7 @@ def write_fit_outputs(
     summary: pd.DataFrame,
     criteria: Criteria,
     plots: bool = True,
-    cv: "CrossValidation | None" = None,
+    cv: CrossValidation | None = None,
 ) -> list[Path]:
     """Write idata.nc, summary.csv, loo_pointwise.csv, metrics.json, plots/ and,
     after K-fold cross-validation, cv_folds.csv."""
