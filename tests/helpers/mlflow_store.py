@@ -16,6 +16,9 @@ def store_uri(workdir: Path) -> str:
 def run_module(module: str, workdir: Path, *args: str) -> subprocess.CompletedProcess:
     """``python -m <module> args`` in ``workdir``, tracking to ``workdir/mlflow.db``."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": store_uri(workdir)}
+    from helpers.server import psis_unless_chosen
+
+    args = psis_unless_chosen(module, args)
     return subprocess.run([sys.executable, "-m", module, *args], cwd=workdir, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
 
