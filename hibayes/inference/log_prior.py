@@ -18,8 +18,9 @@ sites together (it is not in the group, where ``az.psens`` would add it twice).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +30,7 @@ from numpyro.infer.util import compute_log_probs
 from ..model import ModelError, ModelFactory
 from .program import Program, _is_traceable_number, build_program
 
-__all__ = ["PriorSites", "prior_sites", "log_prior_draws"]
+__all__ = ["PriorSites", "log_prior_draws", "prior_sites"]
 
 _FUNCTIONS: dict[tuple, Callable] = {}
 
