@@ -75,6 +75,7 @@ def test_top_level_sites_of_regression_and_three_level(group_data):
     draw = {"overall_mean": 0.1, "sigma_group": 0.2, "z_group": np.zeros(8),
             "sigma_subgroup": 0.3, "z_subgroup": np.zeros((8, 1)),
             "sigma_subsubgroup": 0.4, "z_subsubgroup": np.zeros((8, 1, 1))}
+    draw = {k: np.full((1, 1) + np.shape(v), v) for k, v in draw.items()}
     sites = prior_sites(factory, three, program, draw)
     assert sites.top_level == ["overall_mean", "sigma_group", "sigma_subgroup",
                                "sigma_subsubgroup"]
@@ -101,9 +102,9 @@ def test_compiled_in_hyperparameters_and_log_prior_draws():
     factory = get_model("branching_prior")
     program = build_program(factory, features, {"prior_scale": 2.0})
     assert program.hyper == {}  # the branch forced prior values to be static
-    sites = prior_sites(factory, features, program, {"scale": 1.0, "z": 0.0})
-    assert (sites.top_level, sites.how) == (["scale"], "hyperparameters")
     draws = {"scale": np.array([[0.5, 1.0, 3.0]]), "z": np.array([[0.0, 1.0, -2.0]])}
+    sites = prior_sites(factory, features, program, draws)
+    assert (sites.top_level, sites.how) == (["scale"], "hyperparameters")
     lp = log_prior_draws(program, draws)
     np.testing.assert_allclose(lp["scale"], stats.halfnorm.logpdf(draws["scale"], scale=2.0),
                                rtol=1e-6)

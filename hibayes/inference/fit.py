@@ -85,8 +85,8 @@ def _log_prior(factory: ModelFactory, features: Mapping[str, Any], program: Prog
     """Per-draw log prior of the top-level sites; the all-site total goes in ``stats``."""
     if not latent:
         return {}, {}
-    sites = prior_sites(factory, features, program, {k: v[0, 0] for k, v in latent.items()})
     per_site = log_prior_draws(program, latent)
+    sites = prior_sites(factory, features, program, latent, per_site)
     stats["log_prior"] = sum(per_site.values())
     attrs = {"power_scaled_sites": " ".join(sites.top_level), "chosen_by": sites.how,
              "total_of_all_latent_sites": "sample_stats.log_prior"}

@@ -69,29 +69,27 @@ def _perturbed(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def prior_sites(factory: ModelFactory, features: Mapping[str, Any], program: Program,
-                draw: Mapping[str, Any]) -> PriorSites:
-    """Find the top-level prior sites: those whose log density at ``draw`` changes
+                samples: Mapping[str, np.ndarray],
+                per_site: Mapping[str, np.ndarray] | None = None) -> PriorSites:
+    """Find the top-level prior sites: those whose log density at the draws changes
     when the factory's prior values change (latent values held fixed).
 
-    :param draw: one value per latent site (a posterior draw: inside the support).
+    :param samples: latent draws with leading (chain, draw) axes (in the support).
+    :param per_site: :func:`log_prior_draws` of ``samples``, if computed already.
     """
     latent = list(program.sites.latent)
-    params = {k: jnp.asarray(draw[k]) for k in latent}
-    base = _site_log_probs(program.fn, program.sampled_arrays, program.hyper, params,
-                           latent)
-    if program.hyper:  # traced prior values: move them in place
-        other_fn, other_arrays = program.fn, program.sampled_arrays
-        other_hyper = {k: _moved(jnp.asarray(v)) for k, v in program.hyper.items()}
+    base = per_site if per_site is not None else log_prior_draws(program, samples)
+    if program.hyper:  # traced prior values: the same compiled function, moved values
+        moved_hyper = {k: _moved(jnp.asarray(v)) for k, v in program.hyper.items()}
+        moved = log_prior_draws(program, samples, moved_hyper)
     else:  # prior values compiled in: rebuild the program with moved values
         try:
             other = build_program(factory, features, _perturbed(program.hyperparameters))
         except (ModelError, ValueError, TypeError):
             return PriorSites(latent, latent, "all latent")
-        other_fn, other_arrays, other_hyper = other.fn, other.arrays, other.hyper
-    moved = _site_log_probs(other_fn, other_arrays, other_hyper, params, latent)
+        moved = log_prior_draws(other, samples)
     top = [k for k in latent
-           if not np.allclose(np.asarray(base[k]), np.asarray(moved[k]), rtol=1e-6,
-                              atol=0.0, equal_nan=False)]
+           if not np.allclose(base[k], moved[k], rtol=1e-6, atol=0.0, equal_nan=False)]
     if not top:  # no prior takes a hyperparameter: every prior is the user's choice
         return PriorSites(latent, latent, "all latent")
     return PriorSites(top, latent, "hyperparameters")
@@ -114,15 +112,17 @@ def _draw_fn(program: Program) -> Callable:
     return batched
 
 
-def log_prior_draws(program: Program, samples: Mapping[str, np.ndarray]
-                    ) -> dict[str, np.ndarray]:
+def log_prior_draws(program: Program, samples: Mapping[str, np.ndarray],
+                    hyper: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
     """Log prior density of each latent site per draw, shape (chain, draw).
 
     :param samples: latent draws with leading (chain, draw) axes.
+    :param hyper: traced prior values (default: the program's own).
     """
     latent = list(program.sites.latent)
     lead = np.shape(samples[latent[0]])[:2]
     flat = {k: np.reshape(samples[k], (-1,) + np.shape(samples[k])[2:]) for k in latent}
-    out = _draw_fn(program)(flat, program.sampled_arrays, program.hyper)
+    hyper = program.hyper if hyper is None else hyper
+    out = _draw_fn(program)(flat, program.sampled_arrays, dict(hyper))
     # float64 on the host: the terms are summed and exponentiated as weights.
     return {k: np.asarray(v, dtype=np.float64).reshape(lead) for k, v in out.items()}
