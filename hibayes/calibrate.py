@@ -194,7 +194,7 @@ def calibrate(cfg: DictConfig, out_dir: Path | None = None,
     try:
         tracker.log_params(run_id, run_params(cfg))
         write_config(cfg, out_dir)
-        data = load_data(cfg.data)
+        data = load_data(cfg.data, spec, fit)
         program = build_program(spec.factory, data.features, spec.hyperparameters)
         key = jax.random.PRNGKey(int(settings.seed))
         log.info("%s: simulating %d data sets of %s rows from the prior", name,

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers.miscoded_model import miscoded_group_binomial  # noqa: F401 - registers it
+from helpers.mlflow_store import all_runs, artifact_paths, run_module, store_uri
 from hydra import compose, initialize_config_dir
-from miscoded_model import miscoded_group_binomial  # noqa: F401 - registers the model
-from store import all_runs, artifact_paths, run_module, store_uri
 
 from hibayes.calibrate import calibrate
 
-CONF = Path(__file__).resolve().parent.parent / "hibayes" / "conf"
+CONF = Path(__file__).resolve().parents[2] / "hibayes" / "conf"
 # Small and quick: 2 chains x (300 + 300), ranks among 49 thinned draws.
 SMALL = ["fit.chains=2", "fit.warmup=300", "fit.samples=300", "calibrate.rank_draws=49"]
 
