@@ -31,13 +31,7 @@ from omegaconf import DictConfig
 
 from hibayes.errors import InputError
 from hibayes.system.command import one_line_errors, run_command
-from hibayes.tracking.run import (
-    checked,
-    fail_fast,
-    record_failure,
-    run_params,
-    store_tracker,
-)
+from hibayes.tracking.run import open_tracker, run_params
 
 log = logging.getLogger("hibayes.calibrate")
 
@@ -184,9 +178,7 @@ def calibrate(cfg: DictConfig, out_dir: Path | None = None,
     fit = dataclasses.replace(fit_settings(cfg.fit), collapse_identical_rows=False)
     limits = _calibration_limits(thresholds(cfg.checks), fit.chains)
     name = f"calibrate {spec.name} x{settings.simulations}"
-    store = store_tracker(cfg)
-    fail_fast(store)
-    tracker = checked(store)
+    tracker = open_tracker(cfg)  # an unusable store stops here, before any work
     run_id = tracker.start_run(name, tags={"hibayes.command": "calibrate",
                                            "hibayes.model": spec.name,
                                            "hibayes.output_dir": str(out_dir.resolve())})
@@ -242,8 +234,26 @@ def calibrate(cfg: DictConfig, out_dir: Path | None = None,
         interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
         outcome.status = "KILLED" if interrupted else "FAILED"
         outcome.error = f"{type(exc).__name__}: {exc}"
-        record_failure(tracker, run_id, exc, out_dir, outcome.status)
+        _record_failure(tracker, run_id, exc, out_dir, outcome.status)
         raise
+
+
+def _record_failure(tracker: Any, run_id: str, exc: BaseException, out_dir: Path,
+                    status: str) -> None:
+    """Best effort: traceback on disk and on the run, the run ended with ``status``."""
+    from hibayes.outputs.files import write_traceback
+
+    try:
+        path = write_traceback(exc, out_dir)
+        tracker.log_artifact(run_id, path)
+        tracker.set_tags(run_id, {"hibayes.error": f"{type(exc).__name__}: {exc}"[:5000]})
+    except Exception as log_exc:  # noqa: BLE001 - the store may be why we failed
+        log.warning("could not record the failure on the run: %s", log_exc)
+    finally:
+        try:
+            tracker.end_run(run_id, status)
+        except Exception as end_exc:  # noqa: BLE001
+            log.warning("could not mark run %s as %s: %s", run_id, status, end_exc)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="calibrate")
