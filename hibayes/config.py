@@ -38,6 +38,7 @@ __all__ = [
     "model_spec",
     "fit_settings",
     "thresholds",
+    "sensitivity_enabled",
     "data_source",
     "data_digest",
     "load_data",
@@ -174,9 +175,23 @@ def fit_settings(section: Mapping[str, Any]) -> FitSettings:
     return FitSettings.from_mapping(to_plain(section))
 
 
+# Keys of the checks section that switch a check on or off, not thresholds.
+CHECK_SWITCHES = ("sensitivity",)
+
+
 def thresholds(section: Mapping[str, Any]) -> Thresholds:
     """Convergence thresholds from the ``checks`` section."""
-    return Thresholds.from_mapping(to_plain(section))
+    values = dict(to_plain(section))
+    return Thresholds.from_mapping({k: v for k, v in values.items()
+                                    if k not in CHECK_SWITCHES})
+
+
+def sensitivity_enabled(section: Mapping[str, Any]) -> bool:
+    """``checks.sensitivity``: power-scaling sensitivity per fit (default on)."""
+    value = dict(to_plain(section)).get("sensitivity", True)
+    if not isinstance(value, bool):
+        raise InputError(f"checks.sensitivity must be true or false, got {value!r}")
+    return value
 
 
 def cv_settings(section: Mapping[str, Any] | None, table: Any = None,

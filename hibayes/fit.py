@@ -25,6 +25,7 @@ from hibayes.config import (
     data_digest,
     data_source,
     load_data,
+    sensitivity_enabled,
 )
 from hibayes.outputs.products import FitProducts
 from hibayes.system import interrupts
@@ -63,6 +64,7 @@ def run_pipeline(cfg: DictConfig, job: JobContext, *, progress: Callable[[str], 
     )
     from hibayes.inference import fit_model
     from hibayes.outputs.files import write_fit_outputs
+    from hibayes.outputs.sensitivity import write_sensitivity
 
     spec, settings, limits = checked_sections(cfg, job.model_choice)
     if spec.dropped:
@@ -86,15 +88,19 @@ def run_pipeline(cfg: DictConfig, job: JobContext, *, progress: Callable[[str], 
     metrics.update(cv.metrics)
     write_fit_outputs(result.idata, metrics, job.out_dir, summary=summary,
                       criteria=criteria, plots=plots, cv=cv)
+    # Power-scaling sensitivity (checks.sensitivity): hibayes.outputs.sensitivity.
+    sens = (write_sensitivity(result.idata, job.out_dir)
+            if sensitivity_enabled(cfg.checks) else None)
     timings = {f"time_{stage}_s": result.timings[stage]
                for stage in ("compile", "sampling", "predictive")}
     timings["time_outputs_s"] = time.perf_counter() - started
     # elpd_loo first: MLflow's compare view plots the first logged metric by default.
     first = {k: metrics[k] for k in ("elpd_loo",) if k in metrics}
     return FitProducts(
-        idata=result.idata, metrics={**first, **metrics, **timings}, problems=problems,
-        tags={**_fit_tags(result), **cv.tags}, loo=criteria.loo, table=data.table, source=source,
-        data_digest=digest)
+        idata=result.idata, problems=problems, loo=criteria.loo,
+        metrics={**first, **metrics, **(sens.metrics if sens else {}), **timings},
+        tags={**_fit_tags(result), **cv.tags, **(sens.tags if sens else {})},
+        table=data.table, source=source, data_digest=digest)
 
 
 def _fit_tags(result: Any) -> dict[str, str]:

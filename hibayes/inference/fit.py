@@ -13,6 +13,7 @@ from hibayes.inference.runtime import jax_platform, use_float_precision
 
 from ..model import ModelFactory
 from .idata import build_idata, sample_stats_from_extras
+from .log_prior import log_prior_draws, prior_sites
 from .program import Program, build_program
 from .progress import SamplingProgress, expected_sampling_s, reporting
 from .sampler import get_sampler, predictive_fns, resolve_chain_method, to_numpy
@@ -79,6 +80,19 @@ def _shows_progress(program: Program, settings: FitSettings, n_rows: int) -> boo
     return expected > float(settings.progress_after_s)
 
 
+def _log_prior(factory: ModelFactory, features: Mapping[str, Any], program: Program,
+               latent: dict, stats: dict) -> tuple[dict, dict]:
+    """Per-draw log prior of the top-level sites; the all-site total goes in ``stats``."""
+    if not latent:
+        return {}, {}
+    per_site = log_prior_draws(program, latent)
+    sites = prior_sites(factory, features, program, latent, per_site)
+    stats["log_prior"] = sum(per_site.values())
+    attrs = {"power_scaled_sites": " ".join(sites.top_level), "chosen_by": sites.how,
+             "total_of_all_latent_sites": "sample_stats.log_prior"}
+    return {k: per_site[k] for k in sites.top_level}, attrs
+
+
 def fit_model(
     factory: ModelFactory,
     features: Mapping[str, Any],
@@ -133,6 +147,8 @@ def fit_model(
     fns = predictive_fns(program)
     latent = {k: samples[k] for k in program.sites.latent}
     loglik = _log_likelihood(fns["log_likelihood"], latent, program)
+    stats = sample_stats_from_extras(extras, settings.max_tree_depth)
+    log_prior, log_prior_attrs = _log_prior(factory, features, program, latent, stats)
     rng = np.random.default_rng(int(settings.seed))
     ppc_wanted, prior_draws = settings.predictive_draws(n_rows)
     if ppc_wanted != settings.posterior_predictive_samples or prior_draws < settings.prior_samples:
@@ -155,7 +171,7 @@ def fit_model(
                      and isinstance(v, (int, float, np.number)) and not isinstance(v, bool)})
     idata = build_idata(
         posterior=samples,
-        sample_stats=sample_stats_from_extras(extras, settings.max_tree_depth),
+        sample_stats=stats,
         log_likelihood=loglik,
         posterior_predictive=ppc,
         prior=prior,
@@ -174,6 +190,8 @@ def fit_model(
             "inference_library": "numpyro",
             "likelihood_rows": program.rows.n_unique if program.rows else n_rows,
         },
+        log_prior=log_prior,
+        log_prior_attrs=log_prior_attrs,
     )
     predictive_s = time.perf_counter() - t1
     timings = {

@@ -54,13 +54,17 @@ def build_idata(
     coords: Mapping[str, Any],
     site_shapes: Mapping[str, tuple[int, ...]],
     attrs: Mapping[str, Any],
+    log_prior: Mapping[str, np.ndarray] | None = None,
+    log_prior_attrs: Mapping[str, str] | None = None,
 ) -> "az.InferenceData":
     """Build InferenceData with every group, axes labelled by category name.
 
     ``posterior``, ``sample_stats`` and ``log_likelihood`` have leading
     (chain, draw) axes; ``posterior_predictive`` is (chain, draw, obs) or
     (draw, obs) when it was drawn from a thinned posterior; ``prior`` holds
-    (draw, ...) arrays including ``obs``.
+    (draw, ...) arrays including ``obs``; ``log_prior`` holds (chain, draw)
+    log densities, one per power-scaled prior site
+    (:mod:`hibayes.inference.log_prior`).
     """
     import arviz as az
 
@@ -100,6 +104,9 @@ def build_idata(
     idata = az.from_dict(**groups, coords=coords_used, dims=dims)
     for group in ("posterior", "sample_stats"):
         idata[group].attrs.update(safe_attrs)
+    if log_prior:
+        idata.add_groups({"log_prior": {k: np.asarray(v) for k, v in log_prior.items()}})
+        idata.log_prior.attrs.update(dict(log_prior_attrs or {}))
     return idata
 
 

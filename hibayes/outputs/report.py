@@ -2,7 +2,8 @@
 
 :func:`write_sweep_report` writes ``report.html``: every fit's convergence
 verdict with the reason, the PSIS-LOO comparison table, the side-by-side forest
-plot, the prior-vs-posterior plot of the swept hyperparameter's parameter, and
+plot, the prior-vs-posterior plot of the swept hyperparameter's parameter next to
+each fit's power-scaling sensitivity verdict for it, and
 each fit's posterior predictive check. Images are PNGs embedded as base64, so
 the one file can be mailed, logged as an MLflow artifact or opened offline.
 A plot that cannot be drawn becomes a note in the page; the report never fails
@@ -337,6 +338,59 @@ def _caption(fit: FitRecord) -> str:
     return values or fit.name
 
 
+def _power_scaling(fit: FitRecord, idata: az.InferenceData, var: str) -> dict | None:
+    """The fit's power-scaling row for ``var``: its ``sensitivity.csv``, else computed
+    from the idata's ``log_prior`` group; ``None`` when neither exists."""
+    csv = Path(fit.out_dir or "") / "sensitivity.csv"
+    try:
+        if fit.out_dir and csv.is_file():
+            table = pd.read_csv(csv, keep_default_na=False)
+        elif "log_prior" in idata.groups():
+            from hibayes.diagnostics.sensitivity import sensitivity
+
+            table = sensitivity(idata, var_names=[var]).table
+        else:
+            return None
+    except Exception as exc:  # noqa: BLE001 - one fit's file must not sink the report
+        log.warning("report: no power-scaling for %s: %s: %s", fit.name,
+                    type(exc).__name__, exc)
+        return None
+    rows = table[table["parameter"] == var]
+    return None if rows.empty else rows.iloc[0].to_dict()
+
+
+def _verdict_text(row: dict | None) -> str:
+    """One line: the power-scaling numbers and diagnosis of a quantity."""
+    if row is None:
+        return "power-scaling: not available (checks.sensitivity=false)"
+    diagnosis = str(row.get("diagnosis") or "") or "no concern"
+    return (f"power-scaling: prior {float(row['prior']):.3f}, likelihood "
+            f"{float(row['likelihood']):.3f}: {diagnosis}")
+
+
+def _power_scaling_table(fits: Sequence[FitRecord], rows: Mapping[str, dict | None]
+                         ) -> str:
+    """The power-scaling verdict of the swept parameter in every fit, as a table."""
+    body = []
+    for fit in fits:
+        if fit.name not in rows:
+            continue
+        row = rows[fit.name]
+        if row is None:
+            body.append([_esc(_caption(fit)), "", "", "not available", ""])
+            continue
+        reliable = str(row.get("likelihood_reliable", True)) in ("True", "true", "1")
+        body.append([
+            _esc(_caption(fit)),
+            _num(float(row["prior"]), 3),
+            _num(float(row["likelihood"]), 3) + ("" if reliable else " (unreliable)"),
+            _esc(str(row.get("diagnosis") or "") or "none"),
+            _esc(str(row.get("note") or "")),
+        ])
+    return _table(["fit", "prior sensitivity", "likelihood sensitivity", "diagnosis",
+                   "note"], body, text_cols=(0, 3, 4))
+
+
 def _prior_section(
     fits: Sequence[FitRecord],
     idatas: Mapping[str, az.InferenceData],
@@ -356,10 +410,12 @@ def _prior_section(
                 "made with fit.prior_samples=0 have none).</p>"
             )
             continue
+        scaled = {f.name: _power_scaling(f, idatas[f.name], named[f.name])
+                  for f in fits if named.get(f.name)}
         figs = [
             _figure(
                 lambda i=idatas[f.name], v=named[f.name]: plot_prior_posterior(i, v),
-                _caption(f),
+                f"{_caption(f)}; {_verdict_text(scaled[f.name])}",
                 f"prior vs posterior of {named[f.name]} ({f.name})",
             )
             for f in fits
@@ -368,7 +424,13 @@ def _prior_section(
         parts.append(
             f'<h2>{_esc(title)}</h2><p class="note">Swept: {_esc(key)}. Where '
             "the posterior follows the prior, the data say little about this "
-            'parameter.</p><div class="figures">' + "".join(figs) + "</div>"
+            "parameter. Next to this brute-force answer, each fit's power-scaling "
+            "sensitivity (Kallioinen et al. 2023) answers the same question from that "
+            "fit alone: prior sensitivity of 0.05 or more with a likelihood "
+            "sensitivity below 0.05 is a weak likelihood (the prior decides), both "
+            "0.05 or more a prior-data conflict.</p>"
+            + _power_scaling_table(fits, scaled)
+            + '<div class="figures">' + "".join(figs) + "</div>"
         )
     return "".join(parts)
 

@@ -19,6 +19,7 @@ from ._base import (
 from .checks import plot_loo_pit, plot_pareto_k, plot_ppc, plot_prior_posterior
 from .comparison_plots import plot_comparison, plot_forest_side_by_side
 from .fit_plots import plot_forest, plot_trace, save_fit_plots
+from .sensitivity_plot import plot_sensitivity
 
 __all__ = [
     "MAX_FOREST_ROWS",
@@ -32,6 +33,7 @@ __all__ = [
     "plot_pareto_k",
     "plot_ppc",
     "plot_prior_posterior",
+    "plot_sensitivity",
     "plot_trace",
     "save_fit_plots",
     "scalar_vars",

@@ -22,7 +22,7 @@ def test_idata_has_every_group(fitted, quick):
     idata = fitted.idata
     assert set(idata.groups()) == {
         "posterior", "sample_stats", "log_likelihood", "observed_data", "constant_data",
-        "prior", "prior_predictive", "posterior_predictive",
+        "prior", "prior_predictive", "posterior_predictive", "log_prior",
     }
     stats = idata.sample_stats
     for name in ("diverging", "energy", "tree_depth", "step_size", "acceptance_rate",

@@ -121,7 +121,7 @@ def test_report_holds_every_section_self_contained(sweep, tmp_path):
     for fit in fits[:2]:
         reason = "; ".join(fit.problems) or "all checks passed"
         assert reason.replace(">", "&gt;").replace("<", "&lt;") in page
-    assert "prior_sigma_group_scale=0.1</figcaption>" in page
+    assert "prior_sigma_group_scale=0.1; power-scaling: prior " in page
     # comparison, forest, two prior-vs-posterior and two predictive checks
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert len(images) == 6
@@ -130,6 +130,30 @@ def test_report_holds_every_section_self_contained(sweep, tmp_path):
     # self-contained: nothing is fetched from elsewhere
     assert not re.search(r'(src|href)="(?!data:|http://127\.0\.0\.1:5000/)', page)
     assert "<script" not in page and "<link" not in page
+
+
+def test_power_scaling_verdict_sits_next_to_the_prior_panel(sweep, tmp_path):
+    """The swept parameter's sensitivity per fit, as ArviZ's az.psens computes it;
+    read from the fit's sensitivity.csv when it wrote one."""
+    import arviz as az
+
+    from hibayes.outputs.sensitivity import write_sensitivity
+
+    fits, idatas, _ = sweep
+    with_csv = fits[1]
+    write_sensitivity(idatas[with_csv.name], Path(with_csv.out_dir), plot=False)
+    page = write_sweep_report(tmp_path / "report.html", fits, title="t",
+                              idatas=idatas).read_text()
+    section = page[page.index("<h2>Prior vs posterior: sigma_group</h2>"):]
+    section = section[:section.index("<h2>", 5)]
+    assert "power-scaling sensitivity (Kallioinen et al. 2023)" in section
+    for fit in fits[:2]:
+        idata = idatas[fit.name]
+        both = ["sigma_group", "overall_mean"]  # az.psens needs two to return a Dataset
+        prior = float(az.psens(idata, component="prior", var_names=both)["sigma_group"])
+        lik = float(az.psens(idata, component="likelihood", var_names=both)["sigma_group"])
+        assert f"power-scaling: prior {prior:.3f}, likelihood {lik:.3f}: " in section
+        assert f"<td>{prior:.3f}</td>" in section
 
 
 def test_figures_drawn_already_are_embedded_not_redrawn(sweep, tmp_path):
