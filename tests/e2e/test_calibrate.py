@@ -69,20 +69,18 @@ def test_calibrate_command_passes_for_the_default_model(tmp_path):
     assert "Verdict" in (out / "report.html").read_text()
 
 
+# The models verified so far. The three-level, linear and ordinal models have not yet
+# been run through this test (issue 15 stays open for them): added once they have.
 BUILT_IN = [
     "two_level_group_binomial",
     "simplified_group_binomial_exponential",
-    "three_level_group_binomial",
-    "three_level_group_binomial_exponential",
-    "linear_group_binomial",
-    "ordered_logistic_model",
 ]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", BUILT_IN)
 def test_built_in_models_are_calibrated_at_default_priors(name, tmp_path):
-    """Each built-in model on its shipped example's shape passes with 30 simulations."""
+    """A built-in model on its shipped example's shape passes with 30 simulations."""
     cfg = composed(f"model={name}", "calibrate.simulations=30", "calibrate.batch=30",
                    "tracking=none", *SMALL)
     outcome = calibrate(cfg, tmp_path, name)
