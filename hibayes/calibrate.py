@@ -68,10 +68,12 @@ class CalibrationSettings:
             if int(getattr(self, name)) < (2 if name == "simulations" else 1):
                 raise CalibrationSettingsError(
                     f"calibrate.{name} must be >= {2 if name == 'simulations' else 1}, "
-                    f"got {getattr(self, name)}")
+                    f"got {getattr(self, name)}"
+                )
         if not 0 < float(self.alpha) < 1:
             raise CalibrationSettingsError(
-                f"calibrate.alpha must be in (0, 1), got {self.alpha}")
+                f"calibrate.alpha must be in (0, 1), got {self.alpha}"
+            )
 
     @classmethod
     def from_mapping(cls, values: Any) -> CalibrationSettings:
@@ -81,7 +83,8 @@ class CalibrationSettings:
         unknown = sorted(set(values) - known)
         if unknown:
             raise CalibrationSettingsError(
-                f"unknown calibrate key(s) {unknown}; known: {sorted(known)}")
+                f"unknown calibrate key(s) {unknown}; known: {sorted(known)}"
+            )
         return cls(**values)
 
 
@@ -108,19 +111,26 @@ def _site_labels(program: Any, coords: dict, sites: list[str]) -> dict[str, list
     from hibayes.inference.labels import infer_dims
 
     dims, all_coords = infer_dims(program.sites.shapes, coords)
-    return {s: element_labels(s, program.sites.shapes[s], all_coords, dims.get(s))
-            for s in sites}
+    return {
+        s: element_labels(s, program.sites.shapes[s], all_coords, dims.get(s))
+        for s in sites
+    }
 
 
 def _calibration_limits(limits: Any, chains: int) -> Any:
     """The checks for simulated fits: ESS at least 100 per chain (Vehtari et al.
     2021), capped by the configured minimum (set for a full-length real fit)."""
     per_chain = 100.0 * chains
-    return dataclasses.replace(limits, ess_bulk_min=min(limits.ess_bulk_min, per_chain),
-                               ess_tail_min=min(limits.ess_tail_min, per_chain))
+    return dataclasses.replace(
+        limits,
+        ess_bulk_min=min(limits.ess_bulk_min, per_chain),
+        ess_tail_min=min(limits.ess_tail_min, per_chain),
+    )
 
 
-def _metrics(result: Any, timings: dict[str, float], n_compiles: int) -> dict[str, float]:
+def _metrics(
+    result: Any, timings: dict[str, float], n_compiles: int
+) -> dict[str, float]:
     q = result.quantities
     out: dict[str, float] = {
         "sbc_p_min": float(q["p_value"].min()) if len(q) else float("nan"),
@@ -139,8 +149,9 @@ def _metrics(result: Any, timings: dict[str, float], n_compiles: int) -> dict[st
     return out
 
 
-def calibrate(cfg: DictConfig, out_dir: Path | None = None,
-              model_choice: str | None = None) -> CalibrationOutcome:
+def calibrate(
+    cfg: DictConfig, out_dir: Path | None = None, model_choice: str | None = None
+) -> CalibrationOutcome:
     """Run one calibration for a composed config and record it (see the module doc).
 
     :param out_dir: where to write the files (default: Hydra's job folder).
@@ -179,9 +190,14 @@ def calibrate(cfg: DictConfig, out_dir: Path | None = None,
     limits = _calibration_limits(thresholds(cfg.checks), fit.chains)
     name = f"calibrate {spec.name} x{settings.simulations}"
     tracker = open_tracker(cfg)  # an unusable store stops here, before any work
-    run_id = tracker.start_run(name, tags={"hibayes.command": "calibrate",
-                                           "hibayes.model": spec.name,
-                                           "hibayes.output_dir": str(out_dir.resolve())})
+    run_id = tracker.start_run(
+        name,
+        tags={
+            "hibayes.command": "calibrate",
+            "hibayes.model": spec.name,
+            "hibayes.output_dir": str(out_dir.resolve()),
+        },
+    )
     outcome = CalibrationOutcome("RUNNING", name, run_id, str(out_dir))
     try:
         tracker.log_params(run_id, run_params(cfg))
@@ -189,46 +205,88 @@ def calibrate(cfg: DictConfig, out_dir: Path | None = None,
         data = load_data(cfg.data, spec, fit)
         program = build_program(spec.factory, data.features, spec.hyperparameters)
         key = jax.random.PRNGKey(int(settings.seed))
-        log.info("%s: simulating %d data sets of %s rows from the prior", name,
-                 settings.simulations, np.shape(program.arrays["obs"])[0])
+        log.info(
+            "%s: simulating %d data sets of %s rows from the prior",
+            name,
+            settings.simulations,
+            np.shape(program.arrays["obs"])[0],
+        )
         t0 = time.perf_counter()
         truth, obs = simulate_from_prior(program, settings.simulations, key)
         simulate_s = time.perf_counter() - t0
-        fits = fit_batches(program, fit, obs, jax.random.PRNGKey(int(fit.seed)),
-                           settings.batch, progress=lambda m: log.info("%s: %s", name, m))
+        fits = fit_batches(
+            program,
+            fit,
+            obs,
+            jax.random.PRNGKey(int(fit.seed)),
+            settings.batch,
+            progress=lambda m: log.info("%s: %s", name, m),
+        )
         sites = [s for s in fits.samples if s in truth]
         labels = _site_labels(program, dict(data.coords), sites)
         truth_flat, names = flatten_sites(truth, 1, labels)
         draws_flat, _ = flatten_sites(fits.samples, 3, labels)
         t1 = time.perf_counter()
-        result = summarise(truth_flat, draws_flat, names, fits.diverging, fits.energy,
-                           limits, settings.rank_draws, settings.alpha, settings.seed)
-        timings = {"time_simulate_s": simulate_s, "time_compile_s": fits.compile_s,
-                   "time_sampling_s": fits.sampling_s,
-                   "time_checks_s": time.perf_counter() - t1}
-        write_calibration_outputs(result, out_dir, title=name, settings={
-            "model": spec.name, "simulations": settings.simulations,
-            "chains": fit.chains, "warmup": fit.warmup, "samples": fit.samples,
-            "data rows": int(np.shape(obs)[1]), "seed": settings.seed})
+        result = summarise(
+            truth_flat,
+            draws_flat,
+            names,
+            fits.diverging,
+            fits.energy,
+            limits,
+            settings.rank_draws,
+            settings.alpha,
+            settings.seed,
+        )
+        timings = {
+            "time_simulate_s": simulate_s,
+            "time_compile_s": fits.compile_s,
+            "time_sampling_s": fits.sampling_s,
+            "time_checks_s": time.perf_counter() - t1,
+        }
+        write_calibration_outputs(
+            result,
+            out_dir,
+            title=name,
+            settings={
+                "model": spec.name,
+                "simulations": settings.simulations,
+                "chains": fit.chains,
+                "warmup": fit.warmup,
+                "samples": fit.samples,
+                "data rows": int(np.shape(obs)[1]),
+                "seed": settings.seed,
+            },
+        )
         timings["time_total_s"] = time.perf_counter() - start
         metrics = _metrics(result, timings, fits.compiles)
-        write_json({k: v for k, v in metrics.items() if "/" not in k},
-                   out_dir / "metrics.json")
+        write_json(
+            {k: v for k, v in metrics.items() if "/" not in k}, out_dir / "metrics.json"
+        )
         items = list(metrics.items())
         for i in range(0, len(items), _METRICS_PER_CALL):
-            tracker.log_metrics(run_id, dict(items[i:i + _METRICS_PER_CALL]))
+            tracker.log_metrics(run_id, dict(items[i : i + _METRICS_PER_CALL]))
         n_bad = int((~result.fits["converged"]).sum())
-        tracker.set_tags(run_id, {
-            "hibayes.calibration": result.verdict,
-            "hibayes.calibration_unconverged": f"{n_bad} of {len(result.fits)}",
-        })
+        tracker.set_tags(
+            run_id,
+            {
+                "hibayes.calibration": result.verdict,
+                "hibayes.calibration_unconverged": f"{n_bad} of {len(result.fits)}",
+            },
+        )
         tracker.log_artifacts(run_id, out_dir)
         tracker.end_run(run_id, "FINISHED")
         outcome.status, outcome.verdict = "FINISHED", result.verdict
         outcome.metrics = {k: v for k, v in metrics.items() if "/" not in k}
-        log.info("%s: %s | %d of %d simulated fits converged | %.0f s | %s", name,
-                 result.verdict, len(result.fits) - n_bad, len(result.fits),
-                 timings["time_total_s"], out_dir / "report.html")
+        log.info(
+            "%s: %s | %d of %d simulated fits converged | %.0f s | %s",
+            name,
+            result.verdict,
+            len(result.fits) - n_bad,
+            len(result.fits),
+            timings["time_total_s"],
+            out_dir / "report.html",
+        )
         return outcome
     except BaseException as exc:
         interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
@@ -238,15 +296,18 @@ def calibrate(cfg: DictConfig, out_dir: Path | None = None,
         raise
 
 
-def _record_failure(tracker: Any, run_id: str, exc: BaseException, out_dir: Path,
-                    status: str) -> None:
+def _record_failure(
+    tracker: Any, run_id: str, exc: BaseException, out_dir: Path, status: str
+) -> None:
     """Best effort: traceback on disk and on the run, the run ended with ``status``."""
     from hibayes.outputs.files import write_traceback
 
     try:
         path = write_traceback(exc, out_dir)
         tracker.log_artifact(run_id, path)
-        tracker.set_tags(run_id, {"hibayes.error": f"{type(exc).__name__}: {exc}"[:5000]})
+        tracker.set_tags(
+            run_id, {"hibayes.error": f"{type(exc).__name__}: {exc}"[:5000]}
+        )
     except Exception as log_exc:  # noqa: BLE001 - the store may be why we failed
         log.warning("could not record the failure on the run: %s", log_exc)
     finally:

@@ -8,9 +8,10 @@ Nothing here samples, plots or tracks.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -84,7 +85,9 @@ def _builtin_keys(group_choice: str | None) -> set[str]:
     return set(inspect.signature(factory.builder).parameters)
 
 
-def model_spec(section: Mapping[str, Any], group_choice: str | None = None) -> ModelSpec:
+def model_spec(
+    section: Mapping[str, Any], group_choice: str | None = None
+) -> ModelSpec:
     """Resolve the model section: load custom files, find the factory, split arguments.
 
     :param section: the ``model`` config section.
@@ -95,7 +98,9 @@ def model_spec(section: Mapping[str, Any], group_choice: str | None = None) -> M
     values = dict(to_plain(section))
     name = values.get("name")
     if not name:
-        raise ModelError("model.name is not set: choose model=<built-in> or set model.name")
+        raise ModelError(
+            "model.name is not set: choose model=<built-in> or set model.name"
+        )
     load_models(values.get("path"))
     factory = get_model(str(name))
     hyper = {k: v for k, v in values.items() if k not in MODEL_META_KEYS}
@@ -106,13 +111,18 @@ def model_spec(section: Mapping[str, Any], group_choice: str | None = None) -> M
             if key in _builtin_keys(group_choice) and key not in accepted:
                 dropped.append(key)
                 del hyper[key]
-    bind_hyperparameters(str(name), factory.builder, (), hyper)  # unknown keys fail here
+    bind_hyperparameters(
+        str(name), factory.builder, (), hyper
+    )  # unknown keys fail here
     tag = values.get("tag")
-    return ModelSpec(str(name), factory, hyper, str(tag) if tag else None, tuple(dropped))
+    return ModelSpec(
+        str(name), factory, hyper, str(tag) if tag else None, tuple(dropped)
+    )
 
 
-def sweep_keys_not_taken(section: Mapping[str, Any], group_choice: str | None,
-                         keys: list[str]) -> list[str]:
+def sweep_keys_not_taken(
+    section: Mapping[str, Any], group_choice: str | None, keys: list[str]
+) -> list[str]:
     """The ``model.*`` sweep keys of ``keys`` that the model ``section`` names does not take.
 
     A ``conf/model`` option's prior sweep (``hydra.sweeper.params``) belongs to its own
@@ -128,8 +138,9 @@ def sweep_keys_not_taken(section: Mapping[str, Any], group_choice: str | None,
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
         return []
     accepted = {p.name for p in parameters}
-    return [k for k in keys
-            if k.startswith("model.") and k.split(".", 1)[1] not in accepted]
+    return [
+        k for k in keys if k.startswith("model.") and k.split(".", 1)[1] not in accepted
+    ]
 
 
 class ConfigError(InputError):
@@ -140,7 +151,9 @@ class ConfigError(InputError):
         """The error for ``problems``: the one line, or a count and a line each."""
         if len(problems) == 1:
             return cls(problems[0])
-        return cls(f"{len(problems)} problems in the config:\n  " + "\n  ".join(problems))
+        return cls(
+            f"{len(problems)} problems in the config:\n  " + "\n  ".join(problems)
+        )
 
     def problems(self) -> list[str]:
         """The problems, one a line."""
@@ -148,16 +161,20 @@ class ConfigError(InputError):
         return [line.strip() for line in (lines[1:] if len(lines) > 1 else lines)]
 
 
-def checked_sections(cfg: Mapping[str, Any], model_choice: str | None = None
-                     ) -> tuple[ModelSpec, FitSettings, Thresholds]:
+def checked_sections(
+    cfg: Mapping[str, Any], model_choice: str | None = None
+) -> tuple[ModelSpec, FitSettings, Thresholds]:
     """The model, fit and checks sections, every one checked before any work.
 
     :raises ConfigError: one line per problem found in any of them.
     """
     problems: list[str] = []
     results: list[Any] = []
-    for build in (lambda: model_spec(cfg["model"], model_choice),
-                  lambda: fit_settings(cfg["fit"]), lambda: thresholds(cfg["checks"])):
+    for build in (
+        lambda: model_spec(cfg["model"], model_choice),
+        lambda: fit_settings(cfg["fit"]),
+        lambda: thresholds(cfg["checks"]),
+    ):
         try:
             results.append(build())
         except ConfigError as exc:
@@ -182,8 +199,9 @@ CHECK_SWITCHES = ("sensitivity",)
 def thresholds(section: Mapping[str, Any]) -> Thresholds:
     """Convergence thresholds from the ``checks`` section."""
     values = dict(to_plain(section))
-    return Thresholds.from_mapping({k: v for k, v in values.items()
-                                    if k not in CHECK_SWITCHES})
+    return Thresholds.from_mapping(
+        {k: v for k, v in values.items() if k not in CHECK_SWITCHES}
+    )
 
 
 def sensitivity_enabled(section: Mapping[str, Any]) -> bool:
@@ -194,12 +212,17 @@ def sensitivity_enabled(section: Mapping[str, Any]) -> bool:
     return value
 
 
-def cv_settings(section: Mapping[str, Any] | None, table: Any = None,
-                rename: Mapping[str, Any] | None = None) -> CVSettings:
+def cv_settings(
+    section: Mapping[str, Any] | None,
+    table: Any = None,
+    rename: Mapping[str, Any] | None = None,
+) -> CVSettings:
     """Cross-validation settings from the ``cv`` section, columns checked against ``table``."""
     from hibayes.diagnostics.folds import CVSettings, group_labels
 
-    settings = CVSettings.from_mapping(to_plain(section) if section is not None else None)
+    settings = CVSettings.from_mapping(
+        to_plain(section) if section is not None else None
+    )
     if table is not None:  # a misspelt column fails now, not after sampling
         plain = to_plain(rename) if rename else None
         group_labels(table, settings.group_by, "group_by", plain)
@@ -214,7 +237,9 @@ def data_source(section: Mapping[str, Any]) -> str:
         return str(values["path"])
     if values.get("example"):
         return str(example_path(str(values["example"])))
-    raise ValueError("data.path is not set (or choose a shipped example with data.example)")
+    raise ValueError(
+        "data.path is not set (or choose a shipped example with data.example)"
+    )
 
 
 def data_digest(section: Mapping[str, Any], table: Any = None) -> str:
@@ -272,7 +297,9 @@ def load_data(
     if reader == "inspect":
         from .data.inspect_logs import features_from_inspect_logs
 
-        return features_from_inspect_logs(path, options=values.pop("inspect", None), **values)
+        return features_from_inspect_logs(
+            path, options=values.pop("inspect", None), **values
+        )
     if reader != "table":
         raise ValueError(f"data.reader must be 'table' or 'inspect', got {reader!r}")
     return features_from_config(path, fmt=fmt, **values)

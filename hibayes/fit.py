@@ -11,9 +11,9 @@ KILLED, and what a failing store did not take waits for ``python -m hibayes.sync
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
@@ -36,8 +36,12 @@ from hibayes.tracking.run import FitRun
 __all__ = ["FitOutcome", "JobContext", "fit", "job_from_hydra", "main", "run_pipeline"]
 
 
-def fit(cfg: DictConfig, job: JobContext | None = None, *,
-        extra_tags: Mapping[str, str] | None = None) -> FitOutcome:
+def fit(
+    cfg: DictConfig,
+    job: JobContext | None = None,
+    *,
+    extra_tags: Mapping[str, str] | None = None,
+) -> FitOutcome:
     """Fit the model the config describes and record it as one run.
 
     :param cfg: a composed config (``hibayes/conf/config.yaml`` and its groups).
@@ -52,8 +56,13 @@ def fit(cfg: DictConfig, job: JobContext | None = None, *,
     return run.outcome
 
 
-def run_pipeline(cfg: DictConfig, job: JobContext, *, progress: Callable[[str], None],
-                 plots: bool = True) -> FitProducts:
+def run_pipeline(
+    cfg: DictConfig,
+    job: JobContext,
+    *,
+    progress: Callable[[str], None],
+    plots: bool = True,
+) -> FitProducts:
     """Load, fit, diagnose and write one fit's outputs into ``job.out_dir``."""
     from hibayes.diagnostics import (
         convergence_failures,
@@ -68,14 +77,22 @@ def run_pipeline(cfg: DictConfig, job: JobContext, *, progress: Callable[[str], 
 
     spec, settings, limits = checked_sections(cfg, job.model_choice)
     if spec.dropped:
-        progress(f"not passed to {spec.name} (it does not take them): "
-                 + ", ".join(spec.dropped))
+        progress(
+            f"not passed to {spec.name} (it does not take them): "
+            + ", ".join(spec.dropped)
+        )
     source = str(Path(data_source(cfg.data)).resolve())  # absolute: reproducible
     data = load_data(cfg.data, spec, settings)
     digest = data_digest(cfg.data, data.table)
     cv_config = cv_settings(cfg.get("cv"), data.table, cfg.data.get("rename"))
-    result = fit_model(spec.factory, data.features, spec.hyperparameters, settings,
-                       data.coords, progress=progress)
+    result = fit_model(
+        spec.factory,
+        data.features,
+        spec.hyperparameters,
+        settings,
+        data.coords,
+        progress=progress,
+    )
     started = time.perf_counter()
     rows = result.program.rows
     summary = summarize(result.idata)
@@ -83,24 +100,48 @@ def run_pipeline(cfg: DictConfig, job: JobContext, *, progress: Callable[[str], 
     metrics = diagnose(result.idata, limits, summary=summary, criteria=criteria)
     problems = convergence_failures(metrics, limits)
     # The reliable elpd (issue 14): refits where PSIS fails; stored in idata for comparisons.
-    cv = cross_validate(result, limits, cv_config, criteria, table=data.table,
-                        rename=cfg.data.get("rename"), progress=progress)
+    cv = cross_validate(
+        result,
+        limits,
+        cv_config,
+        criteria,
+        table=data.table,
+        rename=cfg.data.get("rename"),
+        progress=progress,
+    )
     metrics.update(cv.metrics)
-    write_fit_outputs(result.idata, metrics, job.out_dir, summary=summary,
-                      criteria=criteria, plots=plots, cv=cv)
+    write_fit_outputs(
+        result.idata,
+        metrics,
+        job.out_dir,
+        summary=summary,
+        criteria=criteria,
+        plots=plots,
+        cv=cv,
+    )
     # Power-scaling sensitivity (checks.sensitivity): hibayes.outputs.sensitivity.
-    sens = (write_sensitivity(result.idata, job.out_dir)
-            if sensitivity_enabled(cfg.checks) else None)
-    timings = {f"time_{stage}_s": result.timings[stage]
-               for stage in ("compile", "sampling", "predictive")}
+    sens = (
+        write_sensitivity(result.idata, job.out_dir)
+        if sensitivity_enabled(cfg.checks)
+        else None
+    )
+    timings = {
+        f"time_{stage}_s": result.timings[stage]
+        for stage in ("compile", "sampling", "predictive")
+    }
     timings["time_outputs_s"] = time.perf_counter() - started
     # elpd_loo first: MLflow's compare view plots the first logged metric by default.
     first = {k: metrics[k] for k in ("elpd_loo",) if k in metrics}
     return FitProducts(
-        idata=result.idata, problems=problems, loo=criteria.loo,
+        idata=result.idata,
+        problems=problems,
+        loo=criteria.loo,
         metrics={**first, **metrics, **(sens.metrics if sens else {}), **timings},
         tags={**_fit_tags(result), **cv.tags, **(sens.tags if sens else {})},
-        table=data.table, source=source, data_digest=digest)
+        table=data.table,
+        source=source,
+        data_digest=digest,
+    )
 
 
 def _fit_tags(result: Any) -> dict[str, str]:
@@ -110,8 +151,9 @@ def _fit_tags(result: Any) -> dict[str, str]:
         "hibayes.chain_method": result.chain_method,
         "hibayes.precision": result.precision,
         "hibayes.structure_key": result.program.structure_key,
-        "hibayes.likelihood_rows": "all" if rows is None else
-        f"{rows.n_unique} distinct of {rows.n_rows} (fit.collapse_identical_rows)",
+        "hibayes.likelihood_rows": "all"
+        if rows is None
+        else f"{rows.n_unique} distinct of {rows.n_rows} (fit.collapse_identical_rows)",
     }
 
 
@@ -150,7 +192,8 @@ def main(cfg: DictConfig) -> dict[str, Any]:
         # Without -m the file's models would be silently replaced by the default one.
         raise ReferenceConfigError(
             f"models_file={cfg.models_file} fits every model the file lists as one sweep: "
-            "add -m to the command")
+            "add -m to the command"
+        )
     restore = interrupts.install()  # SIGTERM ends the fit KILLED
     try:
         outcome = fit(cfg, job)
@@ -160,7 +203,8 @@ def main(cfg: DictConfig) -> dict[str, Any]:
         raise SystemExit(
             f"error: the fit finished but not every record reached the MLflow store; "
             f"results are in {outcome.out_dir}; send them with: "
-            f"python -m hibayes.sync {outcome.out_dir}")
+            f"python -m hibayes.sync {outcome.out_dir}"
+        )
     return outcome.as_dict()
 
 

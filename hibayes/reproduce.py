@@ -54,8 +54,16 @@ __all__ = [
 
 #: Tags that can change the draws when they differ (software, machine, set-up).
 DRAW_TAGS = (
-    "hibayes.version", "numpyro_version", "jax_version", "python_version", "platform",
-    "jax_platform", "xla_flags", "hibayes.chain_method", "git_sha", "git_dirty",
+    "hibayes.version",
+    "numpyro_version",
+    "jax_version",
+    "python_version",
+    "platform",
+    "jax_platform",
+    "xla_flags",
+    "hibayes.chain_method",
+    "git_sha",
+    "git_dirty",
 )
 REPRODUCED_FROM = "hibayes.reproduced_from"
 
@@ -126,37 +134,48 @@ class Reproduction:
 
     def describe(self, mcse_factor: float = 3.0) -> str:
         """One paragraph a person can read."""
-        head = f"{self.name}: run {self.original_run_id} -> {self.new_run_id or '(none)'}"
+        head = (
+            f"{self.name}: run {self.original_run_id} -> {self.new_run_id or '(none)'}"
+        )
         if self.verdict == "failed":
             return f"{head}: FAILED to re-run: {self.error}"
-        env = "; ".join(f"{k} {a} -> {b}" for k, a, b in
-                        ((k, *v) for k, v in self.environment.items()))
+        env = "; ".join(
+            f"{k} {a} -> {b}"
+            for k, a, b in ((k, *v) for k, v in self.environment.items())
+        )
         z = f"worst |z| {self.worst_z:.2f}" if self.worst_z is not None else ""
         if self.verdict == "identical":
             note = f" (environment differs: {env})" if env else ""
             return f"{head}: IDENTICAL posterior draws, bit for bit{note} [{self.seconds:.1f} s]"
         differing = ", ".join(self.mismatched)
         if self.verdict == "consistent":
-            return (f"{head}: CONSISTENT: draws differ ({differing}) but the environment "
-                    f"differs ({env}) and posterior means agree within {mcse_factor:g} "
-                    f"MCSE ({z}) [{self.seconds:.1f} s]")
+            return (
+                f"{head}: CONSISTENT: draws differ ({differing}) but the environment "
+                f"differs ({env}) and posterior means agree within {mcse_factor:g} "
+                f"MCSE ({z}) [{self.seconds:.1f} s]"
+            )
         where = f"environment differs: {env}" if env else "same versions and platform"
-        return (f"{head}: DIFFERS: posterior draws of {differing} are not identical "
-                f"({where}); {z} [{self.seconds:.1f} s]")
+        return (
+            f"{head}: DIFFERS: posterior draws of {differing} are not identical "
+            f"({where}); {z} [{self.seconds:.1f} s]"
+        )
 
 
 # -- reading the record --------------------------------------------------------
 
 
-def _download(tracker: Tracker, run_id: str, path: str, dst: Path, required: bool = True
-              ) -> Path | None:
+def _download(
+    tracker: Tracker, run_id: str, path: str, dst: Path, required: bool = True
+) -> Path | None:
     from .tracking import TrackingError
 
     try:
         return tracker.download_artifact(run_id, path, dst)
     except TrackingError as exc:
         if required:
-            raise ReproduceError(f"run {run_id} has no artifact {path!r}: {exc}") from exc
+            raise ReproduceError(
+                f"run {run_id} has no artifact {path!r}: {exc}"
+            ) from exc
         return None
 
 
@@ -181,7 +200,8 @@ def load_recorded_fit(tracker: Tracker, run: Any, workdir: Path) -> RecordedFit:
         raise ReproduceError(
             f"run {run_id} ({run.info.run_name}) is not a recorded hibayes fit: it has no "
             "hibayes.data_digest tag (not a fit, a parent run of another kind, or a fit "
-            "that failed before reading its data)")
+            "that failed before reading its data)"
+        )
     dst = workdir / run_id
     cfg = OmegaConf.load(_download(tracker, run_id, "config.yaml", dst))
     if "hydra" in cfg:
@@ -198,8 +218,12 @@ def load_recorded_fit(tracker: Tracker, run: Any, workdir: Path) -> RecordedFit:
     experiment = tracker.client.get_experiment(run.info.experiment_id).name
     if cfg.get("runtime") is not None:  # a cache directory is this machine's business
         cfg.runtime.jax_cache_dir = None
-    cfg.tracking = {**OmegaConf.to_container(cfg.get("tracking") or {}),
-                    "enabled": True, "uri": tracker.uri, "experiment": experiment}
+    cfg.tracking = {
+        **OmegaConf.to_container(cfg.get("tracking") or {}),
+        "enabled": True,
+        "uri": tracker.uri,
+        "experiment": experiment,
+    }
     # Relative paths meant the original's working directory, not ours.
     workdir_then = tags.get("hibayes.working_dir")
     if cfg.data.get("path"):
@@ -209,8 +233,10 @@ def load_recorded_fit(tracker: Tracker, run: Any, workdir: Path) -> RecordedFit:
     if isinstance(model_path, str) and model_path.endswith(".py"):
         cfg.model.path = _absolute(model_path, workdir_then)
     elif model_path:  # a list of files and module names
-        cfg.model.path = [_absolute(str(p), workdir_then) if str(p).endswith(".py") else p
-                          for p in model_path]
+        cfg.model.path = [
+            _absolute(str(p), workdir_then) if str(p).endswith(".py") else p
+            for p in model_path
+        ]
     idata_path = _download(tracker, run_id, "idata.nc", dst)
     return RecordedFit(run, cfg, overrides, choice, data_source(cfg.data), idata_path)
 
@@ -232,10 +258,14 @@ def check_data(fit: RecordedFit, allow_change: bool = False) -> None:
         now = f"unreadable ({exc})"
     if now == recorded:
         return
-    message = (f"data changed since run {fit.run_id} ({fit.run.info.run_name}): "
-               f"{fit.source} has digest {now}, the run recorded {recorded}")
+    message = (
+        f"data changed since run {fit.run_id} ({fit.run.info.run_name}): "
+        f"{fit.source} has digest {now}, the run recorded {recorded}"
+    )
     if not allow_change:
-        raise DataChanged(message + "; re-run with --force to reproduce on the new data")
+        raise DataChanged(
+            message + "; re-run with --force to reproduce on the new data"
+        )
     log.warning("%s; going on (--force)", message)
 
 
@@ -255,13 +285,16 @@ def draws_identical(original: Any, new: Any) -> list[str]:
         if name not in b.data_vars:
             continue
         x, y = np.asarray(a[name].values), np.asarray(b[name].values)
-        if x.dtype != y.dtype or not np.array_equal(x, y, equal_nan=x.dtype.kind in "fc"):
+        if x.dtype != y.dtype or not np.array_equal(
+            x, y, equal_nan=x.dtype.kind in "fc"
+        ):
             mismatched.append(str(name))
     return mismatched
 
 
-def means_consistent(original: Any, new: Any, mcse_factor: float = 3.0
-                     ) -> tuple[bool, float]:
+def means_consistent(
+    original: Any, new: Any, mcse_factor: float = 3.0
+) -> tuple[bool, float]:
     """Whether posterior means agree within ``mcse_factor`` combined MCSE.
 
     Each element's z is ``|mean_a - mean_b| / sqrt(mcse_a² + mcse_b²)``; elements
@@ -285,7 +318,9 @@ def means_consistent(original: Any, new: Any, mcse_factor: float = 3.0
         mean_b = new.posterior[name].mean(("chain", "draw")).values
         if np.shape(mean_a) != np.shape(mean_b):
             return False, float("inf")
-        se = np.hypot(np.nan_to_num(se_a[name].values), np.nan_to_num(se_b[name].values))
+        se = np.hypot(
+            np.nan_to_num(se_a[name].values), np.nan_to_num(se_b[name].values)
+        )
         diff = np.abs(mean_a - mean_b)
         noisy = se > 0
         z = diff[noisy] / se[noisy]
@@ -296,30 +331,41 @@ def means_consistent(original: Any, new: Any, mcse_factor: float = 3.0
     return ok, worst
 
 
-def environment_differences(original: dict[str, str], new: dict[str, str]
-                            ) -> dict[str, tuple[str | None, str | None]]:
+def environment_differences(
+    original: dict[str, str], new: dict[str, str]
+) -> dict[str, tuple[str | None, str | None]]:
     """Tags of :data:`DRAW_TAGS` whose values differ between two runs."""
-    return {k: (original.get(k), new.get(k)) for k in DRAW_TAGS
-            if original.get(k) != new.get(k)}
+    return {
+        k: (original.get(k), new.get(k))
+        for k in DRAW_TAGS
+        if original.get(k) != new.get(k)
+    }
 
 
-def _judge(fit: RecordedFit, outcome: Any, tracker: Tracker, mcse_factor: float,
-           started: float) -> Reproduction:
+def _judge(
+    fit: RecordedFit, outcome: Any, tracker: Tracker, mcse_factor: float, started: float
+) -> Reproduction:
     from .inference import load_idata
 
     result = Reproduction(fit.run_id, outcome.run_id, outcome.name, "failed")
     if outcome.status != "FINISHED":
         result.error, result.seconds = outcome.error, time.perf_counter() - started
         return result
-    original, new = load_idata(fit.idata_path), load_idata(Path(outcome.out_dir) / "idata.nc")
+    original, new = (
+        load_idata(fit.idata_path),
+        load_idata(Path(outcome.out_dir) / "idata.nc"),
+    )
     result.environment = environment_differences(
-        fit.run.data.tags, tracker.get_run(outcome.run_id).data.tags)
+        fit.run.data.tags, tracker.get_run(outcome.run_id).data.tags
+    )
     result.mismatched = draws_identical(original, new)
     if not result.mismatched:
         result.verdict = "identical"
     else:
         consistent, result.worst_z = means_consistent(original, new, mcse_factor)
-        result.verdict = "consistent" if consistent and result.environment else "differs"
+        result.verdict = (
+            "consistent" if consistent and result.environment else "differs"
+        )
     result.seconds = time.perf_counter() - started
     return result
 
@@ -339,23 +385,33 @@ def _match_xla_flags(tags: dict[str, str]) -> None:
     os.environ["XLA_FLAGS"] = wanted
 
 
-def _run_one(fit: RecordedFit, job: Any, tracker: Tracker, mcse_factor: float
-             ) -> tuple[Reproduction, dict[str, Any]]:
+def _run_one(
+    fit: RecordedFit, job: Any, tracker: Tracker, mcse_factor: float
+) -> tuple[Reproduction, dict[str, Any]]:
     """Fit again and judge; also return the fit's outcome (as a sweep job reports it)."""
     from .fit import fit as run_fit
 
     started = time.perf_counter()
     job.out_dir.mkdir(parents=True, exist_ok=True)
     # fit() uploads the job directory: keep the original's overrides with the new run.
-    (job.out_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(
-        fit.overrides)))
+    (job.out_dir / "overrides.yaml").write_text(
+        OmegaConf.to_yaml(OmegaConf.create(fit.overrides))
+    )
     try:
         outcome = run_fit(fit.cfg, job, extra_tags={REPRODUCED_FROM: fit.run_id})
     except Exception as exc:  # noqa: BLE001 - recorded on the new run already
         error = f"{type(exc).__name__}: {exc}"
-        return (Reproduction(fit.run_id, "", str(fit.run.info.run_name), "failed",
-                             error=error, seconds=time.perf_counter() - started),
-                {"status": "FAILED", "name": str(fit.run.info.run_name), "error": error})
+        return (
+            Reproduction(
+                fit.run_id,
+                "",
+                str(fit.run.info.run_name),
+                "failed",
+                error=error,
+                seconds=time.perf_counter() - started,
+            ),
+            {"status": "FAILED", "name": str(fit.run.info.run_name), "error": error},
+        )
     original_name = str(fit.run.info.run_name)
     if outcome.run_id and outcome.name != original_name:  # a sweep child re-run alone
         tracker.set_tags(outcome.run_id, {"mlflow.runName": original_name})
@@ -363,25 +419,43 @@ def _run_one(fit: RecordedFit, job: Any, tracker: Tracker, mcse_factor: float
     return _judge(fit, outcome, tracker, mcse_factor, started), outcome.as_dict()
 
 
-def _sweep(parent: Any, fits: list[RecordedFit], out_dir: Path, tracker: Tracker,
-           mcse_factor: float) -> list[Reproduction]:
+def _sweep(
+    parent: Any,
+    fits: list[RecordedFit],
+    out_dir: Path,
+    tracker: Tracker,
+    mcse_factor: float,
+) -> list[Reproduction]:
     from hibayes.sweep import SweepFailed, SweepSession
 
     from .fit import JobContext
 
     first = fits[0].cfg
-    session_cfg = OmegaConf.create({"hydra": {"sweep": {"dir": str(out_dir)}},
-                                    "tracking": first.tracking, "model": first.model})
+    session_cfg = OmegaConf.create(
+        {
+            "hydra": {"sweep": {"dir": str(out_dir)}},
+            "tracking": first.tracking,
+            "model": first.model,
+        }
+    )
     session = SweepSession(session_cfg, [f.overrides for f in fits])
-    session.tracker.set_tags(session.parent_run_id, {
-        REPRODUCED_FROM: parent.info.run_id,
-        "mlflow.runName": f"reproduce {parent.info.run_name}",
-    })
+    session.tracker.set_tags(
+        session.parent_run_id,
+        {
+            REPRODUCED_FROM: parent.info.run_id,
+            "mlflow.runName": f"reproduce {parent.info.run_name}",
+        },
+    )
     results, outcomes = [], []
     try:
         for num, fit in enumerate(fits):
-            job = JobContext(out_dir=out_dir / str(num), overrides=fit.overrides,
-                             model_choice=fit.model_choice, sweep_dir=out_dir, job_num=num)
+            job = JobContext(
+                out_dir=out_dir / str(num),
+                overrides=fit.overrides,
+                model_choice=fit.model_choice,
+                sweep_dir=out_dir,
+                job_num=num,
+            )
             result, outcome = _run_one(fit, job, tracker, mcse_factor)
             results.append(result)
             outcomes.append(outcome)
@@ -395,9 +469,14 @@ def _sweep(parent: Any, fits: list[RecordedFit], out_dir: Path, tracker: Tracker
     return results
 
 
-def reproduce(run_id: str, *, tracking_uri: str | None = None, out_dir: Path | None = None,
-              allow_data_change: bool = False, mcse_factor: float = 3.0
-              ) -> list[Reproduction]:
+def reproduce(
+    run_id: str,
+    *,
+    tracking_uri: str | None = None,
+    out_dir: Path | None = None,
+    allow_data_change: bool = False,
+    mcse_factor: float = 3.0,
+) -> list[Reproduction]:
     """Re-run a fit (or every finished child of a sweep's parent run) and judge it.
 
     :param run_id: a fit run or a sweep's parent run.
@@ -419,14 +498,23 @@ def reproduce(run_id: str, *, tracking_uri: str | None = None, out_dir: Path | N
     except TrackingError as exc:
         raise ReproduceError(f"run {run_id} not found in {uri}: {exc}") from exc
     children = [] if "hibayes.data_digest" in run.data.tags else reader.children(run_id)
-    originals = sorted((c for c in children if c.info.status == "FINISHED"),
-                       key=lambda c: int(c.data.tags.get("hibayes.job_num", 0)))
+    originals = sorted(
+        (c for c in children if c.info.status == "FINISHED"),
+        key=lambda c: int(c.data.tags.get("hibayes.job_num", 0)),
+    )
     if children and len(originals) < len(children):
-        log.warning("%d of %d child runs of %s did not finish; re-running the %d that did",
-                    len(children) - len(originals), len(children), run_id, len(originals))
+        log.warning(
+            "%d of %d child runs of %s did not finish; re-running the %d that did",
+            len(children) - len(originals),
+            len(children),
+            run_id,
+            len(originals),
+        )
     if children and not originals:
         raise ReproduceError(f"sweep {run_id} has no finished child runs to reproduce")
-    out_dir = Path(out_dir or Path("reproduce") / time.strftime("%Y-%m-%d/%H-%M-%S")).resolve()
+    out_dir = Path(
+        out_dir or Path("reproduce") / time.strftime("%Y-%m-%d/%H-%M-%S")
+    ).resolve()
     _match_xla_flags((originals or [run])[0].data.tags)  # before anything starts JAX
     with tempfile.TemporaryDirectory() as tmp:
         fits = [load_recorded_fit(reader, r, Path(tmp)) for r in originals or [run]]
@@ -435,39 +523,65 @@ def reproduce(run_id: str, *, tracking_uri: str | None = None, out_dir: Path | N
         from hibayes.inference.runtime import configure_runtime
 
         configure_runtime(fits[0].cfg.get("runtime"))  # as hibayes.fit's main does
-        tracker = MlflowTracker(uri=uri, experiment=str(fits[0].cfg.tracking.experiment))
+        tracker = MlflowTracker(
+            uri=uri, experiment=str(fits[0].cfg.tracking.experiment)
+        )
         if not originals:
             from .fit import JobContext
 
-            job = JobContext(out_dir=out_dir, overrides=fits[0].overrides,
-                             model_choice=fits[0].model_choice)
+            job = JobContext(
+                out_dir=out_dir,
+                overrides=fits[0].overrides,
+                model_choice=fits[0].model_choice,
+            )
             return [_run_one(fits[0], job, tracker, mcse_factor)[0]]
         return _sweep(run, fits, out_dir, tracker, mcse_factor)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m hibayes.reproduce RUN_ID``; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m hibayes.reproduce",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m hibayes.reproduce", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("run_id", help="a fit run, or a sweep's parent run")
-    parser.add_argument("--tracking-uri", default=None,
-                        help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")
-    parser.add_argument("--out-dir", type=Path, default=None,
-                        help="where the new fits write (default reproduce/<date>/<time>)")
-    parser.add_argument("--force", action="store_true",
-                        help="re-run even if the data file's digest changed")
-    parser.add_argument("--mcse-factor", type=float, default=3.0,
-                        help="allowed mean difference in combined MCSE when the "
-                             "environment differs (default 3)")
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db",
+    )
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=None,
+        help="where the new fits write (default reproduce/<date>/<time>)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="re-run even if the data file's digest changed",
+    )
+    parser.add_argument(
+        "--mcse-factor",
+        type=float,
+        default=3.0,
+        help="allowed mean difference in combined MCSE when the "
+        "environment differs (default 3)",
+    )
     args = parser.parse_args(argv)
-    results = reproduce(args.run_id, tracking_uri=args.tracking_uri,
-                        out_dir=args.out_dir, allow_data_change=args.force,
-                        mcse_factor=args.mcse_factor)
+    results = reproduce(
+        args.run_id,
+        tracking_uri=args.tracking_uri,
+        out_dir=args.out_dir,
+        allow_data_change=args.force,
+        mcse_factor=args.mcse_factor,
+    )
     for result in results:
         print(result.describe(args.mcse_factor))
     good = sum(r.ok for r in results)
-    print(f"reproduced {good} of {len(results)} fit(s)"
-          + ("" if good == len(results) else ": see above for what differs"))
+    print(
+        f"reproduced {good} of {len(results)} fit(s)"
+        + ("" if good == len(results) else ": see above for what differs")
+    )
     return 0 if good == len(results) else 1
 
 

@@ -91,11 +91,18 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m hibayes.sync",
-        description="Upload fit results that did not reach the MLflow store.")
-    parser.add_argument("path", type=Path,
-                        help="a fit's output dir, a sweep dir, or a tree (outputs/, multirun/)")
-    parser.add_argument("--uri", default=None,
-                        help="tracking URI to send to (default: the one each record names)")
+        description="Upload fit results that did not reach the MLflow store.",
+    )
+    parser.add_argument(
+        "path",
+        type=Path,
+        help="a fit's output dir, a sweep dir, or a tree (outputs/, multirun/)",
+    )
+    parser.add_argument(
+        "--uri",
+        default=None,
+        help="tracking URI to send to (default: the one each record names)",
+    )
     args = parser.parse_args(argv)
     try:
         report = sync(args.path, args.uri)
@@ -105,8 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     if not report.synced and not report.failed:
         print(f"nothing pending under {args.path}")
         return 0
-    print(f"synced {len(report.synced)} run(s) ({len(report.created)} created), "
-          f"{len(report.failed)} still pending")
+    print(
+        f"synced {len(report.synced)} run(s) ({len(report.created)} created), "
+        f"{len(report.failed)} still pending"
+    )
     for where, reason in report.failed:
         print(f"  pending: {where}: {reason}", file=sys.stderr)
     return 0 if report.ok else 1

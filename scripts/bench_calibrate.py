@@ -35,15 +35,25 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
-        cmd = [PY, "-m", "hibayes.calibrate", f"calibrate.simulations={args.simulations}",
-               f"calibrate.batch={args.batch}", "runtime.jax_cache_dir=off",
-               f"hydra.run.dir={out}"]
-        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db",
-               "JAX_LOG_COMPILES": "1"}
+        cmd = [
+            PY,
+            "-m",
+            "hibayes.calibrate",
+            f"calibrate.simulations={args.simulations}",
+            f"calibrate.batch={args.batch}",
+            "runtime.jax_cache_dir=off",
+            f"hydra.run.dir={out}",
+        ]
+        env = {
+            **os.environ,
+            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db",
+            "JAX_LOG_COMPILES": "1",
+        }
         load_before = os.getloadavg()
         start = time.perf_counter()
-        done = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True,
-                              check=False)
+        done = subprocess.run(
+            cmd, cwd=tmp, env=env, capture_output=True, text=True, check=False
+        )
         wall = time.perf_counter() - start
         load_after = os.getloadavg()
         if done.returncode != 0:
@@ -51,10 +61,14 @@ def main() -> None:
         metrics = json.loads((out / "metrics.json").read_text())
         log = done.stdout + done.stderr
         xla = log.count("Finished XLA compilation")
-        verdict = [line for line in log.splitlines() if "simulated fits converged" in line]
+        verdict = [
+            line for line in log.splitlines() if "simulated fits converged" in line
+        ]
     rows = [
-        ("simulations x chains x (warmup + draws)",
-         f"{args.simulations} x 4 x (500 + 500), batch {args.batch}"),
+        (
+            "simulations x chains x (warmup + draws)",
+            f"{args.simulations} x 4 x (500 + 500), batch {args.batch}",
+        ),
         ("wall time of the command (s)", f"{wall:.1f}"),
         ("  simulate from the prior (s)", f"{metrics['time_simulate_s']:.1f}"),
         ("  compile the batched sampler (s)", f"{metrics['time_compile_s']:.1f}"),
@@ -62,12 +76,22 @@ def main() -> None:
         ("  ranks, tests, convergence checks (s)", f"{metrics['time_checks_s']:.1f}"),
         ("batched sampler compiles", f"{metrics['sampler_compiles']:.0f}"),
         ("XLA compiles logged by JAX (all functions)", str(xla)),
-        ("converged fraction of simulated fits", f"{metrics['converged_fraction']:.2f}"),
+        (
+            "converged fraction of simulated fits",
+            f"{metrics['converged_fraction']:.2f}",
+        ),
         ("verdict line", verdict[-1].split(": ", 1)[-1] if verdict else "?"),
-        ("load average before / after (1 min)",
-         f"{load_before[0]:.1f} / {load_after[0]:.1f} on {os.cpu_count()} cores"),
-        ("machine", (f"{platform.processor() or platform.machine()}, Python "
-                     f"{platform.python_version()}")),
+        (
+            "load average before / after (1 min)",
+            f"{load_before[0]:.1f} / {load_after[0]:.1f} on {os.cpu_count()} cores",
+        ),
+        (
+            "machine",
+            (
+                f"{platform.processor() or platform.machine()}, Python "
+                f"{platform.python_version()}"
+            ),
+        ),
     ]
     width = max(len(r[0]) for r in rows)
     print(f"| {'quantity'.ljust(width)} | value |")

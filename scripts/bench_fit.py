@@ -48,7 +48,9 @@ def write_group_data(path: Path, groups: int = 20, seed: int = 0) -> Path:
     effects = 0.3 + 0.5 * rng.standard_normal(groups)
     n = np.full(groups, 60)
     obs = rng.binomial(n, 1 / (1 + np.exp(-effects)))
-    lines = ["group,n_correct,n_total"] + [f"g{i:02d},{o},{t}" for i, (o, t) in enumerate(zip(obs, n))]
+    lines = ["group,n_correct,n_total"] + [
+        f"g{i:02d},{o},{t}" for i, (o, t) in enumerate(zip(obs, n))
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -56,19 +58,25 @@ def write_group_data(path: Path, groups: int = 20, seed: int = 0) -> Path:
 def ordinal_arrays(rows: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Ordinal scores 0..10 from grader and LLM effects (the shipped example's process)."""
     rng = np.random.default_rng(seed)
-    g, l = rng.integers(0, 4, rows), rng.integers(0, 5, rows)
-    eta = np.array([-0.5, -0.1, 0.2, 0.4])[g] + np.array([-1, -0.5, 0, 0.5, 1.0])[l]
+    g, llm = rng.integers(0, 4, rows), rng.integers(0, 5, rows)
+    eta = np.array([-0.5, -0.1, 0.2, 0.4])[g] + np.array([-1, -0.5, 0, 0.5, 1.0])[llm]
     cut = -4 + np.concatenate([[0], np.cumsum(np.full(9, np.exp(-0.5) + 0.3))])
     cdf = 1 / (1 + np.exp(-(cut[None] - eta[:, None])))
     obs = (rng.random(rows)[:, None] > cdf).sum(1)
-    return {"obs": obs, "grader_index": g, "llm_index": l}
+    return {"obs": obs, "grader_index": g, "llm_index": llm}
 
 
 def run(cmd: list[str], cwd: Path, env: dict | None = None) -> tuple[float, str]:
     """Run a command; return its wall time and stdout+stderr."""
     start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})},
-                          capture_output=True, text=True, timeout=3600)
+    done = subprocess.run(
+        cmd,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
@@ -78,16 +86,30 @@ def run(cmd: list[str], cwd: Path, env: dict | None = None) -> tuple[float, str]
 def hibayes_fit(work: Path, data: Path, cache: Path, *extra: str) -> dict:
     """One fresh-process ``python -m hibayes.fit``; wall time plus the run's metrics."""
     out = work / f"run-{time.time_ns()}"
-    wall, _ = run([PY, "-m", "hibayes.fit", "data=table", f"data.path={data}",
-                   "data.observed=n_correct", "data.n_total=n_total", "data.categorical=[group]",
-                   "fit.samples=1000", "fit.warmup=1000", f"hydra.run.dir={out}",
-                   f"tracking.uri=sqlite:///{work}/mlflow.db", *extra],
-                  work, {"HIBAYES_JAX_CACHE": str(cache)})
+    wall, _ = run(
+        [
+            PY,
+            "-m",
+            "hibayes.fit",
+            "data=table",
+            f"data.path={data}",
+            "data.observed=n_correct",
+            "data.n_total=n_total",
+            "data.categorical=[group]",
+            "fit.samples=1000",
+            "fit.warmup=1000",
+            f"hydra.run.dir={out}",
+            f"tracking.uri=sqlite:///{work}/mlflow.db",
+            *extra,
+        ],
+        work,
+        {"HIBAYES_JAX_CACHE": str(cache)},
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     return {"wall": wall, **metrics}
 
 
-PLAIN_GROUP = textwrap.dedent('''
+PLAIN_GROUP = textwrap.dedent("""
     import sys, time, json
     t0 = time.perf_counter()
     import numpyro
@@ -114,9 +136,9 @@ PLAIN_GROUP = textwrap.dedent('''
     ess = float(az.ess(az.from_numpyro(mcmc)).to_array().min())
     print(json.dumps({"import": t1 - t0, "run": t2 - t1, "ess_bulk_min": ess,
                       "total": time.perf_counter() - t0}))
-''')
+""")
 
-PLAIN_ORDINAL = textwrap.dedent('''
+PLAIN_ORDINAL = textwrap.dedent("""
     import sys, time, json
     t0 = time.perf_counter()
     import numpyro
@@ -146,9 +168,9 @@ PLAIN_ORDINAL = textwrap.dedent('''
     steps = float(mcmc.get_extra_fields()["num_steps"].mean())
     print(json.dumps({"run": t2 - t1, "ess_bulk_min": ess, "steps": steps,
                       "total": time.perf_counter() - t0}))
-''')
+""")
 
-HIBAYES_ORDINAL = textwrap.dedent('''
+HIBAYES_ORDINAL = textwrap.dedent("""
     import sys, time, json
     t0 = time.perf_counter()
     import numpy as np
@@ -170,10 +192,10 @@ HIBAYES_ORDINAL = textwrap.dedent('''
                       "ess_bulk_min": m["ess_bulk_min"], "rhat_max": m["rhat_max"],
                       "steps": float(r.idata.sample_stats.n_steps.mean()),
                       "total": time.perf_counter() - t0}))
-''')
+""")
 
 
-HIBAYES_PROGRESS = textwrap.dedent('''
+HIBAYES_PROGRESS = textwrap.dedent("""
     import sys, time, json
     import numpy as np, pandas as pd
     from hibayes.inference.runtime import configure_compilation_cache, configure_host_devices
@@ -205,24 +227,43 @@ HIBAYES_PROGRESS = textwrap.dedent('''
             sampling[mode].append(t)
             lines = max(lines, n)
     print(json.dumps({"compile": compile_s, "sampling": sampling, "lines": lines}))
-''')
+""")
+
+
 def cv_fit(work: Path, cache: Path, *extra: str) -> dict:
     """One fresh-process ``python -m hibayes.fit`` with its config's data; its metrics."""
     out = work / f"cv-{time.time_ns()}"
-    wall, _ = run([PY, "-m", "hibayes.fit", f"hydra.run.dir={out}",
-                   f"tracking.uri=sqlite:///{work}/mlflow.db", *extra],
-                  work, {"HIBAYES_JAX_CACHE": str(cache)})
+    wall, _ = run(
+        [
+            PY,
+            "-m",
+            "hibayes.fit",
+            f"hydra.run.dir={out}",
+            f"tracking.uri=sqlite:///{work}/mlflow.db",
+            *extra,
+        ],
+        work,
+        {"HIBAYES_JAX_CACHE": str(cache)},
+    )
     return {"wall": wall, **json.loads((out / "metrics.json").read_text())}
 
 
 def cv_cases(work: Path, repeats: int, add: Any) -> None:
     """Case 6: what exact cross-validation adds to a fit (the second run of each is warm)."""
     cases = [
-        ("reloo, shipped llm_evals (6 rows, all k bad)",
-         ["model=two_level_group_binomial", "cv=reloo"]),
-        ("5-fold grouped by LLM, nested_evals (60 rows)",
-         ["model=three_level_group_binomial", "cv=kfold", "cv.k=5",
-          "cv.group_by=[group,subgroup]"]),
+        (
+            "reloo, shipped llm_evals (6 rows, all k bad)",
+            ["model=two_level_group_binomial", "cv=reloo"],
+        ),
+        (
+            "5-fold grouped by LLM, nested_evals (60 rows)",
+            [
+                "model=three_level_group_binomial",
+                "cv=kfold",
+                "cv.k=5",
+                "cv.group_by=[group,subgroup]",
+            ],
+        ),
     ]
     for label, extra in cases:
         cache = work / f"cv-cache-{label[:5]}"
@@ -230,11 +271,16 @@ def cv_cases(work: Path, repeats: int, add: Any) -> None:
         res = [cv_fit(work, cache, *extra) for _ in range(repeats)]
         sampling = med([r["time_sampling_s"] for r in res])
         added = med([r["cv_time_s"] for r in res])
-        add("6", f"{label}: {int(res[0]['cv_refits'])} refits in one batch, "
+        add(
+            "6",
+            f"{label}: {int(res[0]['cv_refits'])} refits in one batch, "
             f"pareto_k_bad_after {med([r['pareto_k_bad_after'] for r in res]):.0f}",
-            compile_s=med([r["cv_compile_s"] for r in res]), sampling_s=sampling,
-            total_s=added, ess_min=f"refits sampled {med([r['cv_sampling_s'] for r in res]):.1f} s",
-            ess_per_s=f"cv adds x{added / sampling:.1f} of one sampling")
+            compile_s=med([r["cv_compile_s"] for r in res]),
+            sampling_s=sampling,
+            total_s=added,
+            ess_min=f"refits sampled {med([r['cv_sampling_s'] for r in res]):.1f} s",
+            ess_per_s=f"cv adds x{added / sampling:.1f} of one sampling",
+        )
 
 
 def last_json(text: str) -> dict:
@@ -252,13 +298,19 @@ def med(values: list[float]) -> float:
 
 def main() -> None:
     """Run the cases and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rows", default="20000,50000,200000")
     parser.add_argument("--cases", default="1,2,3,5")
     parser.add_argument("--chains", type=int, default=2, help="chains of case 3")
-    parser.add_argument("--per-row-max", type=int, default=20000,
-                        help="also time the per-row likelihood up to this many rows")
+    parser.add_argument(
+        "--per-row-max",
+        type=int,
+        default=20000,
+        help="also time the per-row likelihood up to this many rows",
+    )
     args = parser.parse_args()
     cases = set(args.cases.split(","))
     work = Path(tempfile.mkdtemp(prefix="hibayes-bench-"))
@@ -266,8 +318,16 @@ def main() -> None:
     rows_out: list[tuple[str, ...]] = []
 
     def add(case: str, what: str, **cols: float | str) -> None:
-        rows_out.append((case, what, *(f"{v:.1f}" if isinstance(v, float) else str(v)
-                                       for v in cols.values())))
+        rows_out.append(
+            (
+                case,
+                what,
+                *(
+                    f"{v:.1f}" if isinstance(v, float) else str(v)
+                    for v in cols.values()
+                ),
+            )
+        )
         print(" | ".join(rows_out[-1]), flush=True)
 
     if "1" in cases:
@@ -281,15 +341,24 @@ def main() -> None:
             wall, text = run([PY, str(script), str(data)], work)
             plain.append({"wall": wall, **last_json(text)})
         for label, res in (("hibayes cold cache", cold), ("hibayes warm cache", warm)):
-            add("1", label, compile_s=med([r["time_compile_s"] for r in res]),
+            add(
+                "1",
+                label,
+                compile_s=med([r["time_compile_s"] for r in res]),
                 sampling_s=med([r["time_sampling_s"] for r in res]),
                 total_s=med([r["wall"] for r in res]),
                 ess_min=med([r["ess_bulk_min"] for r in res]),
-                ess_per_s=med([r["ess_bulk_min"] / r["wall"] for r in res]))
-        add("4", "plain NumPyro (case 1 model)", compile_s="-",
-            sampling_s=med([p["run"] for p in plain]), total_s=med([p["wall"] for p in plain]),
+                ess_per_s=med([r["ess_bulk_min"] / r["wall"] for r in res]),
+            )
+        add(
+            "4",
+            "plain NumPyro (case 1 model)",
+            compile_s="-",
+            sampling_s=med([p["run"] for p in plain]),
+            total_s=med([p["wall"] for p in plain]),
             ess_min=med([p["ess_bulk_min"] for p in plain]),
-            ess_per_s=med([p["ess_bulk_min"] / p["wall"] for p in plain]))
+            ess_per_s=med([p["ess_bulk_min"] / p["wall"] for p in plain]),
+        )
 
     if "2" in cases:
         sweep_walls, single_walls, one_compile, samplings = [], [], [], []
@@ -297,31 +366,69 @@ def main() -> None:
         for i in range(args.repeats):
             cache = work / f"sweep-cache-{i}"
             out = work / f"sweep-{i}"
-            wall, _ = run([PY, "-m", "hibayes.fit", "-m", "data=table", f"data.path={data}",
-                           "data.observed=n_correct", "data.n_total=n_total",
-                           "data.categorical=[group]", "fit.samples=1000", "fit.warmup=1000",
-                           f"model.prior_sigma_group_scale={values}", f"hydra.sweep.dir={out}",
-                           f"tracking.uri=sqlite:///{work}/mlflow.db"],
-                          work, {"HIBAYES_JAX_CACHE": str(cache)})
+            wall, _ = run(
+                [
+                    PY,
+                    "-m",
+                    "hibayes.fit",
+                    "-m",
+                    "data=table",
+                    f"data.path={data}",
+                    "data.observed=n_correct",
+                    "data.n_total=n_total",
+                    "data.categorical=[group]",
+                    "fit.samples=1000",
+                    "fit.warmup=1000",
+                    f"model.prior_sigma_group_scale={values}",
+                    f"hydra.sweep.dir={out}",
+                    f"tracking.uri=sqlite:///{work}/mlflow.db",
+                ],
+                work,
+                {"HIBAYES_JAX_CACHE": str(cache)},
+            )
             sweep_walls.append(wall)
-            metrics = [json.loads((out / str(j) / "metrics.json").read_text())
-                       for j in range(len(SWEEP))]
+            metrics = [
+                json.loads((out / str(j) / "metrics.json").read_text())
+                for j in range(len(SWEEP))
+            ]
             one_compile.append(max(m["time_compile_s"] for m in metrics))
             samplings.append(sum(m["time_sampling_s"] for m in metrics))
         cache = work / "indep-cache"
         for value in SWEEP:
-            single_walls.append(hibayes_fit(work, data, cache,
-                                            f"model.prior_sigma_group_scale={value}")["wall"])
+            single_walls.append(
+                hibayes_fit(
+                    work, data, cache, f"model.prior_sigma_group_scale={value}"
+                )["wall"]
+            )
         sweep_med = med(sweep_walls)
         ideal = med(one_compile) + med(samplings)
-        add("2", "8-fit sweep, one process", compile_s=med(one_compile),
-            sampling_s=med(samplings), total_s=sweep_med,
-            ess_min="-", ess_per_s=f"x{sweep_med / ideal:.2f} of compile+8 samplings")
-        add("2", "per additional fit in sweep", compile_s=0.0, sampling_s=med(samplings) / 8,
+        add(
+            "2",
+            "8-fit sweep, one process",
+            compile_s=med(one_compile),
+            sampling_s=med(samplings),
+            total_s=sweep_med,
+            ess_min="-",
+            ess_per_s=f"x{sweep_med / ideal:.2f} of compile+8 samplings",
+        )
+        add(
+            "2",
+            "per additional fit in sweep",
+            compile_s=0.0,
+            sampling_s=med(samplings) / 8,
             total_s=(sweep_med - single_walls[0]) / 7 if single_walls else float("nan"),
-            ess_min="-", ess_per_s="-")
-        add("2", "8 independent processes (1 cold, 7 warm)", compile_s="-", sampling_s="-",
-            total_s=sum(single_walls), ess_min="-", ess_per_s="-")
+            ess_min="-",
+            ess_per_s="-",
+        )
+        add(
+            "2",
+            "8 independent processes (1 cold, 7 warm)",
+            compile_s="-",
+            sampling_s="-",
+            total_s=sum(single_walls),
+            ess_min="-",
+            ess_per_s="-",
+        )
 
     if "6" in cases:
         cv_cases(work, args.repeats, add)
@@ -333,19 +440,33 @@ def main() -> None:
             script = work / "hibayes_ordinal.py"
             script.write_text(HIBAYES_ORDINAL)
             # The shipped config collapses identical rows; per-row likelihood for contrast.
-            for mode in ("collapse", "per-row") if rows <= args.per_row_max else ("collapse",):
+            for mode in (
+                ("collapse", "per-row") if rows <= args.per_row_max else ("collapse",)
+            ):
                 res = []
                 for _ in range(args.repeats):
-                    wall, text = run([PY, str(script), str(arrays), str(work / "ord-cache"),
-                                      mode, str(args.chains)], work)
+                    wall, text = run(
+                        [
+                            PY,
+                            str(script),
+                            str(arrays),
+                            str(work / "ord-cache"),
+                            mode,
+                            str(args.chains),
+                        ],
+                        work,
+                    )
                     res.append({"wall": wall, **last_json(text)})
-                add("3", f"hibayes ordinal {rows} rows, {args.chains} chains, {mode} "
+                add(
+                    "3",
+                    f"hibayes ordinal {rows} rows, {args.chains} chains, {mode} "
                     f"(steps {med([r['steps'] for r in res]):.0f})",
                     compile_s=med([r["compile"] for r in res]),
                     sampling_s=med([r["run"] for r in res]),
                     total_s=med([r["wall"] for r in res]),
                     ess_min=med([r["ess_bulk_min"] for r in res]),
-                    ess_per_s=med([r["ess_bulk_min"] / r["wall"] for r in res]))
+                    ess_per_s=med([r["ess_bulk_min"] / r["wall"] for r in res]),
+                )
             if rows <= 20000:
                 script = work / "plain_ordinal.py"
                 script.write_text(PLAIN_ORDINAL)
@@ -353,39 +474,77 @@ def main() -> None:
                 for _ in range(args.repeats):
                     wall, text = run([PY, str(script), str(arrays)], work)
                     res.append({"wall": wall, **last_json(text)})
-                add("4", f"plain NumPyro ordinal {rows} rows (steps "
-                    f"{med([r['steps'] for r in res]):.0f})", compile_s="-",
-                    sampling_s=med([r["run"] for r in res]), total_s=med([r["wall"] for r in res]),
+                add(
+                    "4",
+                    f"plain NumPyro ordinal {rows} rows (steps "
+                    f"{med([r['steps'] for r in res]):.0f})",
+                    compile_s="-",
+                    sampling_s=med([r["run"] for r in res]),
+                    total_s=med([r["wall"] for r in res]),
                     ess_min=med([r["ess_bulk_min"] for r in res]),
-                    ess_per_s=med([r["ess_bulk_min"] / r["wall"] for r in res]))
+                    ess_per_s=med([r["ess_bulk_min"] / r["wall"] for r in res]),
+                )
 
     if "5" in cases:
         script = work / "hibayes_progress.py"
         script.write_text(HIBAYES_PROGRESS)
         cache = work / "progress-cache"
         # Fresh process, empty cache: both compile; the plain one is written to the cache.
-        _, text = run([PY, str(script), str(data), str(cache), "plain,ticks",
-                       str(args.repeats * 3)], work)
+        _, text = run(
+            [
+                PY,
+                str(script),
+                str(data),
+                str(cache),
+                "plain,ticks",
+                str(args.repeats * 3),
+            ],
+            work,
+        )
         first = last_json(text)
         # Fresh process, warm cache: the plain sampler loads, the ticking one compiles.
-        _, text = run([PY, str(script), str(data), str(cache), "plain,ticks", "1"], work)
+        _, text = run(
+            [PY, str(script), str(data), str(cache), "plain,ticks", "1"], work
+        )
         second = last_json(text)
         plain = med(first["sampling"]["plain"])
         ticks = med(first["sampling"]["ticks"])
-        add("5", "case 1 model, plain sampler", compile_s=first["compile"]["plain"],
-            sampling_s=plain, total_s="-", ess_min="-",
-            ess_per_s=f"warm cache: compile {second['compile']['plain']:.1f} s")
-        add("5", f"the same with progress ticks ({first['lines']} lines)",
-            compile_s=first["compile"]["ticks"], sampling_s=ticks, total_s="-",
-            ess_min="-", ess_per_s=f"sampling {100 * (ticks / plain - 1):+.1f}%; "
-            f"warm cache: compile {second['compile']['ticks']:.1f} s")
+        add(
+            "5",
+            "case 1 model, plain sampler",
+            compile_s=first["compile"]["plain"],
+            sampling_s=plain,
+            total_s="-",
+            ess_min="-",
+            ess_per_s=f"warm cache: compile {second['compile']['plain']:.1f} s",
+        )
+        add(
+            "5",
+            f"the same with progress ticks ({first['lines']} lines)",
+            compile_s=first["compile"]["ticks"],
+            sampling_s=ticks,
+            total_s="-",
+            ess_min="-",
+            ess_per_s=f"sampling {100 * (ticks / plain - 1):+.1f}%; "
+            f"warm cache: compile {second['compile']['ticks']:.1f} s",
+        )
         print("progress sampling s, plain:", first["sampling"]["plain"])
         print("progress sampling s, ticks:", first["sampling"]["ticks"])
 
     print()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}, repeats {args.repeats}")
-    header = ("case", "what", "compile s", "sampling s", "total s", "min bulk ESS", "ESS/s total")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, repeats {args.repeats}"
+    )
+    header = (
+        "case",
+        "what",
+        "compile s",
+        "sampling s",
+        "total s",
+        "min bulk ESS",
+        "ESS/s total",
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in rows_out:

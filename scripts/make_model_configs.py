@@ -23,19 +23,35 @@ CONF = Path(__file__).resolve().parent.parent / "hibayes" / "conf" / "model"
 # data, and the default prior sweep (its main variance or effect-scale prior).
 SETUP = {
     "simplified_group_binomial_exponential": (
-        "llm_evals", {}, {"prior_sigma_group_rate": "0.5,1.0,2.0"}),
+        "llm_evals",
+        {},
+        {"prior_sigma_group_rate": "0.5,1.0,2.0"},
+    ),
     "two_level_group_binomial": (
-        "llm_evals", {}, {"prior_sigma_group_scale": "0.1,0.4,0.6"}),
+        "llm_evals",
+        {},
+        {"prior_sigma_group_scale": "0.1,0.4,0.6"},
+    ),
     "three_level_group_binomial": (
-        "nested_evals", {}, {"prior_sigma_group_scale": "0.1,0.4,0.6"}),
+        "nested_evals",
+        {},
+        {"prior_sigma_group_scale": "0.1,0.4,0.6"},
+    ),
     "three_level_group_binomial_exponential": (
-        "nested_evals", {}, {"prior_sigma_group_rate": "0.5,1.0,2.0"}),
+        "nested_evals",
+        {},
+        {"prior_sigma_group_rate": "0.5,1.0,2.0"},
+    ),
     "linear_group_binomial": (
-        "binary_evals", {"main_effects": ["model", "task"]},
-        {"prior_main_effects_scale": "0.25,0.5,1.0"}),
+        "binary_evals",
+        {"main_effects": ["model", "task"]},
+        {"prior_main_effects_scale": "0.25,0.5,1.0"},
+    ),
     "ordered_logistic_model": (
-        "grader_scores", {"main_effects": ["grader", "llm"]},
-        {"prior_main_effects_scale": "0.5,1.0,2.0"}),
+        "grader_scores",
+        {"main_effects": ["grader", "llm"]},
+        {"prior_main_effects_scale": "0.5,1.0,2.0"},
+    ),
 }
 
 # Sampler settings that suit a model's geometry (they leave its posterior unchanged).

@@ -35,7 +35,10 @@ def group_data() -> tuple[dict, dict, np.ndarray]:
     n = np.full(8, 200)
     obs = rng.binomial(n, sigmoid(true))
     features = {"obs": obs, "n_total": n, "group_index": np.arange(8), "num_group": 8}
-    coords = {"group": [f"model-{c}" for c in "abcdefgh"], "observation": list(range(8))}
+    coords = {
+        "group": [f"model-{c}" for c in "abcdefgh"],
+        "observation": list(range(8)),
+    }
     return features, coords, true
 
 
@@ -44,8 +47,12 @@ def grader_data():
     """The shipped ordinal grader scores (600 rows, 4 graders x 5 LLMs, classes 0..10)."""
     from hibayes.data import example_path, features_from_config
 
-    return features_from_config(example_path("grader_scores"), observed="score",
-                                categorical=["grader", "llm"], num_classes=11)
+    return features_from_config(
+        example_path("grader_scores"),
+        observed="score",
+        categorical=["grader", "llm"],
+        num_classes=11,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -78,7 +78,11 @@ class RowContext:
         )
 
     def bad_rows(
-        self, series: pd.Series, mask: Any, problem: str, note: str = "",
+        self,
+        series: pd.Series,
+        mask: Any,
+        problem: str,
+        note: str = "",
         hint: str = "",
     ) -> DataError:
         """Build a DataError for the rows of ``series`` where ``mask`` is true.
@@ -233,9 +237,7 @@ def _score(value: Any) -> float:
     return np.nan
 
 
-def parse_scores(
-    series: pd.Series, ctx: RowContext, what: str = "score"
-) -> np.ndarray:
+def parse_scores(series: pd.Series, ctx: RowContext, what: str = "score") -> np.ndarray:
     """Turn a per-sample score column into an int64 array of 0/1 successes.
 
     Accepts booleans, numbers exactly 0 or 1, and (case-insensitive) ``C``/``I``,

@@ -314,7 +314,9 @@ def make_features(
     for col in categorical:
         check_not_missing(table[col], ctx, "categorical")
     numbers = {c: check_finite_numeric(table[c], ctx, "continuous") for c in continuous}
-    numbers.update({c: numeric_column(table[c], ctx, "passthrough") for c in passthrough})
+    numbers.update(
+        {c: numeric_column(table[c], ctx, "passthrough") for c in passthrough}
+    )
     # The processed table holds the numbers, whatever the file held (e.g. text).
     table = table.assign(**numbers)
     if aggregate:

@@ -246,33 +246,64 @@ def _scale(
         )
     if lo is not None:
         outside = (scores < lo) | (scores > hi)
-        _refuse_first(outside, scores, table, source, lambda i: (
-            f"{int(outside.sum())} score(s) outside score_range [{lo:g}, {hi:g}], "
-            f"e.g. {scores[i]:g} ({_row_where(table, i)})"))
+        _refuse_first(
+            outside,
+            scores,
+            table,
+            source,
+            lambda i: (
+                f"{int(outside.sum())} score(s) outside score_range [{lo:g}, {hi:g}], "
+                f"e.g. {scores[i]:g} ({_row_where(table, i)})"
+            ),
+        )
     if ordinal:
         classes = scores - (lo or 0.0)
         bad = (classes != np.round(classes)) | (classes < 0)
-        _refuse_first(bad, scores, table, source, lambda i: (
-            f"ordinal scores must be whole numbers from {lo or 0:g} up; got "
-            f"{scores[i]:g} ({_row_where(table, i)})"))
+        _refuse_first(
+            bad,
+            scores,
+            table,
+            source,
+            lambda i: (
+                f"ordinal scores must be whole numbers from {lo or 0:g} up; got "
+                f"{scores[i]:g} ({_row_where(table, i)})"
+            ),
+        )
         return pd.Series(classes.astype(np.int64), index=table.index)
     if lo is not None:
         return pd.Series((scores - lo) / (hi - lo), index=table.index)
     outside = (scores < 0) | (scores > 1)
-    _refuse_first(outside, scores, table, source, lambda i: (
-        f"scores must lie in 0..1 unless score_range is given; got {scores[i]:g} "
-        f"({_row_where(table, i)}); pass score_range: [low, high] "
-        f"(observed {scores.min():g}..{scores.max():g}), or ordinal: true"))
+    _refuse_first(
+        outside,
+        scores,
+        table,
+        source,
+        lambda i: (
+            f"scores must lie in 0..1 unless score_range is given; got {scores[i]:g} "
+            f"({_row_where(table, i)}); pass score_range: [low, high] "
+            f"(observed {scores.min():g}..{scores.max():g}), or ordinal: true"
+        ),
+    )
     return pd.Series(scores, index=table.index)
 
 
-def _refuse_first(bad: np.ndarray, scores: np.ndarray, table: pd.DataFrame, source: str,
-                  message: Callable[[int], str]) -> None:
+def _refuse_first(
+    bad: np.ndarray,
+    scores: np.ndarray,
+    table: pd.DataFrame,
+    source: str,
+    message: Callable[[int], str],
+) -> None:
     """Raise a DataError about the first score flagged in ``bad``, if any."""
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{source}: {message(i)}", source=source, column="score", row=i,
-                        value=scores[i])
+        raise DataError(
+            f"{source}: {message(i)}",
+            source=source,
+            column="score",
+            row=i,
+            value=scores[i],
+        )
 
 
 def _row_where(table: pd.DataFrame, i: int) -> str:

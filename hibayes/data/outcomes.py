@@ -204,7 +204,6 @@ def check_count_limit(
             raise ctx.bad_rows(
                 pd.Series(values, index=table.index, name=column),
                 over,
-                f"count beyond {largest}, the largest whole number {why} holds "
-                "exactly",
+                f"count beyond {largest}, the largest whole number {why} holds exactly",
                 hint="set fit.precision=float64 (exact to 2^53), or rescale the counts",
             )

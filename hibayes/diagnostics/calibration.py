@@ -51,9 +51,12 @@ __all__ = [
 ]
 
 
-def element_labels(name: str, shape: Sequence[int],
-                   coords: Mapping[str, Sequence] | None = None,
-                   dims: Sequence[str] | None = None) -> list[str]:
+def element_labels(
+    name: str,
+    shape: Sequence[int],
+    coords: Mapping[str, Sequence] | None = None,
+    dims: Sequence[str] | None = None,
+) -> list[str]:
     """``name`` for a scalar, ``name[level, ...]`` per element of a vector site."""
     if not shape:
         return [name]
@@ -61,13 +64,17 @@ def element_labels(name: str, shape: Sequence[int],
     for i, size in enumerate(shape):
         dim = dims[i] if dims and i < len(dims) else None
         levels = list((coords or {}).get(dim, [])) if dim else []
-        axes.append([str(v) for v in levels] if len(levels) == size else
-                    [str(j) for j in range(size)])
+        axes.append(
+            [str(v) for v in levels]
+            if len(levels) == size
+            else [str(j) for j in range(size)]
+        )
     return [f"{name}[{', '.join(combo)}]" for combo in itertools.product(*axes)]
 
 
-def flatten_sites(values: Mapping[str, np.ndarray], lead: int,
-                  labels: Mapping[str, list[str]]) -> tuple[np.ndarray, list[str]]:
+def flatten_sites(
+    values: Mapping[str, np.ndarray], lead: int, labels: Mapping[str, list[str]]
+) -> tuple[np.ndarray, list[str]]:
     """Stack every element of every site as the last axis: (*lead axes, element)."""
     parts, names = [], []
     for site, label in labels.items():
@@ -79,11 +86,14 @@ def flatten_sites(values: Mapping[str, np.ndarray], lead: int,
 
 def _thin(n_total: int, n_keep: int) -> np.ndarray:
     """Evenly spaced indices into the draws of all chains (at most every draw)."""
-    return np.unique(np.linspace(0, n_total - 1, min(n_keep, n_total)).round().astype(int))
+    return np.unique(
+        np.linspace(0, n_total - 1, min(n_keep, n_total)).round().astype(int)
+    )
 
 
-def ranks(truth: np.ndarray, draws: np.ndarray, n_draws: int,
-          rng: np.random.Generator) -> tuple[np.ndarray, int]:
+def ranks(
+    truth: np.ndarray, draws: np.ndarray, n_draws: int, rng: np.random.Generator
+) -> tuple[np.ndarray, int]:
     """Rank of each truth among ``n_draws`` draws thinned evenly from all chains.
 
     :param truth: (simulation, element).
@@ -142,8 +152,13 @@ def _null_min_tail(n: int, n_values: int, k: int, n_null: int, seed: int) -> np.
     return np.sort(_min_tail(counts, n, edges / n_values))
 
 
-def uniformity_test(rank: np.ndarray, n_draws: int, alpha: float = 0.05,
-                    n_null: int = 5000, seed: int = 0) -> UniformityTest:
+def uniformity_test(
+    rank: np.ndarray,
+    n_draws: int,
+    alpha: float = 0.05,
+    n_null: int = 5000,
+    seed: int = 0,
+) -> UniformityTest:
     """Säilynoja et al.'s ECDF test that ``rank`` is uniform on 0..``n_draws``.
 
     :param rank: ranks of one quantity over the simulations.
@@ -172,8 +187,9 @@ def _ebfmi(energy: np.ndarray) -> np.ndarray:
     return num / np.var(energy, axis=-1)
 
 
-def fit_convergence(draws: np.ndarray, diverging: np.ndarray, energy: np.ndarray,
-                    thresholds: Thresholds) -> pd.DataFrame:
+def fit_convergence(
+    draws: np.ndarray, diverging: np.ndarray, energy: np.ndarray, thresholds: Thresholds
+) -> pd.DataFrame:
     """The convergence checks of every simulated fit (ArviZ's estimators).
 
     :param draws: (simulation, chain, draw, element).
@@ -195,17 +211,29 @@ def fit_convergence(draws: np.ndarray, diverging: np.ndarray, energy: np.ndarray
         for i in range(s):
             for j in range(p):
                 x = draws[i, :, :, j]
-                if np.ptp(x) == 0:  # constant: no R-hat or ESS (metrics.py does the same)
+                if (
+                    np.ptp(x) == 0
+                ):  # constant: no R-hat or ESS (metrics.py does the same)
                     continue
-                rhat[i, j], bulk[i, j], tail[i, j] = _rhat_rank(x), _ess_bulk(x), _ess_tail(x)
+                rhat[i, j], bulk[i, j], tail[i, j] = (
+                    _rhat_rank(x),
+                    _ess_bulk(x),
+                    _ess_tail(x),
+                )
     t = thresholds
-    frame = pd.DataFrame({
-        "rhat_max": np.nanmax(np.where(np.isfinite(rhat), rhat, -np.inf), axis=1),
-        "ess_bulk_min": np.nanmin(np.where(np.isfinite(bulk), bulk, np.inf), axis=1),
-        "ess_tail_min": np.nanmin(np.where(np.isfinite(tail), tail, np.inf), axis=1),
-        "divergences": diverging.reshape(s, -1).sum(axis=1),
-        "ebfmi_min": _ebfmi(energy).min(axis=1),
-    })
+    frame = pd.DataFrame(
+        {
+            "rhat_max": np.nanmax(np.where(np.isfinite(rhat), rhat, -np.inf), axis=1),
+            "ess_bulk_min": np.nanmin(
+                np.where(np.isfinite(bulk), bulk, np.inf), axis=1
+            ),
+            "ess_tail_min": np.nanmin(
+                np.where(np.isfinite(tail), tail, np.inf), axis=1
+            ),
+            "divergences": diverging.reshape(s, -1).sum(axis=1),
+            "ebfmi_min": _ebfmi(energy).min(axis=1),
+        }
+    )
     problems = []
     for row in frame.itertuples():
         why = []
@@ -244,14 +272,18 @@ def recovery(truth: np.ndarray, draws: np.ndarray) -> pd.DataFrame:
     mean = flat.mean(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         tc, mc = truth - truth.mean(axis=0), mean - mean.mean(axis=0)
-        corr = (tc * mc).sum(axis=0) / np.sqrt((tc**2).sum(axis=0) * (mc**2).sum(axis=0))
-    return pd.DataFrame({
-        "coverage_50": inside50.mean(axis=0),
-        "coverage_94": inside94.mean(axis=0),
-        "mean_truth_correlation": corr,
-        "rmse": np.sqrt(((mean - truth) ** 2).mean(axis=0)),
-        "prior_sd": truth.std(axis=0),
-    })
+        corr = (tc * mc).sum(axis=0) / np.sqrt(
+            (tc**2).sum(axis=0) * (mc**2).sum(axis=0)
+        )
+    return pd.DataFrame(
+        {
+            "coverage_50": inside50.mean(axis=0),
+            "coverage_94": inside94.mean(axis=0),
+            "mean_truth_correlation": corr,
+            "rmse": np.sqrt(((mean - truth) ** 2).mean(axis=0)),
+            "prior_sd": truth.std(axis=0),
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -297,14 +329,23 @@ class Calibration:
         failed = self.failed
         if not failed:
             return "pass"
-        shown = ", ".join(failed[:10]) + (f" and {len(failed) - 10} more"
-                                          if len(failed) > 10 else "")
+        shown = ", ".join(failed[:10]) + (
+            f" and {len(failed) - 10} more" if len(failed) > 10 else ""
+        )
         return f"fail: {shown}"
 
 
-def calibrate(truth: np.ndarray, draws: np.ndarray, labels: Sequence[str],
-              diverging: np.ndarray, energy: np.ndarray, thresholds: Thresholds,
-              n_draws: int = 99, alpha: float = 0.05, seed: int = 0) -> Calibration:
+def calibrate(
+    truth: np.ndarray,
+    draws: np.ndarray,
+    labels: Sequence[str],
+    diverging: np.ndarray,
+    energy: np.ndarray,
+    thresholds: Thresholds,
+    n_draws: int = 99,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> Calibration:
     """Ranks, uniformity tests, convergence and recovery of one calibration.
 
     Every simulation counts in the test, converged or not: leaving out the ones
@@ -330,29 +371,43 @@ def calibrate(truth: np.ndarray, draws: np.ndarray, labels: Sequence[str],
     for j, col in enumerate(keep):
         name = labels[col]
         tests[name] = uniformity_test(rank[:, j], n_used, seed=seed)
-        p_conv = (uniformity_test(rank[converged, j], n_used, seed=seed).p_value
-                  if converged.sum() >= 2 else float("nan"))
-        rows.append({"parameter": name, "p_value": tests[name].p_value,
-                     "p_value_converged": p_conv,
-                     "converged_fraction": float(converged.mean()),
-                     "element_converged_fraction": float((rhat_ok[:, j]
-                                                          & ess_ok[:, j]).mean()),
-                     **rec.iloc[j].to_dict()})
+        p_conv = (
+            uniformity_test(rank[converged, j], n_used, seed=seed).p_value
+            if converged.sum() >= 2
+            else float("nan")
+        )
+        rows.append(
+            {
+                "parameter": name,
+                "p_value": tests[name].p_value,
+                "p_value_converged": p_conv,
+                "converged_fraction": float(converged.mean()),
+                "element_converged_fraction": float(
+                    (rhat_ok[:, j] & ess_ok[:, j]).mean()
+                ),
+                **rec.iloc[j].to_dict(),
+            }
+        )
     quantities = pd.DataFrame(rows)
     alpha_each = alpha / max(len(quantities), 1)
     quantities["passed"] = quantities["p_value"] >= alpha_each
     flat = draws.reshape(draws.shape[0], -1, draws.shape[-1])[..., keep]
     q = np.quantile(flat, [0.03, 0.25, 0.75, 0.97], axis=1)
     s, p = rank.shape
-    long = pd.DataFrame({
-        "simulation": np.repeat(np.arange(s), p),
-        "parameter": np.tile([labels[c] for c in keep], s),
-        "truth": truth[:, keep].ravel(),
-        "rank": rank.ravel(),
-        "rank_draws": n_used,
-        "posterior_mean": flat.mean(axis=1).ravel(),
-        "q03": q[0].ravel(), "q25": q[1].ravel(), "q75": q[2].ravel(), "q97": q[3].ravel(),
-        "converged": np.repeat(converged, p),
-    })
+    long = pd.DataFrame(
+        {
+            "simulation": np.repeat(np.arange(s), p),
+            "parameter": np.tile([labels[c] for c in keep], s),
+            "truth": truth[:, keep].ravel(),
+            "rank": rank.ravel(),
+            "rank_draws": n_used,
+            "posterior_mean": flat.mean(axis=1).ravel(),
+            "q03": q[0].ravel(),
+            "q25": q[1].ravel(),
+            "q75": q[2].ravel(),
+            "q97": q[3].ravel(),
+            "converged": np.repeat(converged, p),
+        }
+    )
     constant = [labels[c] for c in np.flatnonzero(constant_mask)]
     return Calibration(quantities, long, fits, tests, n_used, alpha, constant)

@@ -168,8 +168,11 @@ def _cv_values(idata: az.InferenceData) -> tuple[np.ndarray, str, str, float, fl
         return values, "psis", "leave-one-out", float(loo.elpd_loo), lppd
     cv = idata[CV_GROUP]
     method = str(cv.attrs.get("method", "psis"))
-    partition = (f"{method} folds {cv.attrs.get('folds_digest', '')}" if method == "kfold"
-                 else "leave-one-out")
+    partition = (
+        f"{method} folds {cv.attrs.get('folds_digest', '')}"
+        if method == "kfold"
+        else "leave-one-out"
+    )
     values = np.asarray(cv["elpd_cv_i"].values, dtype=np.float64).ravel()
     return values, method, partition, float(loo.elpd_loo), lppd
 
@@ -185,16 +188,37 @@ def _compare_cv(idatas: Mapping[str, az.InferenceData]) -> pd.DataFrame:
         raise ValueError(
             "fits whose cross-validation held out different rows cannot be compared "
             f"(pointwise values must come from the same rows or folds): {listed}; "
-            "refit them with the same cv settings (e.g. cv=kfold with one cv.seed)")
+            "refit them with the same cv settings (e.g. cv=kfold with one cv.seed)"
+        )
     elpds = {}
     for name, (values, method, _, _, lppd) in per_fit.items():
         unresolved = _unresolved(idatas[name])
         elpds[name] = ELPDData(
-            data=[float(values.sum()), float(np.sqrt(values.size * np.var(values))),
-                  lppd - float(values.sum()), 0, values.size, unresolved > 0,
-                  xr.DataArray(values), np.zeros(values.size), "log", 0.7],
-            index=["elpd_loo", "se", "p_loo", "n_samples", "n_data_points", "warning",
-                   "loo_i", "pareto_k", "scale", "good_k"])
+            data=[
+                float(values.sum()),
+                float(np.sqrt(values.size * np.var(values))),
+                lppd - float(values.sum()),
+                0,
+                values.size,
+                unresolved > 0,
+                xr.DataArray(values),
+                np.zeros(values.size),
+                "log",
+                0.7,
+            ],
+            index=[
+                "elpd_loo",
+                "se",
+                "p_loo",
+                "n_samples",
+                "n_data_points",
+                "warning",
+                "loo_i",
+                "pareto_k",
+                "scale",
+                "good_k",
+            ],
+        )
     table = az.compare(elpds, ic="loo", method="stacking")
     table = table.rename(columns={"elpd_loo": "elpd_cv", "p_loo": "p_cv"})
     table["cv_method"] = [per_fit[n][1] for n in table.index]

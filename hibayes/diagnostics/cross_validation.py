@@ -83,14 +83,19 @@ def _elpd_held_out(log_lik: np.ndarray) -> np.ndarray:
     return logsumexp(flat, axis=0) - np.log(flat.shape[0])
 
 
-def refit_failures(samples: Mapping[str, np.ndarray], extras: Mapping[str, np.ndarray],
-                   limits: Thresholds) -> list[str]:
+def refit_failures(
+    samples: Mapping[str, np.ndarray],
+    extras: Mapping[str, np.ndarray],
+    limits: Thresholds,
+) -> list[str]:
     """Why one refit's draws (chain, draw, ...) fail the fit's thresholds (empty: ok)."""
     import arviz as az
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        posterior = az.convert_to_dataset({k: np.asarray(v) for k, v in samples.items()})
+        posterior = az.convert_to_dataset(
+            {k: np.asarray(v) for k, v in samples.items()}
+        )
         varying = posterior.std(dim=("chain", "draw")) > 0  # constants have no R-hat
         rhat = az.rhat(posterior).where(varying)
         bulk = az.ess(posterior, method="bulk").where(varying)
@@ -123,13 +128,21 @@ def _resolve(settings: CVSettings, n_bad: int) -> str:
     return "reloo" if n_bad <= settings.max_refits else "kfold"
 
 
-def _folds(settings: CVSettings, n_rows: int, seed: int, table: pd.DataFrame | None,
-           rename: Mapping[str, str] | None) -> tuple[np.ndarray, pd.DataFrame]:
+def _folds(
+    settings: CVSettings,
+    n_rows: int,
+    seed: int,
+    table: pd.DataFrame | None,
+    rename: Mapping[str, str] | None,
+) -> tuple[np.ndarray, pd.DataFrame]:
     needs_table = settings.group_by or settings.stratify_by
     if needs_table and table is None:
         raise ValueError("cv.group_by/cv.stratify_by need the data table")
-    groups = (group_labels(table, settings.group_by, "group_by", rename)
-              if settings.group_by else None)
+    groups = (
+        group_labels(table, settings.group_by, "group_by", rename)
+        if settings.group_by
+        else None
+    )
     strata = None
     if settings.stratify_by:
         cols = group_labels(table, settings.stratify_by, "stratify_by", rename)
@@ -144,16 +157,16 @@ def _folds(settings: CVSettings, n_rows: int, seed: int, table: pd.DataFrame | N
     return folds, frame
 
 
-def _mid_pit(y_rep: np.ndarray, y: np.ndarray,
-             log_w: np.ndarray | None = None) -> np.ndarray:
+def _mid_pit(
+    y_rep: np.ndarray, y: np.ndarray, log_w: np.ndarray | None = None
+) -> np.ndarray:
     """LOO-PIT per row: P(y_rep < y) + P(y_rep = y) / 2 (mid-PIT, fit for counts).
 
     :param y_rep: (draw, row) replicates.
     :param log_w: (draw, row) normalised log weights (PSIS); ``None``: equal
         weights (an exact refit's draws).
     """
-    w = (np.full(y_rep.shape, 1.0 / y_rep.shape[0]) if log_w is None
-         else np.exp(log_w))
+    w = np.full(y_rep.shape, 1.0 / y_rep.shape[0]) if log_w is None else np.exp(log_w)
     return np.sum(w * ((y_rep < y) + 0.5 * (y_rep == y)), axis=0)
 
 
@@ -174,25 +187,34 @@ def _psis_pit(idata: Any) -> np.ndarray:
     return _mid_pit(y_rep.reshape(-1, n_rows), y, np.asarray(log_w).T)
 
 
-def _thinned(samples: Mapping[str, np.ndarray], n_rows: int,
-             fit: Any) -> dict[str, np.ndarray]:
+def _thinned(
+    samples: Mapping[str, np.ndarray], n_rows: int, fit: Any
+) -> dict[str, np.ndarray]:
     """Every k-th draw, so replicates stay within ``fit.max_predictive_values``."""
     chains, draws = next(iter(samples.values())).shape[:2]
     step = max(1, -(-chains * draws * n_rows // int(fit.max_predictive_values)))
     return {k: np.asarray(v)[:, ::step] for k, v in samples.items()}
 
 
-def _run_refits(result: FitResult, weights: np.ndarray, limits: Thresholds,
-                held_out: list[np.ndarray], settings: CVSettings
-                ) -> tuple[list, list, list, float, float]:
+def _run_refits(
+    result: FitResult,
+    weights: np.ndarray,
+    limits: Thresholds,
+    held_out: list[np.ndarray],
+    settings: CVSettings,
+) -> tuple[list, list, list, float, float]:
     """Sample the batch; per refit the held-out rows' elpd, LOO-PIT and failures."""
     fit = result.settings
     refit_settings = replace(
-        fit, warmup=fit.warmup if settings.warmup is None else settings.warmup,
-        samples=fit.samples if settings.samples is None else settings.samples)
+        fit,
+        warmup=fit.warmup if settings.warmup is None else settings.warmup,
+        samples=fit.samples if settings.samples is None else settings.samples,
+    )
     # Every refit's chains start at the fit's last draws: near where they end up.
     posterior = result.idata.posterior
-    start = {k: np.asarray(posterior[k].values)[:, -1] for k in result.program.sites.latent}
+    start = {
+        k: np.asarray(posterior[k].values)[:, -1] for k in result.program.sites.latent
+    }
     batch = refit_weighted(result.program, refit_settings, weights, start=start)
     y = np.asarray(result.idata.observed_data["obs"].values)
     elpds, pits, failures = [], [], []
@@ -202,16 +224,23 @@ def _run_refits(result: FitResult, weights: np.ndarray, limits: Thresholds,
         failures.append(refit_failures(samples, extras, limits))
         log_lik = pointwise_log_likelihood(result.program, samples)
         elpds.append(_elpd_held_out(log_lik[:, :, rows]))
-        y_rep = replicate(result.program, _thinned(samples, y.size, fit),
-                          result.settings.seed + r)
+        y_rep = replicate(
+            result.program, _thinned(samples, y.size, fit), result.settings.seed + r
+        )
         pits.append(_mid_pit(y_rep[:, rows], y[rows][None, :]))
     return elpds, pits, failures, batch.compile_s, batch.sampling_s
 
 
-def cross_validate(result: FitResult, limits: Thresholds, settings: CVSettings,
-                   criteria: Criteria, *, table: pd.DataFrame | None = None,
-                   rename: Mapping[str, str] | None = None,
-                   progress: Callable[[str], None] | None = None) -> CrossValidation:
+def cross_validate(
+    result: FitResult,
+    limits: Thresholds,
+    settings: CVSettings,
+    criteria: Criteria,
+    *,
+    table: pd.DataFrame | None = None,
+    rename: Mapping[str, str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> CrossValidation:
     """The fit's most reliable elpd estimate, pointwise, with metrics and tags.
 
     Also stores the pointwise values in ``result.idata`` (group
@@ -252,18 +281,26 @@ def cross_validate(result: FitResult, limits: Thresholds, settings: CVSettings,
     if method == "psis":
         unresolved[bad] = True
     elif method == "reloo" and units:
-        say(f"exact LOO: {len(units)} refits (Pareto k > {float(loo.good_k):.2f}), "
-            "one batched call")
+        say(
+            f"exact LOO: {len(units)} refits (Pareto k > {float(loo.good_k):.2f}), "
+            "one batched call"
+        )
         weights = np.ones((len(units), n_rows), dtype=np.float32)
         held_out = []
         for r, i in enumerate(units):
             weights[r, i] = 0.0
-            copies = [i] if rows is None else list(
-                np.flatnonzero(rows.inverse == rows.inverse[i]))
+            copies = (
+                [i]
+                if rows is None
+                else list(np.flatnonzero(rows.inverse == rows.inverse[i]))
+            )
             held_out.append(np.asarray(copies))
         elpds, pits, failures, compile_s, sampling_s = _run_refits(
-            result, weights, limits, held_out, settings)
-        for i, copies, value, row_pit, why in zip(units, held_out, elpds, pits, failures):
+            result, weights, limits, held_out, settings
+        )
+        for i, copies, value, row_pit, why in zip(
+            units, held_out, elpds, pits, failures
+        ):
             if why:
                 problems.append(f"refit without row {i} not used: {'; '.join(why)}")
                 unresolved[copies] = True
@@ -276,26 +313,34 @@ def cross_validate(result: FitResult, limits: Thresholds, settings: CVSettings,
         seed = int(result.settings.seed if settings.seed is None else settings.seed)
         fold, folds_frame = _folds(settings, n_rows, seed, table, rename)
         digest = folds_digest(fold)
-        say(f"{settings.k}-fold CV"
+        say(
+            f"{settings.k}-fold CV"
             + (f" grouped by {list(settings.group_by)}" if settings.group_by else "")
-            + f": {settings.k} refits, one batched call")
+            + f": {settings.k} refits, one batched call"
+        )
         weights = np.stack([(fold != f).astype(np.float32) for f in range(settings.k)])
         held_out = [np.flatnonzero(fold == f) for f in range(settings.k)]
         elpds, pits, failures, compile_s, sampling_s = _run_refits(
-            result, weights, limits, held_out, settings)
+            result, weights, limits, held_out, settings
+        )
         row_method[:] = "kfold"
         for f, (members, value, why) in enumerate(zip(held_out, elpds, failures)):
             elpd_i[members] = value
             pit[members] = pits[f]
             if why:
-                problems.append(f"fold {f} ({members.size} rows) refit failed its checks: "
-                                f"{'; '.join(why)}")
+                problems.append(
+                    f"fold {f} ({members.size} rows) refit failed its checks: "
+                    f"{'; '.join(why)}"
+                )
                 unresolved[members] = True
                 row_method[members] = "kfold (refit failed)"
     for line in problems:
         log.warning("%s", line)
-    lppd = float(_elpd_held_out(np.asarray(result.idata.log_likelihood["obs"].values)
-                                .reshape(-1, 1, n_rows)).sum())
+    lppd = float(
+        _elpd_held_out(
+            np.asarray(result.idata.log_likelihood["obs"].values).reshape(-1, 1, n_rows)
+        ).sum()
+    )
     elpd = float(elpd_i.sum())
     n_refits = {"psis": 0, "reloo": len(units), "kfold": settings.k}[method]
     metrics = {
@@ -310,23 +355,30 @@ def cross_validate(result: FitResult, limits: Thresholds, settings: CVSettings,
     }
     metrics.update(_trial_metrics(result))
     metrics["cv_time_s"] = time.perf_counter() - start
-    pointwise = pd.DataFrame({"elpd_cv_i": elpd_i, "cv_method": row_method,
-                              "cv_fold": fold, "loo_pit": pit})
+    pointwise = pd.DataFrame(
+        {"elpd_cv_i": elpd_i, "cv_method": row_method, "cv_fold": fold, "loo_pit": pit}
+    )
     pointwise.index.name = "observation"
     _attach(result.idata, pointwise, method, digest)
-    tags = {"hibayes.cv_method": method, "hibayes.cv_problems": "; ".join(problems) or "none"}
+    tags = {
+        "hibayes.cv_method": method,
+        "hibayes.cv_problems": "; ".join(problems) or "none",
+    }
     return CrossValidation(method, metrics, tags, pointwise, problems, folds_frame)
 
 
 def _trial_metrics(result: FitResult) -> dict[str, float]:
     """Per-trial LOO of counted data, from the fit's own draws ({} if not counted)."""
     program = result.program
-    samples = {k: np.asarray(result.idata.posterior[k].values) for k in program.sites.latent}
+    samples = {
+        k: np.asarray(result.idata.posterior[k].values) for k in program.sites.latent
+    }
     probs = trial_log_probs(program, samples)
     if probs is None:
         return {}
-    return trial_loo(*probs, program.arrays["obs"], program.arrays["n_total"],
-                     result.idata.posterior)
+    return trial_loo(
+        *probs, program.arrays["obs"], program.arrays["n_total"], result.idata.posterior
+    )
 
 
 def _attach(idata: Any, pointwise: pd.DataFrame, method: str, digest: str) -> None:
@@ -335,10 +387,12 @@ def _attach(idata: Any, pointwise: pd.DataFrame, method: str, digest: str) -> No
 
     dim = idata.log_likelihood["obs"].dims[2]
     ds = xr.Dataset(
-        {"elpd_cv_i": (dim, pointwise["elpd_cv_i"].to_numpy()),
-         "cv_method": (dim, pointwise["cv_method"].astype(str).to_numpy()),
-         "cv_fold": (dim, pointwise["cv_fold"].to_numpy()),
-         "loo_pit": (dim, pointwise["loo_pit"].to_numpy())},
+        {
+            "elpd_cv_i": (dim, pointwise["elpd_cv_i"].to_numpy()),
+            "cv_method": (dim, pointwise["cv_method"].astype(str).to_numpy()),
+            "cv_fold": (dim, pointwise["cv_fold"].to_numpy()),
+            "loo_pit": (dim, pointwise["loo_pit"].to_numpy()),
+        },
         attrs={"method": method, "folds_digest": digest},
     )
     with warnings.catch_warnings():

@@ -12,8 +12,14 @@ import pandas as pd
 
 from hibayes.errors import InputError
 
-__all__ = ["CV_METHODS", "CVSettings", "CVSettingsError", "assign_folds", "folds_digest",
-           "group_labels"]
+__all__ = [
+    "CV_METHODS",
+    "CVSettings",
+    "CVSettingsError",
+    "assign_folds",
+    "folds_digest",
+    "group_labels",
+]
 
 CV_METHODS = ("auto", "psis", "reloo", "kfold")
 
@@ -29,7 +35,9 @@ def _names(value: Any, key: str) -> tuple[str, ...]:
         return (value,)
     if isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
         return tuple(value)
-    raise CVSettingsError(f"cv.{key} must be a column name or a list of them, got {value!r}")
+    raise CVSettingsError(
+        f"cv.{key} must be a column name or a list of them, got {value!r}"
+    )
 
 
 @dataclass(frozen=True)
@@ -63,18 +71,28 @@ class CVSettings:
     def __post_init__(self) -> None:
         if self.method not in CV_METHODS:
             raise CVSettingsError(
-                f"cv.method must be one of {', '.join(CV_METHODS)}, got {self.method!r}")
+                f"cv.method must be one of {', '.join(CV_METHODS)}, got {self.method!r}"
+            )
         for key, low in (("max_refits", 0), ("k", 2)):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-                    or value < low:
-                raise CVSettingsError(f"cv.{key} must be an integer >= {low}, got {value!r}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, np.integer))
+                or value < low
+            ):
+                raise CVSettingsError(
+                    f"cv.{key} must be an integer >= {low}, got {value!r}"
+                )
         for key, low in (("seed", 0), ("warmup", 0), ("samples", 1)):
             value = getattr(self, key)
-            if value is not None and (isinstance(value, bool) or not isinstance(
-                    value, (int, np.integer)) or value < low):
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, (int, np.integer))
+                or value < low
+            ):
                 raise CVSettingsError(
-                    f"cv.{key} must be an integer >= {low} or null, got {value!r}")
+                    f"cv.{key} must be an integer >= {low} or null, got {value!r}"
+                )
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> CVSettings:
@@ -83,7 +101,9 @@ class CVSettings:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise CVSettingsError(f"unknown cv key(s) {unknown}; known: {sorted(known)}")
+            raise CVSettingsError(
+                f"unknown cv key(s) {unknown}; known: {sorted(known)}"
+            )
         for key in ("group_by", "stratify_by"):
             if key in values:
                 values[key] = _names(values[key], key)
@@ -94,8 +114,12 @@ class CVSettings:
         return asdict(self)
 
 
-def group_labels(table: pd.DataFrame, columns: Sequence[str], key: str,
-                 rename: Mapping[str, str] | None = None) -> pd.DataFrame:
+def group_labels(
+    table: pd.DataFrame,
+    columns: Sequence[str],
+    key: str,
+    rename: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
     """The ``columns`` of the data table (one row per observation), by name.
 
     A column renamed in the data config (``data.rename``) may be named by
@@ -111,12 +135,18 @@ def group_labels(table: pd.DataFrame, columns: Sequence[str], key: str,
         else:
             raise CVSettingsError(
                 f"cv.{key}: column {name!r} is not in the data (columns: "
-                f"{', '.join(map(str, table.columns))})")
+                f"{', '.join(map(str, table.columns))})"
+            )
     return table[resolved].reset_index(drop=True)
 
 
-def assign_folds(n_rows: int, k: int, seed: int, groups: pd.DataFrame | None = None,
-                 strata: pd.Series | None = None) -> np.ndarray:
+def assign_folds(
+    n_rows: int,
+    k: int,
+    seed: int,
+    groups: pd.DataFrame | None = None,
+    strata: pd.Series | None = None,
+) -> np.ndarray:
     """Fold (0..k-1) of every row: whole groups per fold, strata spread evenly.
 
     Groups (distinct value combinations of ``groups``' columns; each row alone
@@ -127,12 +157,17 @@ def assign_folds(n_rows: int, k: int, seed: int, groups: pd.DataFrame | None = N
     if groups is None or groups.shape[1] == 0:
         group_of = np.arange(n_rows)
     else:
-        group_of = groups.groupby(list(groups.columns), sort=False, dropna=False).ngroup()
+        group_of = groups.groupby(
+            list(groups.columns), sort=False, dropna=False
+        ).ngroup()
         group_of = group_of.to_numpy()
     n_groups = int(group_of.max()) + 1 if n_rows else 0
     if k > n_groups:
-        what = "rows" if groups is None or groups.shape[1] == 0 else \
-            f"groups of cv.group_by={list(groups.columns)}"
+        what = (
+            "rows"
+            if groups is None or groups.shape[1] == 0
+            else f"groups of cv.group_by={list(groups.columns)}"
+        )
         raise CVSettingsError(f"cv.k={k} is more than the {n_groups} {what}")
     if strata is None:
         stratum = np.zeros(n_groups, dtype=np.int64)

@@ -12,8 +12,9 @@ the maxima into NaN.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -72,14 +73,16 @@ class Thresholds:
     ebfmi_min: float = 0.3
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "Thresholds":
+    def from_mapping(cls, values: Mapping[str, Any]) -> Thresholds:
         """Build from a config mapping; unknown keys or values not numbers raise
         :class:`~hibayes.errors.InputError`, one line per problem."""
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(values) - known)
         problems = wrong_types("checks", values, cls)
         if unknown:
-            problems.insert(0, f"unknown checks key(s) {unknown}; known: {sorted(known)}")
+            problems.insert(
+                0, f"unknown checks key(s) {unknown}; known: {sorted(known)}"
+            )
         if problems:
             raise InputError("\n".join(problems))
         return cls(**dict(values))
@@ -97,7 +100,7 @@ class Criteria(NamedTuple):
 
 
 def information_criteria(
-    idata: "az.InferenceData", row_of: np.ndarray | None = None
+    idata: az.InferenceData, row_of: np.ndarray | None = None
 ) -> Criteria:
     """PSIS-LOO and WAIC with pointwise values; ``None`` without a log_likelihood.
 
@@ -115,11 +118,15 @@ def information_criteria(
         warnings.simplefilter("ignore")
         if row_of is not None:
             return _criteria_over_distinct_rows(idata, np.asarray(row_of))
-        return Criteria(az.loo(idata, pointwise=True, scale="log"),
-                        az.waic(idata, pointwise=True, scale="log"))
+        return Criteria(
+            az.loo(idata, pointwise=True, scale="log"),
+            az.waic(idata, pointwise=True, scale="log"),
+        )
 
 
-def _criteria_over_distinct_rows(idata: "az.InferenceData", row_of: np.ndarray) -> Criteria:
+def _criteria_over_distinct_rows(
+    idata: az.InferenceData, row_of: np.ndarray
+) -> Criteria:
     """LOO and WAIC from ArviZ on the distinct rows, expanded to every row.
 
     The totals are ArviZ's formulas over the expanded pointwise values (sum;
@@ -132,19 +139,30 @@ def _criteria_over_distinct_rows(idata: "az.InferenceData", row_of: np.ndarray) 
     log_lik = idata.log_likelihood["obs"]
     row_dim = log_lik.dims[2]
     first = np.unique(row_of, return_index=True)[1]  # one observation per distinct row
-    distinct = az.InferenceData(posterior=idata.posterior,
-                                log_likelihood=idata.log_likelihood.isel({row_dim: first}))
+    distinct = az.InferenceData(
+        posterior=idata.posterior,
+        log_likelihood=idata.log_likelihood.isel({row_dim: first}),
+    )
     loo = az.loo(distinct, pointwise=True, scale="log")
     waic = az.waic(distinct, pointwise=True, scale="log")
     template = log_lik.isel(chain=0, draw=0, drop=True)  # every row, with its coords
 
     def every_row(values: Any, name: str) -> Any:
-        return template.copy(data=np.take(np.asarray(values), row_of, axis=0)).rename(name)
+        return template.copy(data=np.take(np.asarray(values), row_of, axis=0)).rename(
+            name
+        )
 
     n_rows = int(row_of.shape[0])
-    var_lpd = log_lik.isel({row_dim: first}).stack(s=("chain", "draw")).var(dim="s").values
-    lppd = np.asarray(waic.waic_i.values) + var_lpd  # waic_i = lppd_i - var_i (log scale)
-    loo_i, waic_i = every_row(loo.loo_i.values, "loo_i"), every_row(waic.waic_i.values, "waic_i")
+    var_lpd = (
+        log_lik.isel({row_dim: first}).stack(s=("chain", "draw")).var(dim="s").values
+    )
+    lppd = (
+        np.asarray(waic.waic_i.values) + var_lpd
+    )  # waic_i = lppd_i - var_i (log scale)
+    loo_i, waic_i = (
+        every_row(loo.loo_i.values, "loo_i"),
+        every_row(waic.waic_i.values, "waic_i"),
+    )
     pareto_k = every_row(np.asarray(loo.pareto_k), "pareto_k")
     elpd_loo, elpd_waic = float(loo_i.values.sum()), float(waic_i.values.sum())
     full_loo = {
@@ -164,13 +182,15 @@ def _criteria_over_distinct_rows(idata: "az.InferenceData", row_of: np.ndarray) 
     }
 
     def rebuilt(result: Any, values: dict) -> Any:
-        return ELPDData(data=[values.get(k, result[k]) for k in result.index],
-                        index=list(result.index))
+        return ELPDData(
+            data=[values.get(k, result[k]) for k in result.index],
+            index=list(result.index),
+        )
 
     return Criteria(rebuilt(loo, full_loo), rebuilt(waic, full_waic))
 
 
-def summarize(idata: "az.InferenceData") -> pd.DataFrame:
+def summarize(idata: az.InferenceData) -> pd.DataFrame:
     """ArviZ summary (mean, sd, HDI, MCSE, ESS, R-hat) of every posterior variable."""
     import arviz as az
 
@@ -188,7 +208,9 @@ def _extreme(values: pd.Series, how: str) -> float:
     return float(finite.max() if how == "max" else finite.min())
 
 
-def _sampling_metrics(idata: "az.InferenceData", summary: pd.DataFrame) -> dict[str, float]:
+def _sampling_metrics(
+    idata: az.InferenceData, summary: pd.DataFrame
+) -> dict[str, float]:
     import arviz as az
 
     # A quantity constant over all draws has no R-hat or ESS: leave it out.
@@ -200,9 +222,13 @@ def _sampling_metrics(idata: "az.InferenceData", summary: pd.DataFrame) -> dict[
     }
     stats = idata.sample_stats
     out["divergences"] = float(stats["diverging"].values.sum())
-    out["ebfmi_min"] = float(np.min(az.bfmi(idata))) if "energy" in stats else float("nan")
+    out["ebfmi_min"] = (
+        float(np.min(az.bfmi(idata))) if "energy" in stats else float("nan")
+    )
     hits = stats.get("reached_max_treedepth")
-    out["tree_depth_hits"] = float(hits.values.sum()) if hits is not None else float("nan")
+    out["tree_depth_hits"] = (
+        float(hits.values.sum()) if hits is not None else float("nan")
+    )
     return out
 
 
@@ -210,8 +236,17 @@ def _loo_metrics(criteria: Criteria) -> dict[str, float]:
     loo, waic = criteria
     if loo is None:
         return dict.fromkeys(
-            ("elpd_loo", "elpd_loo_se", "p_loo", "pareto_k_max", "pareto_k_bad",
-             "elpd_waic", "elpd_waic_se", "p_waic"), float("nan")
+            (
+                "elpd_loo",
+                "elpd_loo_se",
+                "p_loo",
+                "pareto_k_max",
+                "pareto_k_bad",
+                "elpd_waic",
+                "elpd_waic_se",
+                "p_waic",
+            ),
+            float("nan"),
         )
     k = np.asarray(loo.pareto_k)
     return {
@@ -226,18 +261,29 @@ def _loo_metrics(criteria: Criteria) -> dict[str, float]:
     }
 
 
-def convergence_failures(metrics: Mapping[str, float], thresholds: Thresholds) -> list[str]:
+def convergence_failures(
+    metrics: Mapping[str, float], thresholds: Thresholds
+) -> list[str]:
     """Reasons, in words, that the metrics fail the thresholds (empty: converged)."""
     t = thresholds
     reasons = []
     checks = [
         ("rhat_max", lambda v: v <= t.rhat_max, f"R-hat {{v:.3f}} > {t.rhat_max}"),
-        ("ess_bulk_min", lambda v: v >= t.ess_bulk_min,
-         f"bulk ESS {{v:.0f}} < {t.ess_bulk_min:.0f}"),
-        ("ess_tail_min", lambda v: v >= t.ess_tail_min,
-         f"tail ESS {{v:.0f}} < {t.ess_tail_min:.0f}"),
-        ("divergences", lambda v: v <= t.divergences_max,
-         f"{{v:.0f}} divergent transitions (max {t.divergences_max})"),
+        (
+            "ess_bulk_min",
+            lambda v: v >= t.ess_bulk_min,
+            f"bulk ESS {{v:.0f}} < {t.ess_bulk_min:.0f}",
+        ),
+        (
+            "ess_tail_min",
+            lambda v: v >= t.ess_tail_min,
+            f"tail ESS {{v:.0f}} < {t.ess_tail_min:.0f}",
+        ),
+        (
+            "divergences",
+            lambda v: v <= t.divergences_max,
+            f"{{v:.0f}} divergent transitions (max {t.divergences_max})",
+        ),
         ("ebfmi_min", lambda v: v >= t.ebfmi_min, f"E-BFMI {{v:.2f}} < {t.ebfmi_min}"),
     ]
     for key, ok, message in checks:
@@ -250,7 +296,7 @@ def convergence_failures(metrics: Mapping[str, float], thresholds: Thresholds) -
 
 
 def diagnose(
-    idata: "az.InferenceData",
+    idata: az.InferenceData,
     thresholds: Thresholds | None = None,
     *,
     summary: pd.DataFrame | None = None,
@@ -269,7 +315,9 @@ def diagnose(
     return {key: metrics[key] for key in METRIC_KEYS}
 
 
-def pointwise_loo(idata: "az.InferenceData", criteria: Criteria | None = None) -> pd.DataFrame:
+def pointwise_loo(
+    idata: az.InferenceData, criteria: Criteria | None = None
+) -> pd.DataFrame:
     """One row per observation: observed value, ``loo_i``, ``pareto_k``, ``waic_i``.
 
     After :func:`~hibayes.diagnostics.cross_validation.cross_validate`, also

@@ -107,8 +107,9 @@ def _internal(name: str) -> bool:
     return name.startswith("z_") or name.endswith(("_constrained", "_raw", "_offset"))
 
 
-def flat_posterior(idata: az.InferenceData, var_names: Sequence[str] | None = None
-                   ) -> tuple[np.ndarray, list[str], list[str]]:
+def flat_posterior(
+    idata: az.InferenceData, var_names: Sequence[str] | None = None
+) -> tuple[np.ndarray, list[str], list[str]]:
     """Every element of the posterior as rows of a (quantity, chain x draw) array.
 
     :return: draws, element labels (``group_effects[model-a]``), variable names.
@@ -123,7 +124,9 @@ def flat_posterior(idata: az.InferenceData, var_names: Sequence[str] | None = No
         levels = itertools.product(*(post[d].values.tolist() for d in dims))
         for j, combo in enumerate(levels):
             rows.append(values[:, j])
-            labels.append(f"{name}[{', '.join(map(str, combo))}]" if dims else str(name))
+            labels.append(
+                f"{name}[{', '.join(map(str, combo))}]" if dims else str(name)
+            )
             variables.append(str(name))
     draws = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
     return draws, labels, variables
@@ -141,15 +144,18 @@ def component_draws(idata: az.InferenceData, component: str) -> np.ndarray:
     return np.ravel(total)
 
 
-def power_scale_weights(log_component: np.ndarray, alphas: Sequence[float]
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def power_scale_weights(
+    log_component: np.ndarray, alphas: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray]:
     """PSIS weights that power-scale a component by each alpha (ArviZ's ``psislw``).
 
     :return: normalised weights (alpha, draw) and their Pareto k (alpha,).
     """
     import arviz as az
 
-    log_w = (np.asarray(alphas, dtype=np.float64)[:, None] - 1.0) * log_component[None, :]
+    log_w = (np.asarray(alphas, dtype=np.float64)[:, None] - 1.0) * log_component[
+        None, :
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         smoothed, k = az.psislw(log_w)
@@ -179,14 +185,19 @@ def cjs_distance(draws: np.ndarray, weights: np.ndarray) -> np.ndarray:
         log_q = np.where(cdf_q > 0, np.log2(np.where(cdf_q > 0, cdf_q, 1)), 0.0)
         mid = 0.5 * (cdf_p + cdf_q)
         log_m = np.where(mid > 0, np.log2(np.where(mid > 0, mid, 1)), 0.0)
-        pq = (width * cdf_p * (log_p - log_m)).sum(axis=1) + 0.5 / np.log(2) * (q_int - p_int)
-        qp = (width * cdf_q * (log_q - log_m)).sum(axis=1) + 0.5 / np.log(2) * (p_int - q_int)
+        pq = (width * cdf_p * (log_p - log_m)).sum(axis=1) + 0.5 / np.log(2) * (
+            q_int - p_int
+        )
+        qp = (width * cdf_q * (log_q - log_m)).sum(axis=1) + 0.5 / np.log(2) * (
+            p_int - q_int
+        )
         out = np.sqrt((np.maximum(pq, 0) + np.maximum(qp, 0)) / (p_int + q_int))
     return np.where(p_int + q_int > 0, out, np.nan)
 
 
-def _sensitivity(draws: np.ndarray, log_component: np.ndarray, delta: float
-                 ) -> tuple[np.ndarray, float]:
+def _sensitivity(
+    draws: np.ndarray, log_component: np.ndarray, delta: float
+) -> tuple[np.ndarray, float]:
     """Finite-difference derivative of the CJS distance; worst Pareto k of the weights."""
     weights, k = power_scale_weights(log_component, [1 / (1 + delta), 1 + delta])
     # Both tails: the distance of -x catches a change that only the upper tail shows.
@@ -201,8 +212,12 @@ def diagnosis(prior: float, likelihood: float, threshold: float) -> str:
     return CONFLICT if likelihood >= threshold else WEAK_LIKELIHOOD
 
 
-def sensitivity(idata: az.InferenceData, delta: float = 0.01, threshold: float = 0.05,
-                var_names: Sequence[str] | None = None) -> Sensitivity:
+def sensitivity(
+    idata: az.InferenceData,
+    delta: float = 0.01,
+    threshold: float = 0.05,
+    var_names: Sequence[str] | None = None,
+) -> Sensitivity:
     """Prior and likelihood sensitivity of every posterior element, with diagnoses.
 
     :param delta: alpha = 1/(1 + delta) and 1 + delta, as in ``az.psens``.
@@ -214,22 +229,25 @@ def sensitivity(idata: az.InferenceData, delta: float = 0.01, threshold: float =
     prior, k_prior = _sensitivity(draws, component_draws(idata, "prior"), delta)
     lik, k_lik = _sensitivity(draws, component_draws(idata, "likelihood"), delta)
     k_threshold = min(1 - 1 / np.log10(n_draws), 0.7)
-    table = pd.DataFrame({
-        "parameter": labels,
-        "variable": variables,
-        "internal": [_internal(v) for v in variables],
-        "prior": prior,
-        "likelihood": lik,
-        "diagnosis": [diagnosis(p, q, threshold) for p, q in zip(prior, lik)],
-        "prior_pareto_k": k_prior,
-        "likelihood_pareto_k": k_lik,
-        "likelihood_reliable": k_lik <= k_threshold,
-    })
+    table = pd.DataFrame(
+        {
+            "parameter": labels,
+            "variable": variables,
+            "internal": [_internal(v) for v in variables],
+            "prior": prior,
+            "likelihood": lik,
+            "diagnosis": [diagnosis(p, q, threshold) for p, q in zip(prior, lik)],
+            "prior_pareto_k": k_prior,
+            "likelihood_pareto_k": k_lik,
+            "likelihood_reliable": k_lik <= k_threshold,
+        }
+    )
     return Sensitivity(table, threshold, float(k_threshold))
 
 
-def _weighted_quantiles(draws: np.ndarray, weights: np.ndarray, probs: Sequence[float]
-                        ) -> np.ndarray:
+def _weighted_quantiles(
+    draws: np.ndarray, weights: np.ndarray, probs: Sequence[float]
+) -> np.ndarray:
     """Quantiles of each row of ``draws`` under ``weights``: (quantity, prob)."""
     order = np.argsort(draws, axis=1)
     x = np.take_along_axis(draws, order, axis=1)
@@ -238,9 +256,13 @@ def _weighted_quantiles(draws: np.ndarray, weights: np.ndarray, probs: Sequence[
     return np.stack([[np.interp(p, c, xs) for p in probs] for c, xs in zip(cum, x)])
 
 
-def power_scaled_quantities(idata: az.InferenceData, parameters: Sequence[str],
-                            alphas: Sequence[float], component: str,
-                            probs: Sequence[float] = (0.05, 0.5, 0.95)) -> pd.DataFrame:
+def power_scaled_quantities(
+    idata: az.InferenceData,
+    parameters: Sequence[str],
+    alphas: Sequence[float],
+    component: str,
+    probs: Sequence[float] = (0.05, 0.5, 0.95),
+) -> pd.DataFrame:
     """Mean and quantiles of the named elements when ``component`` is scaled by alpha.
 
     :param parameters: element labels as :func:`flat_posterior` writes them.
@@ -255,8 +277,12 @@ def power_scaled_quantities(idata: az.InferenceData, parameters: Sequence[str],
     for alpha, w, kk in zip(alphas, weights, k):
         quants = _weighted_quantiles(chosen, w, probs)
         for i, name in enumerate(parameters):
-            row = {"parameter": name, "alpha": float(alpha),
-                   "mean": float(chosen[i] @ w), "pareto_k": float(kk)}
+            row = {
+                "parameter": name,
+                "alpha": float(alpha),
+                "mean": float(chosen[i] @ w),
+                "pareto_k": float(kk),
+            }
             row.update({f"q{p:g}": float(q) for p, q in zip(probs, quants[i])})
             out.append(row)
     return pd.DataFrame(out)

@@ -18,8 +18,13 @@ import numpy as np
 __all__ = ["trial_loo"]
 
 
-def trial_loo(log_p: np.ndarray, log_q: np.ndarray, successes: np.ndarray,
-              totals: np.ndarray, posterior: Any) -> dict[str, float]:
+def trial_loo(
+    log_p: np.ndarray,
+    log_q: np.ndarray,
+    successes: np.ndarray,
+    totals: np.ndarray,
+    posterior: Any,
+) -> dict[str, float]:
     """``elpd_loo_trial``, its SE and the count of trials with a bad Pareto k.
 
     :param log_p: log P(success) per cell, (chain, draw, cell).
@@ -38,9 +43,12 @@ def trial_loo(log_p: np.ndarray, log_q: np.ndarray, successes: np.ndarray,
     counts = counts[keep]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        idata = az.InferenceData(posterior=posterior,
-                                 log_likelihood=az.from_dict(
-                                     log_likelihood={"trial": log_lik}).log_likelihood)
+        idata = az.InferenceData(
+            posterior=posterior,
+            log_likelihood=az.from_dict(
+                log_likelihood={"trial": log_lik}
+            ).log_likelihood,
+        )
         loo = az.loo(idata, pointwise=True)
     terms = np.asarray(loo.loo_i.values, dtype=np.float64)
     k = np.asarray(loo.pareto_k, dtype=np.float64)

@@ -24,8 +24,13 @@ from .program import Program
 from .sampler import _one_chain, predictive_fns, to_numpy
 from .settings import FitSettings
 
-__all__ = ["BatchFits", "BatchSampler", "fit_batches", "get_batch_sampler",
-           "simulate_from_prior"]
+__all__ = [
+    "BatchFits",
+    "BatchSampler",
+    "fit_batches",
+    "get_batch_sampler",
+    "simulate_from_prior",
+]
 
 _BATCH_SAMPLERS: dict[tuple, BatchSampler] = {}
 
@@ -67,14 +72,16 @@ class BatchFits:
     compiles: int
 
 
-def simulate_from_prior(program: Program, n: int, rng_key: jax.Array
-                        ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def simulate_from_prior(
+    program: Program, n: int, rng_key: jax.Array
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Draw ``n`` parameter sets from the prior and an ``obs`` for each, by the program.
 
     :return: every latent and deterministic site (n, ...), and ``obs`` (n, rows...).
     """
-    draws = to_numpy(predictive_fns(program)["prior"](rng_key, int(n), program.arrays,
-                                                        program.hyper))
+    draws = to_numpy(
+        predictive_fns(program)["prior"](rng_key, int(n), program.arrays, program.hyper)
+    )
     obs = draws.pop("obs")
     return draws, obs
 
@@ -87,19 +94,31 @@ def _split(n_pairs: int) -> int:
     return devices
 
 
-def get_batch_sampler(program: Program, settings: FitSettings, batch: int,
-                      obs_example: np.ndarray) -> BatchSampler:
+def get_batch_sampler(
+    program: Program, settings: FitSettings, batch: int, obs_example: np.ndarray
+) -> BatchSampler:
     """The compiled batched sampler for this program, settings and batch size."""
-    key = (program.structure_key, batch, settings.samples, settings.warmup, settings.chains,
-           settings.target_accept, settings.max_tree_depth, settings.init_strategy,
-           settings.dense_mass, str(np.asarray(obs_example).dtype))
+    key = (
+        program.structure_key,
+        batch,
+        settings.samples,
+        settings.warmup,
+        settings.chains,
+        settings.target_accept,
+        settings.max_tree_depth,
+        settings.init_strategy,
+        settings.dense_mass,
+        str(np.asarray(obs_example).dtype),
+    )
     cached = _BATCH_SAMPLERS.get(key)
     if cached is not None:
         return BatchSampler(cached.run_fn, cached.batch, cached.devices, 0.0)
     one_chain = _one_chain(program, settings)
     arrays = {k: v for k, v in program.arrays.items() if k != "obs"}
 
-    def per_pair(rng_key: jax.Array, obs: jax.Array, arrays: dict, hyper: dict) -> tuple:
+    def per_pair(
+        rng_key: jax.Array, obs: jax.Array, arrays: dict, hyper: dict
+    ) -> tuple:
         samples, extras = one_chain(rng_key, {**arrays, "obs": obs}, hyper)
         return samples, {"diverging": extras["diverging"], "energy": extras["energy"]}
 
@@ -107,17 +126,28 @@ def get_batch_sampler(program: Program, settings: FitSettings, batch: int,
     devices = _split(n_pairs)
     per_device = n_pairs // devices
     keys = jnp.zeros((devices, per_device, 2), dtype=jnp.uint32)
-    obs = jnp.zeros((devices, per_device) + np.shape(obs_example),
-                    dtype=jnp.asarray(obs_example).dtype)
+    obs = jnp.zeros(
+        (devices, per_device) + np.shape(obs_example),
+        dtype=jnp.asarray(obs_example).dtype,
+    )
     start = time.perf_counter()
     vmapped = jax.vmap(per_pair, in_axes=(0, 0, None, None))
     if devices > 1:
-        run_fn = (jax.pmap(vmapped, in_axes=(0, 0, None, None),
-                           devices=jax.local_devices()[:devices])
-                  .lower(keys, obs, arrays, program.hyper).compile())
+        run_fn = (
+            jax.pmap(
+                vmapped,
+                in_axes=(0, 0, None, None),
+                devices=jax.local_devices()[:devices],
+            )
+            .lower(keys, obs, arrays, program.hyper)
+            .compile()
+        )
     else:
-        run_fn = jax.jit(jax.vmap(vmapped, in_axes=(0, 0, None, None))).lower(
-            keys, obs, arrays, program.hyper).compile()
+        run_fn = (
+            jax.jit(jax.vmap(vmapped, in_axes=(0, 0, None, None)))
+            .lower(keys, obs, arrays, program.hyper)
+            .compile()
+        )
     sampler = BatchSampler(run_fn, batch, devices, time.perf_counter() - start)
     _BATCH_SAMPLERS[key] = sampler
     return sampler
@@ -130,9 +160,14 @@ def _batches(n: int, batch: int) -> Iterator[np.ndarray]:
         yield np.concatenate([idx, np.full(batch - idx.size, idx[0])])
 
 
-def fit_batches(program: Program, settings: FitSettings, obs: np.ndarray,
-                rng_key: jax.Array, batch: int,
-                progress: Callable[[str], None] | None = None) -> BatchFits:
+def fit_batches(
+    program: Program,
+    settings: FitSettings,
+    obs: np.ndarray,
+    rng_key: jax.Array,
+    batch: int,
+    progress: Callable[[str], None] | None = None,
+) -> BatchFits:
     """Fit the program to every data set in ``obs`` (simulation first), batched.
 
     :param batch: simulations per call of the compiled sampler (the last call is
@@ -142,10 +177,15 @@ def fit_batches(program: Program, settings: FitSettings, obs: np.ndarray,
     n = int(obs.shape[0])
     batch = max(1, min(int(batch), n))
     sampler = get_batch_sampler(program, settings, batch, obs[0])
-    say(f"batched sampler: {batch} simulations x {settings.chains} chains per call on "
+    say(
+        f"batched sampler: {batch} simulations x {settings.chains} chains per call on "
         f"{sampler.devices} device(s)"
-        + (f"; compiled in {sampler.compile_s:.1f} s" if sampler.compile_s
-           else "; compiled sampler reused"))
+        + (
+            f"; compiled in {sampler.compile_s:.1f} s"
+            if sampler.compile_s
+            else "; compiled sampler reused"
+        )
+    )
     arrays = {k: v for k, v in program.arrays.items() if k != "obs"}
     keys = np.asarray(jax.random.split(rng_key, n * settings.chains))
     keys = keys.reshape((n, settings.chains) + keys.shape[1:])
@@ -155,9 +195,12 @@ def fit_batches(program: Program, settings: FitSettings, obs: np.ndarray,
         pairs_obs = np.repeat(obs[idx], settings.chains, axis=0)
         pairs_keys = keys[idx].reshape(batch * settings.chains, -1)
         shape = (sampler.devices, -1)
-        out = sampler.run_fn(pairs_keys.reshape(shape + pairs_keys.shape[1:]),
-                             pairs_obs.reshape(shape + pairs_obs.shape[1:]), arrays,
-                             program.hyper)
+        out = sampler.run_fn(
+            pairs_keys.reshape(shape + pairs_keys.shape[1:]),
+            pairs_obs.reshape(shape + pairs_obs.shape[1:]),
+            arrays,
+            program.hyper,
+        )
         samples, extras = to_numpy(jax.block_until_ready(out))
         keep = int(min(batch, n - i * batch))
 
@@ -166,10 +209,18 @@ def fit_batches(program: Program, settings: FitSettings, obs: np.ndarray,
             return x[:keep]
 
         parts.append((jax.tree.map(unpair, samples), jax.tree.map(unpair, extras)))
-        say(f"fitted {min((i + 1) * batch, n)} of {n} simulated data sets "
-            f"({time.perf_counter() - start:.0f} s)")
+        say(
+            f"fitted {min((i + 1) * batch, n)} of {n} simulated data sets "
+            f"({time.perf_counter() - start:.0f} s)"
+        )
     sampling_s = time.perf_counter() - start
     samples = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
     extras = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
-    return BatchFits(samples, extras["diverging"].astype(bool), extras["energy"],
-                     sampler.compile_s, sampling_s, int(sampler.compile_s > 0))
+    return BatchFits(
+        samples,
+        extras["diverging"].astype(bool),
+        extras["energy"],
+        sampler.compile_s,
+        sampling_s,
+        int(sampler.compile_s > 0),
+    )

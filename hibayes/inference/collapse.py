@@ -15,8 +15,9 @@ count or a summary of the data (a mean, a plate of size N) would be changed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from numpyro.primitives import Messenger
@@ -67,7 +68,8 @@ def collapse_rows(arrays: Mapping[str, np.ndarray]) -> RowCollapse:
     n_rows = np.shape(arrays["obs"])[0]
     # Rows compare by their bytes across all per-row arrays, whatever the dtypes.
     as_bytes = [
-        np.ascontiguousarray(np.asarray(arrays[k]).reshape(n_rows, -1)).view(np.uint8)
+        np.ascontiguousarray(np.asarray(arrays[k]).reshape(n_rows, -1))
+        .view(np.uint8)
         .reshape(n_rows, -1)
         for k in names
     ]
@@ -79,8 +81,10 @@ def collapse_rows(arrays: Mapping[str, np.ndarray]) -> RowCollapse:
     order = np.argsort(first)  # unique rows in the order they first appear
     rank = np.empty_like(order)
     rank[order] = np.arange(order.size)
-    reduced = {k: (np.asarray(v)[first[order]] if k in names else np.asarray(v))
-               for k, v in arrays.items()}
+    reduced = {
+        k: (np.asarray(v)[first[order]] if k in names else np.asarray(v))
+        for k, v in arrays.items()
+    }
     return RowCollapse(
         arrays=reduced,
         weights=counts[order].astype(np.float32),

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
@@ -38,7 +39,7 @@ class FitResult:
     :param timings: seconds: ``compile``, ``sampling``, ``predictive``, ``total``.
     """
 
-    idata: "az.InferenceData"
+    idata: az.InferenceData
     program: Program
     settings: FitSettings
     chain_method: str
@@ -55,7 +56,9 @@ def _posterior_predictive_draws(
         flat = {k: v.reshape((total,) + v.shape[2:]) for k, v in samples.items()}
         return flat, True
     idx = np.sort(rng.choice(total, size=int(wanted), replace=False))
-    return {k: v.reshape((total,) + v.shape[2:])[idx] for k, v in samples.items()}, False
+    return {
+        k: v.reshape((total,) + v.shape[2:])[idx] for k, v in samples.items()
+    }, False
 
 
 def _log_likelihood(fn: Callable, latent: dict, program: Program) -> np.ndarray:
@@ -65,7 +68,9 @@ def _log_likelihood(fn: Callable, latent: dict, program: Program) -> np.ndarray:
     if program.rows is None:
         return np.asarray(fn(latent, program.arrays, program.hyper), dtype=np.float32)
     # Identical rows have identical terms: compute each once, copy it to every row.
-    unique = np.asarray(fn(latent, program.rows.arrays, program.hyper), dtype=np.float32)
+    unique = np.asarray(
+        fn(latent, program.rows.arrays, program.hyper), dtype=np.float32
+    )
     return program.rows.expand(unique, axis=2)
 
 
@@ -75,21 +80,30 @@ def _shows_progress(program: Program, settings: FitSettings, n_rows: int) -> boo
         return False
     method = resolve_chain_method(settings.chain_method, settings.chains)
     rows = program.rows.n_unique if program.rows is not None else n_rows
-    expected = expected_sampling_s(settings.warmup + settings.samples, settings.chains,
-                                   rows, method)
+    expected = expected_sampling_s(
+        settings.warmup + settings.samples, settings.chains, rows, method
+    )
     return expected > float(settings.progress_after_s)
 
 
-def _log_prior(factory: ModelFactory, features: Mapping[str, Any], program: Program,
-               latent: dict, stats: dict) -> tuple[dict, dict]:
+def _log_prior(
+    factory: ModelFactory,
+    features: Mapping[str, Any],
+    program: Program,
+    latent: dict,
+    stats: dict,
+) -> tuple[dict, dict]:
     """Per-draw log prior of the top-level sites; the all-site total goes in ``stats``."""
     if not latent:
         return {}, {}
     per_site = log_prior_draws(program, latent)
     sites = prior_sites(factory, features, program, latent, per_site)
     stats["log_prior"] = sum(per_site.values())
-    attrs = {"power_scaled_sites": " ".join(sites.top_level), "chosen_by": sites.how,
-             "total_of_all_latent_sites": "sample_stats.log_prior"}
+    attrs = {
+        "power_scaled_sites": " ".join(sites.top_level),
+        "chosen_by": sites.how,
+        "total_of_all_latent_sites": "sample_stats.log_prior",
+    }
     return {k: per_site[k] for k in sites.top_level}, attrs
 
 
@@ -118,27 +132,39 @@ def fit_model(
     n_rows = int(np.shape(obs)[0]) if np.ndim(obs) else 1
     precision = settings.resolved_precision(n_rows)
     use_float_precision(precision)  # before any array of this fit is made
-    program = build_program(factory, features, hyperparameters,
-                            collapse_identical_rows=settings.collapse_identical_rows)
+    program = build_program(
+        factory,
+        features,
+        hyperparameters,
+        collapse_identical_rows=settings.collapse_identical_rows,
+    )
     rng_key = jax.random.PRNGKey(int(settings.seed))
     sample_key, ppc_key, prior_key = jax.random.split(rng_key, 3)
     chain_keys = jax.random.split(sample_key, settings.chains)
 
     if program.rows is not None:
-        say(f"likelihood over {program.rows.n_unique} distinct rows standing for "
-            f"{program.rows.n_rows} (fit.collapse_identical_rows)")
+        say(
+            f"likelihood over {program.rows.n_unique} distinct rows standing for "
+            f"{program.rows.n_rows} (fit.collapse_identical_rows)"
+        )
     show_progress = _shows_progress(program, settings, n_rows)
     say("compiling the sampler (reused when cached)")
     sampler = get_sampler(program, settings, chain_keys, progress=show_progress)
     say(
         f"sampling {settings.chains} chains x ({settings.warmup} warmup + "
         f"{settings.samples} draws), {sampler.chain_method}"
-        + (f"; compiled in {sampler.compile_s:.1f} s" if sampler.compile_s else "; compiled sampler reused")
+        + (
+            f"; compiled in {sampler.compile_s:.1f} s"
+            if sampler.compile_s
+            else "; compiled sampler reused"
+        )
     )
     t0 = time.perf_counter()
     ticks = SamplingProgress(settings.chains, settings.warmup, settings.samples, say)
     with reporting(ticks):
-        samples, extras = sampler.run_fn(chain_keys, program.sampled_arrays, program.hyper)
+        samples, extras = sampler.run_fn(
+            chain_keys, program.sampled_arrays, program.hyper
+        )
         samples, extras = to_numpy(jax.block_until_ready((samples, extras)))
     sampling_s = time.perf_counter() - t0
 
@@ -151,24 +177,43 @@ def fit_model(
     log_prior, log_prior_attrs = _log_prior(factory, features, program, latent, stats)
     rng = np.random.default_rng(int(settings.seed))
     ppc_wanted, prior_draws = settings.predictive_draws(n_rows)
-    if ppc_wanted != settings.posterior_predictive_samples or prior_draws < settings.prior_samples:
-        say(f"{n_rows} rows: {ppc_wanted} posterior predictive and {prior_draws} prior draws "
-            f"(fit.max_predictive_values={settings.max_predictive_values})")
+    if (
+        ppc_wanted != settings.posterior_predictive_samples
+        or prior_draws < settings.prior_samples
+    ):
+        say(
+            f"{n_rows} rows: {ppc_wanted} posterior predictive and {prior_draws} prior draws "
+            f"(fit.max_predictive_values={settings.max_predictive_values})"
+        )
     ppc_samples, every_draw = _posterior_predictive_draws(
         latent, settings.chains, settings.samples, ppc_wanted, rng
     )
-    ppc = np.asarray(fns["posterior_predictive"](ppc_key, ppc_samples, program.arrays,
-                                                 program.hyper))
+    ppc = np.asarray(
+        fns["posterior_predictive"](ppc_key, ppc_samples, program.arrays, program.hyper)
+    )
     if every_draw:
         ppc = ppc.reshape((settings.chains, settings.samples) + ppc.shape[1:])
     prior = None
     if prior_draws > 0:
-        prior = to_numpy(fns["prior"](prior_key, prior_draws, program.arrays, program.hyper))
-    observed = program.arrays["obs"] if "obs" in program.arrays else np.asarray(features["obs"])
+        prior = to_numpy(
+            fns["prior"](prior_key, prior_draws, program.arrays, program.hyper)
+        )
+    observed = (
+        program.arrays["obs"]
+        if "obs" in program.arrays
+        else np.asarray(features["obs"])
+    )
     constant = {k: v for k, v in program.arrays.items() if k != "obs"}
-    constant.update({k: np.asarray(v) for k, v in features.items()
-                     if k not in program.arrays and np.isscalar(v)
-                     and isinstance(v, (int, float, np.number)) and not isinstance(v, bool)})
+    constant.update(
+        {
+            k: np.asarray(v)
+            for k, v in features.items()
+            if k not in program.arrays
+            and np.isscalar(v)
+            and isinstance(v, (int, float, np.number))
+            and not isinstance(v, bool)
+        }
+    )
     idata = build_idata(
         posterior=samples,
         sample_stats=stats,

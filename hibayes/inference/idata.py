@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,7 +22,9 @@ def _tree_depth(num_steps: np.ndarray) -> np.ndarray:
     return np.floor(np.log2(np.maximum(num_steps, 1))).astype(np.int64) + 1
 
 
-def sample_stats_from_extras(extras: Mapping[str, np.ndarray], max_tree_depth: int) -> dict:
+def sample_stats_from_extras(
+    extras: Mapping[str, np.ndarray], max_tree_depth: int
+) -> dict:
     """Map NumPyro's extra fields to ArviZ's sample_stats names."""
     depth = _tree_depth(np.asarray(extras["num_steps"]))
     return {
@@ -56,7 +59,7 @@ def build_idata(
     attrs: Mapping[str, Any],
     log_prior: Mapping[str, np.ndarray] | None = None,
     log_prior_attrs: Mapping[str, str] | None = None,
-) -> "az.InferenceData":
+) -> az.InferenceData:
     """Build InferenceData with every group, axes labelled by category name.
 
     ``posterior``, ``sample_stats`` and ``log_likelihood`` have leading
@@ -105,12 +108,14 @@ def build_idata(
     for group in ("posterior", "sample_stats"):
         idata[group].attrs.update(safe_attrs)
     if log_prior:
-        idata.add_groups({"log_prior": {k: np.asarray(v) for k, v in log_prior.items()}})
+        idata.add_groups(
+            {"log_prior": {k: np.asarray(v) for k, v in log_prior.items()}}
+        )
         idata.log_prior.attrs.update(dict(log_prior_attrs or {}))
     return idata
 
 
-def save_idata(idata: "az.InferenceData", path: str | Path) -> Path:
+def save_idata(idata: az.InferenceData, path: str | Path) -> Path:
     """Write InferenceData to netCDF; returns the path written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +123,7 @@ def save_idata(idata: "az.InferenceData", path: str | Path) -> Path:
     return path
 
 
-def load_idata(path: str | Path) -> "az.InferenceData":
+def load_idata(path: str | Path) -> az.InferenceData:
     """Read InferenceData written by :func:`save_idata` (fully loaded in memory)."""
     import arviz as az
 

@@ -11,7 +11,7 @@ when two readings fit.
 from __future__ import annotations
 
 import itertools
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 __all__ = ["infer_dims", "coords_for_dims"]
 
@@ -22,8 +22,12 @@ def _candidates(name: str, categories: Sequence[str]) -> list[list[str]]:
     """Possible dim lists for site ``name``, most specific first."""
     out: list[list[str]] = []
     for cat in categories:
-        if name in (f"{cat}_effects", f"z_{cat}", f"{cat}_effects_raw",
-                    f"{cat}_effects_constrained"):
+        if name in (
+            f"{cat}_effects",
+            f"z_{cat}",
+            f"{cat}_effects_raw",
+            f"{cat}_effects_constrained",
+        ):
             if cat in _NESTED:
                 # Nested effects are dense over every level above them.
                 depth = _NESTED.index(cat)
@@ -68,7 +72,9 @@ def coords_for_dims(coords: Mapping[str, Sequence], dims: Sequence[str]) -> dict
                     b = base[len(a) + 1 :]
                     if base.startswith(f"{a}_") and b in coords:
                         extra[dim] = [
-                            f"{x}:{y}" for x in list(coords[a])[:-1] for y in list(coords[b])[:-1]
+                            f"{x}:{y}"
+                            for x in list(coords[a])[:-1]
+                            for y in list(coords[b])[:-1]
                         ]
     return extra
 

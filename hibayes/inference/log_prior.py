@@ -51,8 +51,9 @@ class PriorSites:
     how: str
 
 
-def _site_log_probs(fn: Callable, arrays: Any, hyper: Any, params: Mapping,
-                    names: list[str]) -> dict[str, jax.Array]:
+def _site_log_probs(
+    fn: Callable, arrays: Any, hyper: Any, params: Mapping, names: list[str]
+) -> dict[str, jax.Array]:
     """Summed log density of each named site at ``params`` (one draw)."""
     log_probs, _ = compute_log_probs(fn, (arrays, hyper), {}, dict(params))
     return {name: log_probs[name] for name in names}
@@ -65,12 +66,18 @@ def _moved(value: Any) -> Any:
 
 def _perturbed(values: Mapping[str, Any]) -> dict[str, Any]:
     """Every prior value of the factory's arguments moved, the rest as they were."""
-    return {k: (_moved(v) if _is_traceable_number(k, v) else v) for k, v in values.items()}
+    return {
+        k: (_moved(v) if _is_traceable_number(k, v) else v) for k, v in values.items()
+    }
 
 
-def prior_sites(factory: ModelFactory, features: Mapping[str, Any], program: Program,
-                samples: Mapping[str, np.ndarray],
-                per_site: Mapping[str, np.ndarray] | None = None) -> PriorSites:
+def prior_sites(
+    factory: ModelFactory,
+    features: Mapping[str, Any],
+    program: Program,
+    samples: Mapping[str, np.ndarray],
+    per_site: Mapping[str, np.ndarray] | None = None,
+) -> PriorSites:
     """Find the top-level prior sites: those whose log density at the draws changes
     when the factory's prior values change (latent values held fixed).
 
@@ -84,12 +91,17 @@ def prior_sites(factory: ModelFactory, features: Mapping[str, Any], program: Pro
         moved = log_prior_draws(program, samples, moved_hyper)
     else:  # prior values compiled in: rebuild the program with moved values
         try:
-            other = build_program(factory, features, _perturbed(program.hyperparameters))
+            other = build_program(
+                factory, features, _perturbed(program.hyperparameters)
+            )
         except (ModelError, ValueError, TypeError):
             return PriorSites(latent, latent, "all latent")
         moved = log_prior_draws(other, samples)
-    top = [k for k in latent
-           if not np.allclose(base[k], moved[k], rtol=1e-6, atol=0.0, equal_nan=False)]
+    top = [
+        k
+        for k in latent
+        if not np.allclose(base[k], moved[k], rtol=1e-6, atol=0.0, equal_nan=False)
+    ]
     if not top:  # no prior takes a hyperparameter: every prior is the user's choice
         return PriorSites(latent, latent, "all latent")
     return PriorSites(top, latent, "hyperparameters")
@@ -112,8 +124,11 @@ def _draw_fn(program: Program) -> Callable:
     return batched
 
 
-def log_prior_draws(program: Program, samples: Mapping[str, np.ndarray],
-                    hyper: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+def log_prior_draws(
+    program: Program,
+    samples: Mapping[str, np.ndarray],
+    hyper: Mapping[str, Any] | None = None,
+) -> dict[str, np.ndarray]:
     """Log prior density of each latent site per draw, shape (chain, draw).
 
     :param samples: latent draws with leading (chain, draw) axes.

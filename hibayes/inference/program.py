@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -72,7 +73,9 @@ class Program:
         return _sampled(self.arrays, self.rows)
 
 
-def _sampled(arrays: dict[str, np.ndarray], rows: RowCollapse | None) -> dict[str, np.ndarray]:
+def _sampled(
+    arrays: dict[str, np.ndarray], rows: RowCollapse | None
+) -> dict[str, np.ndarray]:
     return arrays if rows is None else {**rows.arrays, ROW_WEIGHTS: rows.weights}
 
 
@@ -112,7 +115,9 @@ def _digest(payload: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _make_fn(factory: ModelFactory, static_hyper: dict, static_features: dict) -> Callable:
+def _make_fn(
+    factory: ModelFactory, static_hyper: dict, static_features: dict
+) -> Callable:
     def program(arrays: Mapping[str, Any], hyper: Mapping[str, Any]) -> None:
         inner = factory(**static_hyper, **hyper)
         features = {**static_features, **arrays}
@@ -151,7 +156,8 @@ def _preflight(fn: Callable, arrays: dict, hyper: dict, name: str) -> SiteInfo:
             site = str(exc).split("`")[1] if "`" in str(exc) else "?"
             raise ModelError(
                 f"model '{name}' samples the site '{site}' twice: every "
-                "numpyro.sample (obs included) needs a name of its own") from exc
+                "numpyro.sample (obs included) needs a name of its own"
+            ) from exc
         except ValueError as exc:
             raise ModelError(
                 f"model '{name}' rejected its inputs: {exc}{_not_positive(hyper)}"
@@ -191,8 +197,12 @@ def _traces_with_tracers(fn: Callable, arrays: dict, hyper: dict) -> bool:
             arrays,
             hyper,
         )
-    except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError,
-            jax.errors.TracerIntegerConversionError, jax.errors.TracerArrayConversionError):
+    except (
+        jax.errors.ConcretizationTypeError,
+        jax.errors.TracerBoolConversionError,
+        jax.errors.TracerIntegerConversionError,
+        jax.errors.TracerArrayConversionError,
+    ):
         return False
     return True
 
@@ -205,14 +215,18 @@ def _check_traceable(fn: Callable, arrays: dict, hyper: dict, name: str) -> None
     """
     try:
         jax.eval_shape(lambda a, h: _run_for_shape(fn, a, h), arrays, hyper)
-    except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError,
-            jax.errors.TracerIntegerConversionError,
-            jax.errors.TracerArrayConversionError) as exc:
+    except (
+        jax.errors.ConcretizationTypeError,
+        jax.errors.TracerBoolConversionError,
+        jax.errors.TracerIntegerConversionError,
+        jax.errors.TracerArrayConversionError,
+    ) as exc:
         raise ModelError(
             f"model '{name}' uses a sampled value (or a data array) in Python control "
             f"flow ({type(exc).__name__}: `if`, `while`, bool() or int() on it), which "
             "NUTS cannot trace: use jnp.where(condition, a, b) (or jax.lax.cond) "
-            "instead of `if`") from exc
+            "instead of `if`"
+        ) from exc
 
 
 def build_program(
@@ -233,7 +247,9 @@ def build_program(
         features or a program without an ``obs`` site, all before sampling.
     """
     name = factory.__name__
-    values = bind_hyperparameters(name, factory.builder, (), dict(hyperparameters or {}))
+    values = bind_hyperparameters(
+        name, factory.builder, (), dict(hyperparameters or {})
+    )
     arrays, static_features = _split_features(features)
     traced = {k: v for k, v in values.items() if _is_traceable_number(k, v)}
     static_hyper = {k: v for k, v in values.items() if k not in traced}
@@ -258,7 +274,10 @@ def build_program(
             "traced": sorted(hyper),
             "static_features": static_features,
             "x64": bool(jax.config.jax_enable_x64),  # float64 sampling compiles anew
-            "arrays": {k: [list(v.shape), str(v.dtype)] for k, v in _sampled(arrays, rows).items()},
+            "arrays": {
+                k: [list(v.shape), str(v.dtype)]
+                for k, v in _sampled(arrays, rows).items()
+            },
         }
     )
     return Program(
@@ -278,8 +297,11 @@ def _collapsed(arrays: dict, sites: SiteInfo) -> RowCollapse | None:
     if "obs" not in arrays:
         return None
     n_rows = arrays["obs"].shape[0]
-    per_row_sites = [name for name in (*sites.latent, *sites.deterministic)
-                     if sites.shapes[name][:1] == (n_rows,)]
+    per_row_sites = [
+        name
+        for name in (*sites.latent, *sites.deterministic)
+        if sites.shapes[name][:1] == (n_rows,)
+    ]
     if per_row_sites:
         return None  # e.g. one latent effect per row: its draws must stay per row
     rows = collapse_rows(arrays)

@@ -46,8 +46,9 @@ def tick_every(iterations: int) -> int:
     return max(1, int(iterations) // TICKS_PER_CHAIN)
 
 
-def expected_sampling_s(iterations: int, chains: int, rows: int, chain_method: str,
-                        cores: int | None = None) -> float:
+def expected_sampling_s(
+    iterations: int, chains: int, rows: int, chain_method: str, cores: int | None = None
+) -> float:
     """A rough CPU estimate of the sampling time, to decide whether to show progress.
 
     :param iterations: warmup + draws per chain.
@@ -76,9 +77,14 @@ class SamplingProgress:
     :param clock: seconds, monotonic (a test may pass its own).
     """
 
-    def __init__(self, chains: int, warmup: int, samples: int,
-                 say: Callable[[str], None],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        chains: int,
+        warmup: int,
+        samples: int,
+        say: Callable[[str], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.chains, self.warmup, self.samples = int(chains), int(warmup), int(samples)
         self.every = tick_every(self.warmup + self.samples)
         self.total = self.chains * (self.warmup + self.samples)
@@ -97,8 +103,10 @@ class SamplingProgress:
             self.done = min(self.total, self.done + int(chain_iterations))
             fraction = self.done / self.total
             now = self.clock()
-            due = (fraction - self._last_fraction >= LINE_EVERY_FRACTION - 1e-9
-                   or now - self._last_line >= LINE_EVERY_S)
+            due = (
+                fraction - self._last_fraction >= LINE_EVERY_FRACTION - 1e-9
+                or now - self._last_line >= LINE_EVERY_S
+            )
             if not due or fraction >= 1.0:
                 return
             self._last_line, self._last_fraction = now, fraction
@@ -117,8 +125,10 @@ class SamplingProgress:
         else:
             phase = f"draws {per_chain - self.warmup:.0f} of {self.samples}"
         left = elapsed * (1.0 - fraction) / fraction
-        return (f"sampling {100 * fraction:.0f}% ({phase} per chain), "
-                f"{elapsed:.0f} s so far, about {_duration(left)} left")
+        return (
+            f"sampling {100 * fraction:.0f}% ({phase} per chain), "
+            f"{elapsed:.0f} s so far, about {_duration(left)} left"
+        )
 
 
 def _duration(seconds: float) -> str:

@@ -27,8 +27,16 @@ from .program import Program
 from .sampler import _one_chain, _sampler_key, resolve_chain_method, to_numpy
 from .settings import FitSettings
 
-__all__ = ["RefitBatch", "batch_size", "pointwise_log_likelihood", "refit_compiles",
-           "refit_weighted", "replicate", "sampling_weights", "trial_log_probs"]
+__all__ = [
+    "RefitBatch",
+    "batch_size",
+    "pointwise_log_likelihood",
+    "refit_compiles",
+    "refit_weighted",
+    "replicate",
+    "sampling_weights",
+    "trial_log_probs",
+]
 
 # Distinguishes refit keys from the fit's own (same seed, independent draws).
 _REFIT_STREAM = 7919
@@ -70,22 +78,34 @@ def sampling_weights(program: Program, row_weights: np.ndarray) -> np.ndarray:
     if program.rows is None:
         return row_weights
     n_unique = program.rows.n_unique
-    return np.stack([np.bincount(program.rows.inverse, weights=w, minlength=n_unique)
-                     for w in row_weights]).astype(np.float32)
+    return np.stack(
+        [
+            np.bincount(program.rows.inverse, weights=w, minlength=n_unique)
+            for w in row_weights
+        ]
+    ).astype(np.float32)
 
 
 def _weighted_chain(program: Program, settings: FitSettings) -> Callable:
     one_chain = _one_chain(program, settings)
 
-    def run(rng_key: jax.Array, weights: jax.Array, init: dict, arrays: dict,
-            hyper: dict) -> tuple[dict, dict]:
+    def run(
+        rng_key: jax.Array, weights: jax.Array, init: dict, arrays: dict, hyper: dict
+    ) -> tuple[dict, dict]:
         return one_chain(rng_key, {**arrays, ROW_WEIGHTS: weights}, hyper, init)
 
     return run
 
 
-def _compile(program: Program, settings: FitSettings, method: str, keys: jax.Array,
-             weights: jax.Array, init: dict, arrays: dict) -> Callable:
+def _compile(
+    program: Program,
+    settings: FitSettings,
+    method: str,
+    keys: jax.Array,
+    weights: jax.Array,
+    init: dict,
+    arrays: dict,
+) -> Callable:
     """Compile ``run(keys[chain, refit], weights[refit, row], init[chain], arrays, hyper)``."""
     one = _weighted_chain(program, settings)
     if method == "vectorized":  # accelerators: every refit in lock-step
@@ -94,26 +114,39 @@ def _compile(program: Program, settings: FitSettings, method: str, keys: jax.Arr
         # CPU: each chain's device runs the refits one after another. Under vmap
         # every NUTS iteration waits for the longest trajectory of the batch and
         # computes masked steps for the others: x2 per refit measured here.
-        def batched(keys: jax.Array, weights: jax.Array, init: dict, arrays: dict,
-                    hyper: dict) -> tuple[dict, dict]:
-            return jax.lax.map(lambda kw: one(kw[0], kw[1], init, arrays, hyper),
-                               (keys, weights))
+        def batched(
+            keys: jax.Array, weights: jax.Array, init: dict, arrays: dict, hyper: dict
+        ) -> tuple[dict, dict]:
+            return jax.lax.map(
+                lambda kw: one(kw[0], kw[1], init, arrays, hyper), (keys, weights)
+            )
+
     args = (keys, weights, init, arrays, program.hyper)
     if method == "parallel":
         devices = jax.local_devices()[: settings.chains]
-        return (jax.pmap(batched, in_axes=(0, None, 0, None, None), devices=devices)
-                .lower(*args).compile())
+        return (
+            jax.pmap(batched, in_axes=(0, None, 0, None, None), devices=devices)
+            .lower(*args)
+            .compile()
+        )
     if method == "vectorized":
-        return (jax.jit(jax.vmap(batched, in_axes=(0, None, 0, None, None)))
-                .lower(*args).compile())
+        return (
+            jax.jit(jax.vmap(batched, in_axes=(0, None, 0, None, None)))
+            .lower(*args)
+            .compile()
+        )
     first = jax.tree.map(lambda v: v[0], init)
-    single = jax.jit(batched).lower(keys[0], weights, first, arrays,
-                                    program.hyper).compile()
+    single = (
+        jax.jit(batched).lower(keys[0], weights, first, arrays, program.hyper).compile()
+    )
 
-    def run(keys: jax.Array, weights: jax.Array, init: dict, arrays: dict,
-            hyper: dict) -> tuple[dict, dict]:
-        outs = [single(k, weights, jax.tree.map(lambda v, c=c: v[c], init), arrays, hyper)
-                for c, k in enumerate(keys)]
+    def run(
+        keys: jax.Array, weights: jax.Array, init: dict, arrays: dict, hyper: dict
+    ) -> tuple[dict, dict]:
+        outs = [
+            single(k, weights, jax.tree.map(lambda v, c=c: v[c], init), arrays, hyper)
+            for c, k in enumerate(keys)
+        ]
         return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
 
     return run
@@ -141,13 +174,21 @@ def batch_size(n_refits: int) -> int:
     """
     size = 1
     while size < n_refits:
-        size = size * 3 // 2 if size >= 4 and (size & (size - 1)) == 0 else \
-            (size * 4 // 3 if size >= 3 else size + 1)
+        size = (
+            size * 3 // 2
+            if size >= 4 and (size & (size - 1)) == 0
+            else (size * 4 // 3 if size >= 3 else size + 1)
+        )
     return size
 
 
-def refit_weighted(program: Program, settings: FitSettings, row_weights: np.ndarray,
-                   start: dict | None = None, pad: bool = True) -> RefitBatch:
+def refit_weighted(
+    program: Program,
+    settings: FitSettings,
+    row_weights: np.ndarray,
+    start: dict | None = None,
+    pad: bool = True,
+) -> RefitBatch:
     """Refit ``program`` once per row of ``row_weights`` (refit, data row), in one call.
 
     :param program: the fitted program (its arrays and hyperparameters).
@@ -167,17 +208,24 @@ def refit_weighted(program: Program, settings: FitSettings, row_weights: np.ndar
     weights = jnp.asarray(sampling_weights(program, row_weights))
     arrays = {k: v for k, v in program.sampled_arrays.items() if k != ROW_WEIGHTS}
     n_refits = int(weights.shape[0])
-    init = (None if start is None else
-            _unconstrained_start(program, start, settings.chains))
+    init = (
+        None if start is None else _unconstrained_start(program, start, settings.chains)
+    )
     base = jax.random.fold_in(jax.random.PRNGKey(int(settings.seed)), _REFIT_STREAM)
     # keys[chain, refit]: each refit's chains get independent streams.
     keys = jax.random.split(base, settings.chains * n_refits).reshape(
-        settings.chains, n_refits, -1)
+        settings.chains, n_refits, -1
+    )
     method = resolve_chain_method(settings.chain_method, settings.chains)
     if method == "parallel" and jax.local_device_count() < settings.chains:
         method = "sequential"
-    cache_key = (_sampler_key(program, settings, method), "refit", n_refits,
-                 tuple(weights.shape), init is None)
+    cache_key = (
+        _sampler_key(program, settings, method),
+        "refit",
+        n_refits,
+        tuple(weights.shape),
+        init is None,
+    )
     run_fn = _REFITS.get(cache_key)
     compile_s = 0.0
     if run_fn is None:
@@ -214,13 +262,15 @@ def _binomial_obs(program: Program) -> bool:
     if "n_total" not in program.arrays:
         return False
     tr = trace(seed(program.fn, jax.random.PRNGKey(0))).get_trace(
-        program.arrays, program.hyper)
+        program.arrays, program.hyper
+    )
     site = tr.get("obs")
     return site is not None and type(site["fn"]).__name__.startswith("Binomial")
 
 
-def trial_log_probs(program: Program,
-                    samples: dict) -> tuple[np.ndarray, np.ndarray] | None:
+def trial_log_probs(
+    program: Program, samples: dict
+) -> tuple[np.ndarray, np.ndarray] | None:
     """log P(a trial succeeds) and log P(it fails) per cell, each (chain, draw, row).
 
     A Binomial(1, p) is p at 1 and 1 - p at 0: the model's own likelihood with
@@ -235,8 +285,11 @@ def trial_log_probs(program: Program,
     fn = predictive_fns(program)["log_likelihood"]
     out = []
     for outcome in (1, 0):
-        arrays = {**program.arrays, "n_total": np.ones_like(program.arrays["n_total"]),
-                  "obs": np.full_like(program.arrays["obs"], outcome)}
+        arrays = {
+            **program.arrays,
+            "n_total": np.ones_like(program.arrays["n_total"]),
+            "obs": np.full_like(program.arrays["obs"], outcome),
+        }
         out.append(np.asarray(fn(latent, arrays, program.hyper), dtype=np.float64))
     return out[0], out[1]
 

@@ -13,8 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["configure_compilation_cache", "configure_host_devices", "configure_runtime",
-           "jax_platform", "use_float_precision"]
+__all__ = [
+    "configure_compilation_cache",
+    "configure_host_devices",
+    "configure_runtime",
+    "jax_platform",
+    "use_float_precision",
+]
 
 _DEVICE_FLAG = "--xla_force_host_platform_device_count"
 

@@ -9,8 +9,9 @@ reuses the executable instead of compiling again.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -32,8 +33,13 @@ from . import progress as _progress
 from .program import Program
 from .settings import FitSettings, resolve_dense_mass
 
-__all__ = ["CompiledSampler", "get_sampler", "latent_size", "resolve_chain_method",
-           "predictive_fns"]
+__all__ = [
+    "CompiledSampler",
+    "get_sampler",
+    "latent_size",
+    "resolve_chain_method",
+    "predictive_fns",
+]
 
 _EXTRA_FIELDS = (
     "diverging",
@@ -86,11 +92,15 @@ def resolve_chain_method(requested: str, chains: int) -> str:
 
 def latent_size(program: Program) -> int:
     """Latent values per draw: the dimension the mass matrix adapts over."""
-    return sum(int(np.prod(program.sites.shapes[name])) for name in program.sites.latent)
+    return sum(
+        int(np.prod(program.sites.shapes[name])) for name in program.sites.latent
+    )
 
 
 def _dense(program: Program, settings: FitSettings) -> bool:
-    return resolve_dense_mass(settings.dense_mass, latent_size(program), settings.warmup)
+    return resolve_dense_mass(
+        settings.dense_mass, latent_size(program), settings.warmup
+    )
 
 
 class _TickingNUTS(NUTS):
@@ -101,8 +111,9 @@ class _TickingNUTS(NUTS):
     branch; under ``pmap`` and alone each chain ticks for itself.
     """
 
-    def __init__(self, *args: Any, every: int, axis: str | None, weight: int,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, every: int, axis: str | None, weight: int, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._every, self._axis, self._weight = every, axis, weight
 
@@ -110,14 +121,17 @@ class _TickingNUTS(NUTS):
         """One NUTS iteration, then a tick when the iteration count says so."""
         new = super().sample(state, model_args, model_kwargs)
         i = new.i if self._axis is None else jax.lax.pmax(new.i, self._axis)
-        jax.lax.cond(i % self._every == 0,
-                     lambda: jax.debug.callback(_progress.tick, self._weight),
-                     lambda: None)
+        jax.lax.cond(
+            i % self._every == 0,
+            lambda: jax.debug.callback(_progress.tick, self._weight),
+            lambda: None,
+        )
         return new
 
 
-def _one_chain(program: Program, settings: FitSettings, ticks: str | None = None
-               ) -> Callable:
+def _one_chain(
+    program: Program, settings: FitSettings, ticks: str | None = None
+) -> Callable:
     """One chain's run; ``ticks`` (``chain`` or an axis name) adds progress ticks."""
     options: dict[str, Any] = {}
     kernel_class: type = NUTS
@@ -125,8 +139,11 @@ def _one_chain(program: Program, settings: FitSettings, ticks: str | None = None
         every = _progress.tick_every(settings.warmup + settings.samples)
         vmapped = ticks != "chain"
         kernel_class = _TickingNUTS
-        options = {"every": every, "axis": ticks if vmapped else None,
-                   "weight": every * (settings.chains if vmapped else 1)}
+        options = {
+            "every": every,
+            "axis": ticks if vmapped else None,
+            "weight": every * (settings.chains if vmapped else 1),
+        }
     kernel = kernel_class(
         program.fn,
         target_accept_prob=settings.target_accept,
@@ -136,8 +153,9 @@ def _one_chain(program: Program, settings: FitSettings, ticks: str | None = None
         **options,
     )
 
-    def run(rng_key: jax.Array, arrays: dict, hyper: dict,
-            init_params: dict | None = None) -> tuple[dict, dict]:
+    def run(
+        rng_key: jax.Array, arrays: dict, hyper: dict, init_params: dict | None = None
+    ) -> tuple[dict, dict]:
         mcmc = MCMC(
             kernel,
             num_warmup=settings.warmup,
@@ -146,22 +164,36 @@ def _one_chain(program: Program, settings: FitSettings, ticks: str | None = None
             progress_bar=False,
         )
         # init_params (unconstrained, traced): refits start where the fit ended.
-        mcmc.run(rng_key, arrays, hyper, extra_fields=_EXTRA_FIELDS,
-                 init_params=init_params)
+        mcmc.run(
+            rng_key, arrays, hyper, extra_fields=_EXTRA_FIELDS, init_params=init_params
+        )
         return mcmc.get_samples(), mcmc.get_extra_fields()
 
     return run
 
 
-def _sampler_key(program: Program, settings: FitSettings, method: str,
-                 progress: bool) -> tuple:
+def _sampler_key(
+    program: Program, settings: FitSettings, method: str, progress: bool
+) -> tuple:
     s = settings
-    return (program.structure_key, method, s.samples, s.warmup, s.chains,
-            s.target_accept, s.max_tree_depth, s.init_strategy, s.dense_mass, progress)
+    return (
+        program.structure_key,
+        method,
+        s.samples,
+        s.warmup,
+        s.chains,
+        s.target_accept,
+        s.max_tree_depth,
+        s.init_strategy,
+        s.dense_mass,
+        progress,
+    )
 
 
 def get_sampler(
-    program: Program, settings: FitSettings, chain_keys: jax.Array,
+    program: Program,
+    settings: FitSettings,
+    chain_keys: jax.Array,
     progress: bool = False,
 ) -> CompiledSampler:
     """Return the compiled sampler for this program and settings, compiling once.
@@ -173,7 +205,9 @@ def get_sampler(
     key = _sampler_key(program, settings, method, progress)
     cached = _SAMPLERS.get(key)
     if cached is not None:
-        return CompiledSampler(cached.chain_method, cached.run_fn, 0.0, cached.dense_mass)
+        return CompiledSampler(
+            cached.chain_method, cached.run_fn, 0.0, cached.dense_mass
+        )
     ticks = None
     if progress:
         ticks = "chains" if method == "vectorized" else "chain"
@@ -200,7 +234,11 @@ def get_sampler(
             .compile()
         )
     else:
-        single = jax.jit(one_chain).lower(chain_keys[0], program.sampled_arrays, program.hyper).compile()
+        single = (
+            jax.jit(one_chain)
+            .lower(chain_keys[0], program.sampled_arrays, program.hyper)
+            .compile()
+        )
 
         def run_fn(keys: jax.Array, arrays: dict, hyper: dict) -> tuple[dict, dict]:
             outs = [single(k, arrays, hyper) for k in keys]
@@ -232,14 +270,21 @@ def predictive_fns(program: Program) -> dict[str, Callable]:
     def loglik(samples: dict, arrays: dict, hyper: dict) -> jax.Array:
         return log_likelihood(fn, samples, arrays, hyper, batch_ndims=2)["obs"]
 
-    def posterior_predictive(rng_key: jax.Array, samples: dict, arrays: dict,
-                             hyper: dict) -> jax.Array:
-        pred = Predictive(_ResampleObs(fn), posterior_samples=samples,
-                          return_sites=["obs"], batch_ndims=1)
+    def posterior_predictive(
+        rng_key: jax.Array, samples: dict, arrays: dict, hyper: dict
+    ) -> jax.Array:
+        pred = Predictive(
+            _ResampleObs(fn),
+            posterior_samples=samples,
+            return_sites=["obs"],
+            batch_ndims=1,
+        )
         return pred(rng_key, arrays, hyper)["obs"]
 
     def prior(rng_key: jax.Array, num_samples: int, arrays: dict, hyper: dict) -> dict:
-        return Predictive(_ResampleObs(fn), num_samples=num_samples)(rng_key, arrays, hyper)
+        return Predictive(_ResampleObs(fn), num_samples=num_samples)(
+            rng_key, arrays, hyper
+        )
 
     fns = {
         "log_likelihood": jax.jit(loglik),

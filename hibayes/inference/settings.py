@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 from numpyro.infer.hmc_util import build_adaptation_schedule
 
 from hibayes.errors import InputError
 from hibayes.system.typed import wrong_types
 
-__all__ = ["FitSettings", "FitSettingsError", "INIT_STRATEGIES", "CHAIN_METHODS", "PRECISIONS",
-           "FLOAT64_ABOVE_ROWS", "DENSE_MASS_DRAWS_PER_DIM", "resolve_dense_mass"]
+__all__ = [
+    "FitSettings",
+    "FitSettingsError",
+    "INIT_STRATEGIES",
+    "CHAIN_METHODS",
+    "PRECISIONS",
+    "FLOAT64_ABOVE_ROWS",
+    "DENSE_MASS_DRAWS_PER_DIM",
+    "resolve_dense_mass",
+]
 
 INIT_STRATEGIES = ("median", "mean", "uniform", "sample", "feasible")
 CHAIN_METHODS = ("auto", "parallel", "vectorized", "sequential")
@@ -99,10 +108,14 @@ class FitSettings:
     def __post_init__(self) -> None:
         for name in ("samples", "chains"):
             if int(getattr(self, name)) <= 0:
-                raise FitSettingsError(f"fit.{name} must be > 0, got {getattr(self, name)}")
+                raise FitSettingsError(
+                    f"fit.{name} must be > 0, got {getattr(self, name)}"
+                )
         for name in ("warmup", "prior_samples"):
             if int(getattr(self, name)) < 0:
-                raise FitSettingsError(f"fit.{name} must be >= 0, got {getattr(self, name)}")
+                raise FitSettingsError(
+                    f"fit.{name} must be >= 0, got {getattr(self, name)}"
+                )
         if not 0.0 < float(self.target_accept) < 1.0:
             raise FitSettingsError(
                 f"fit.target_accept must be in (0, 1), got {self.target_accept}"
@@ -134,7 +147,9 @@ class FitSettings:
             )
         after = self.progress_after_s
         if after is not None and not float(after) >= 0.0:
-            raise FitSettingsError(f"fit.progress_after_s must be >= 0 or null, got {after}")
+            raise FitSettingsError(
+                f"fit.progress_after_s must be >= 0 or null, got {after}"
+            )
         pps = self.posterior_predictive_samples
         if pps is not None and int(pps) <= 0:
             raise FitSettingsError(
@@ -142,13 +157,15 @@ class FitSettings:
             )
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "FitSettings":
+    def from_mapping(cls, values: Mapping[str, Any]) -> FitSettings:
         """Build from a config mapping, refusing keys that are not settings."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         problems = wrong_types("fit", values, cls)
         if unknown:
-            problems.insert(0, f"unknown fit setting(s) {unknown}; known: {sorted(known)}")
+            problems.insert(
+                0, f"unknown fit setting(s) {unknown}; known: {sorted(known)}"
+            )
         if problems:
             raise FitSettingsError("\n".join(problems))
         return cls(**dict(values))

@@ -13,7 +13,8 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
-from typing import Any, Callable, Mapping, Protocol, Sequence, overload
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, overload
 
 from numpyro.primitives import Messenger
 
@@ -111,7 +112,9 @@ def bind_hyperparameters(
             hints = []
             for key in unknown:
                 close = difflib.get_close_matches(key, accepted, n=1)
-                hints.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+                hints.append(
+                    f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else "")
+                )
             raise ModelError(
                 f"model '{name}' does not take {', '.join(hints)}; "
                 f"it accepts: {', '.join(accepted) or '(no arguments)'}"
@@ -119,7 +122,9 @@ def bind_hyperparameters(
     try:
         bound = sig.bind(*args, **kwargs)
     except TypeError as exc:
-        raise ModelError(f"model '{name}': {exc}; it accepts: {', '.join(accepted)}") from exc
+        raise ModelError(
+            f"model '{name}': {exc}; it accepts: {', '.join(accepted)}"
+        ) from exc
     bound.apply_defaults()
     values = dict(bound.arguments)
     for p in sig.parameters.values():

@@ -18,7 +18,8 @@ these functions, so site names and coding rules are the same everywhere:
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax.numpy as jnp
 import numpyro
@@ -87,9 +88,13 @@ def _scalar_normal(prior: dist.Distribution) -> bool:
     return type(prior) is dist.Normal and prior.batch_shape == ()
 
 
-def _contrasts(name: str, prior: dist.Distribution, levels: tuple[int, ...]) -> jnp.ndarray:
+def _contrasts(
+    name: str, prior: dist.Distribution, levels: tuple[int, ...]
+) -> jnp.ndarray:
     """Sample ``{name}_contrasts``; return the effect-coded effects they stand for."""
-    z = numpyro.sample(f"{name}_contrasts", SumToZeroNormal(prior.loc, prior.scale, levels))
+    z = numpyro.sample(
+        f"{name}_contrasts", SumToZeroNormal(prior.loc, prior.scale, levels)
+    )
     z = z.reshape(tuple(n - 1 for n in levels))
     if len(levels) == 1:
         return sum_to_zero_basis(levels[0]) @ z
@@ -115,7 +120,9 @@ def categorical_effects(
         coefs = _contrasts(f"{name}_effects", prior, (n_levels,))
         numpyro.deterministic(f"{name}_effects_constrained", coefs[:-1])
     elif effect_coding:
-        free = numpyro.sample(f"{name}_effects_constrained", prior.expand([n_levels - 1]))
+        free = numpyro.sample(
+            f"{name}_effects_constrained", prior.expand([n_levels - 1])
+        )
         coefs = jnp.concatenate([free, -jnp.sum(free, keepdims=True)])
     else:
         free = numpyro.sample(f"{name}_effects_raw", prior.expand([n_levels - 1]))
@@ -137,7 +144,9 @@ def interaction_matrix(
         full = jnp.zeros((n1, n2))
     elif contrasts and _scalar_normal(prior):
         full = _contrasts(f"{a}_{b}_effects", prior, (n1, n2))
-        numpyro.deterministic(f"{a}_{b}_effects_constrained", full[:-1, :-1].reshape(-1))
+        numpyro.deterministic(
+            f"{a}_{b}_effects_constrained", full[:-1, :-1].reshape(-1)
+        )
     else:
         free = numpyro.sample(
             f"{a}_{b}_effects_constrained", prior.expand([(n1 - 1) * (n2 - 1)])

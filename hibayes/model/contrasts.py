@@ -57,8 +57,11 @@ def _apply(mats: Sequence[np.ndarray], value: Any, shape: tuple[int, ...]) -> An
     batch = jnp.shape(value)[:-1]
     x = jnp.reshape(value, batch + shape)
     for axis, mat in enumerate(mats):
-        x = jnp.moveaxis(jnp.tensordot(x, mat.T, axes=([len(batch) + axis], [0])),
-                         -1, len(batch) + axis)
+        x = jnp.moveaxis(
+            jnp.tensordot(x, mat.T, axes=([len(batch) + axis], [0])),
+            -1,
+            len(batch) + axis,
+        )
     return jnp.reshape(x, batch + (math.prod(shape),))
 
 
@@ -72,16 +75,25 @@ class SumToZeroNormal(dist.Distribution):
     """
 
     arg_constraints: ClassVar[dict] = {
-        "loc": constraints.real, "scale": constraints.positive
+        "loc": constraints.real,
+        "scale": constraints.positive,
     }
     support = constraints.real_vector
     reparametrized_params: ClassVar[list[str]] = ["loc", "scale"]
 
-    def __init__(self, loc: Any, scale: Any, levels: Sequence[int],
-                 *, validate_args: bool | None = None) -> None:
+    def __init__(
+        self,
+        loc: Any,
+        scale: Any,
+        levels: Sequence[int],
+        *,
+        validate_args: bool | None = None,
+    ) -> None:
         self.levels = tuple(int(n) for n in levels)
         if not self.levels or min(self.levels) < 2:
-            raise ValueError(f"SumToZeroNormal needs >= 2 levels per axis, got {levels}")
+            raise ValueError(
+                f"SumToZeroNormal needs >= 2 levels per axis, got {levels}"
+            )
         self.loc, self.scale = promote_shapes(loc, scale)
         if jnp.ndim(self.loc) or jnp.ndim(self.scale):
             raise ValueError("SumToZeroNormal takes a scalar loc and scale")
@@ -90,11 +102,15 @@ class SumToZeroNormal(dist.Distribution):
         self._r_inv = [_qr(n)[2] for n in self.levels]
         size = math.prod(self._free_shape)
         # |det(R1 kron R2)| = |det R1|^(n2-1) |det R2|^(n1-1)
-        self._log_det = float(sum(
-            np.log(np.abs(np.diag(r))).sum() * size / k
-            for r, k in zip(self._r, self._free_shape)
-        ))
-        super().__init__(batch_shape=(), event_shape=(size,), validate_args=validate_args)
+        self._log_det = float(
+            sum(
+                np.log(np.abs(np.diag(r))).sum() * size / k
+                for r, k in zip(self._r, self._free_shape)
+            )
+        )
+        super().__init__(
+            batch_shape=(), event_shape=(size,), validate_args=validate_args
+        )
 
     def sample(self, key: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
         """Free levels from their Normal prior, mapped to contrasts."""

@@ -7,7 +7,8 @@ comparable; the binomial likelihoods use ``logits=`` instead of
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax.numpy as jnp
 import numpyro
@@ -53,7 +54,9 @@ def _binomial_obs(features: Features, logits: jnp.ndarray) -> None:
 
 
 def _group_effects(features: Features, overall_mean: Any, sigma_group: Any) -> Any:
-    z_group = numpyro.sample("z_group", dist.Normal(0, 1).expand([features["num_group"]]))
+    z_group = numpyro.sample(
+        "z_group", dist.Normal(0, 1).expand([features["num_group"]])
+    )
     group_effects = overall_mean + sigma_group * z_group
     numpyro.deterministic("group_effects", group_effects)
     return group_effects
@@ -120,7 +123,9 @@ def two_level_group_binomial(
             )
             overall_mean = mu_overall + sigma_overall * z_overall
             numpyro.deterministic("overall_mean", overall_mean)
-        sigma_group = numpyro.sample("sigma_group", dist.HalfNormal(prior_sigma_group_scale))
+        sigma_group = numpyro.sample(
+            "sigma_group", dist.HalfNormal(prior_sigma_group_scale)
+        )
         group_effects = _group_effects(features, overall_mean, sigma_group)
         _binomial_obs(features, group_effects[features["group_index"]])
 
@@ -134,7 +139,9 @@ def _three_level(
 ) -> None:
     """Nested group > subgroup > subsubgroup effects as dense [G, S, SS] tensors."""
     check_features(features, _THREE_LEVEL_FEATURES)
-    n_g, n_s, n_ss = (features[f"num_{k}"] for k in ("group", "subgroup", "subsubgroup"))
+    n_g, n_s, n_ss = (
+        features[f"num_{k}"] for k in ("group", "subgroup", "subsubgroup")
+    )
     overall_mean = numpyro.sample("overall_mean", overall_mean_prior)
     sigma_group = numpyro.sample("sigma_group", sigma_prior("group"))
     group_effects = _group_effects(features, overall_mean, sigma_group)
@@ -146,10 +153,14 @@ def _three_level(
     z_subsubgroup = numpyro.sample(
         "z_subsubgroup", dist.Normal(0, 1).expand([n_g, n_s, n_ss])
     )
-    subsubgroup_effects = subgroup_effects[:, :, None] + sigma_subsubgroup * z_subsubgroup
+    subsubgroup_effects = (
+        subgroup_effects[:, :, None] + sigma_subsubgroup * z_subsubgroup
+    )
     numpyro.deterministic("subsubgroup_effects", subsubgroup_effects)
     logits = subsubgroup_effects[
-        features["group_index"], features["subgroup_index"], features["subsubgroup_index"]
+        features["group_index"],
+        features["subgroup_index"],
+        features["subsubgroup_index"],
     ]
     _binomial_obs(features, logits)
 
@@ -320,13 +331,16 @@ def ordered_logistic_model(
             "main effect and a continuous effect"
         )
     if int(num_classes) < 2:
-        raise ValueError(f"ordered_logistic_model: num_classes must be >= 2, got {num_classes}")
+        raise ValueError(
+            f"ordered_logistic_model: num_classes must be >= 2, got {num_classes}"
+        )
     num_classes = int(num_classes)
     pairs = normalise_interactions(interactions)
 
     def model(features: Features) -> None:
         check_features(
-            features, ["obs", *required_features(main_effects, continuous_effects, pairs)]
+            features,
+            ["obs", *required_features(main_effects, continuous_effects, pairs)],
         )
         intercept = numpyro.sample(
             "intercept", dist.Normal(prior_intercept_loc, prior_intercept_scale)
@@ -346,7 +360,9 @@ def ordered_logistic_model(
         if sample_cutpoints_relative_to_intercept:
             offset = numpyro.sample(
                 "first_cutpoint_offset",
-                dist.Normal(prior_first_cutpoint_loc - intercept, prior_first_cutpoint_scale),
+                dist.Normal(
+                    prior_first_cutpoint_loc - intercept, prior_first_cutpoint_scale
+                ),
             )
             first_cutpoint = numpyro.deterministic("first_cutpoint", intercept + offset)
         else:
@@ -357,8 +373,9 @@ def ordered_logistic_model(
         if num_classes > 2:
             diffs = numpyro.sample(
                 "cutpoint_diffs",
-                dist.LogNormal(prior_cutpoint_diffs_loc, prior_cutpoint_diffs_scale)
-                .expand([num_classes - 2]),
+                dist.LogNormal(
+                    prior_cutpoint_diffs_loc, prior_cutpoint_diffs_scale
+                ).expand([num_classes - 2]),
             )
             cutpoints = jnp.concatenate(
                 [

@@ -12,8 +12,9 @@ import hashlib
 import importlib
 import importlib.util
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from .errors import ModelError
 
@@ -22,17 +23,17 @@ if TYPE_CHECKING:
 
 __all__ = ["register", "get_model", "list_models", "load_models", "model_origin"]
 
-_REGISTRY: dict[str, "ModelFactory"] = {}
+_REGISTRY: dict[str, ModelFactory] = {}
 _LOADED_FILES: dict[Path, str] = {}
 
 
-def _origin(factory: "ModelFactory") -> str:
+def _origin(factory: ModelFactory) -> str:
     code = getattr(factory.builder, "__code__", None)
     where = code.co_filename if code is not None else factory.builder.__module__
     return f"{where}:{factory.builder.__qualname__}"
 
 
-def register(factory: "ModelFactory") -> None:
+def register(factory: ModelFactory) -> None:
     """Add a decorated factory to the registry under its function name."""
     name = factory.__name__
     existing = _REGISTRY.get(name)
@@ -54,7 +55,7 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_model(name: str) -> "ModelFactory":
+def get_model(name: str) -> ModelFactory:
     """Return the factory registered as ``name``; suggest a close name if unknown."""
     try:
         return _REGISTRY[name]
@@ -77,7 +78,9 @@ def _import_file(path: Path) -> str:
     if resolved in _LOADED_FILES:
         return _LOADED_FILES[resolved]
     if not resolved.is_file():
-        raise ModelError(f"custom model file not found: {path} (resolved to {resolved})")
+        raise ModelError(
+            f"custom model file not found: {path} (resolved to {resolved})"
+        )
     digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:10]
     module_name = f"hibayes_custom_{resolved.stem}_{digest}"
     spec = importlib.util.spec_from_file_location(module_name, resolved)
@@ -125,5 +128,7 @@ def load_models(paths: str | Path | Iterable[str | Path] | None) -> list[str]:
             try:
                 importlib.import_module(text)
             except ImportError as exc:
-                raise ModelError(f"cannot import custom model module '{text}': {exc}") from exc
+                raise ModelError(
+                    f"cannot import custom model module '{text}': {exc}"
+                ) from exc
     return sorted(set(_REGISTRY) - before)

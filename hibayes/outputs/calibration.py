@@ -58,18 +58,24 @@ def _plot(result: Calibration, path: Path) -> bytes | None:
 def _quantity_rows(result: Calibration) -> str:
     rows = []
     for r in result.quantities.sort_values("p_value").itertuples():
-        badge = '<span class="ok">uniform</span>' if r.passed else \
-            '<span class="bad">not uniform</span>'
+        badge = (
+            '<span class="ok">uniform</span>'
+            if r.passed
+            else '<span class="bad">not uniform</span>'
+        )
         rows.append(
             f"<tr><td class=text>{_esc(r.parameter)}</td><td>{r.p_value:.3g}</td>"
             f"<td>{badge}</td><td>{r.p_value_converged:.3g}</td>"
             f"<td>{r.element_converged_fraction:.0%}</td><td>{r.coverage_50:.0%}</td>"
             f"<td>{r.coverage_94:.0%}</td><td>{r.mean_truth_correlation:.2f}</td>"
-            f"<td>{r.rmse:.3g}</td><td>{r.prior_sd:.3g}</td></tr>")
-    head = ("<tr><th>quantity</th><th>p-value</th><th>ranks</th><th>p (converged "
-            "only)</th><th>converged (this quantity)</th><th>50% coverage</th>"
-            "<th>94% coverage</th><th>corr(mean, truth)</th><th>RMSE of mean</th>"
-            "<th>prior sd</th></tr>")
+            f"<td>{r.rmse:.3g}</td><td>{r.prior_sd:.3g}</td></tr>"
+        )
+    head = (
+        "<tr><th>quantity</th><th>p-value</th><th>ranks</th><th>p (converged "
+        "only)</th><th>converged (this quantity)</th><th>50% coverage</th>"
+        "<th>94% coverage</th><th>corr(mean, truth)</th><th>RMSE of mean</th>"
+        "<th>prior sd</th></tr>"
+    )
     return f"<table>{head}{''.join(rows)}</table>"
 
 
@@ -82,28 +88,45 @@ def _fit_failures(result: Calibration) -> str:
     for text in bad["problems"]:
         for part in text.split("; "):
             kind = part.split(" ")[0] if part[0].isalpha() else "divergent transitions"
-            kind = {"R-hat": "R-hat", "bulk": "bulk ESS", "tail": "tail ESS",
-                    "E-BFMI": "E-BFMI"}.get(kind, kind)
+            kind = {
+                "R-hat": "R-hat",
+                "bulk": "bulk ESS",
+                "tail": "tail ESS",
+                "E-BFMI": "E-BFMI",
+            }.get(kind, kind)
             reasons[kind] = reasons.get(kind, 0) + 1
     listed = ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items()))
-    return (f'<p class="bad">{len(bad)} of {len(fits)} simulated fits failed their '
-            f"convergence checks ({_esc(listed)}). They are counted, not dropped: the "
-            "p-values use every simulation, and the 'converged only' column shows "
-            "the test without them. Which simulations: fits.csv.</p>")
+    return (
+        f'<p class="bad">{len(bad)} of {len(fits)} simulated fits failed their '
+        f"convergence checks ({_esc(listed)}). They are counted, not dropped: the "
+        "p-values use every simulation, and the 'converged only' column shows "
+        "the test without them. Which simulations: fits.csv.</p>"
+    )
 
 
-def _report(result: Calibration, title: str, settings: Mapping[str, Any],
-            png: bytes | None) -> str:
+def _report(
+    result: Calibration, title: str, settings: Mapping[str, Any], png: bytes | None
+) -> str:
     verdict = result.verdict
-    badge = ('<span class="ok">calibrated</span>' if verdict == "pass" else
-             f'<span class="bad">{_esc(verdict)}</span>')
+    badge = (
+        '<span class="ok">calibrated</span>'
+        if verdict == "pass"
+        else f'<span class="bad">{_esc(verdict)}</span>'
+    )
     n_sims = len(result.fits)
     listed = ", ".join(f"{k}={v}" for k, v in settings.items())
-    figure = (f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}" '
-              'alt="calibration plot">' if png else
-              '<p class="note">No calibration plot (see the log).</p>')
-    constant = (f'<p class="note">Fixed by the prior, not tested: '
-                f'{_esc(", ".join(result.constant))}.</p>' if result.constant else "")
+    figure = (
+        f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}" '
+        'alt="calibration plot">'
+        if png
+        else '<p class="note">No calibration plot (see the log).</p>'
+    )
+    constant = (
+        f'<p class="note">Fixed by the prior, not tested: '
+        f"{_esc(', '.join(result.constant))}.</p>"
+        if result.constant
+        else ""
+    )
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>'
         f"{_esc(title)}</title><style>{_CSS}</style></head><body>"
@@ -126,11 +149,13 @@ def _report(result: Calibration, title: str, settings: Mapping[str, Any],
         '<p class="note">Inside the grey band: uniform ranks. Above zero throughout: '
         "the posterior overestimates (below: underestimates); above in the first half "
         "and below in the second: ranks at both ends, the posterior is too narrow; "
-        "below then above: too wide.</p></body></html>\n")
+        "below then above: too wide.</p></body></html>\n"
+    )
 
 
-def write_calibration_outputs(result: Calibration, out_dir: Path, *, title: str,
-                              settings: Mapping[str, Any]) -> list[Path]:
+def write_calibration_outputs(
+    result: Calibration, out_dir: Path, *, title: str, settings: Mapping[str, Any]
+) -> list[Path]:
     """Write ranks.csv, calibration.csv, fits.csv, calibration.png and report.html."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / n for n in ("ranks.csv", "calibration.csv", "fits.csv")]

@@ -15,7 +15,9 @@ __all__ = ["write_comparison"]
 log = logging.getLogger(__name__)
 
 
-def write_comparison(out_dir: Path, table: Any, idatas: Mapping[str, Any]) -> list[Path]:
+def write_comparison(
+    out_dir: Path, table: Any, idatas: Mapping[str, Any]
+) -> list[Path]:
     """Write comparison.csv, plots/comparison.png and plots/forest_side_by_side.png.
 
     :param table: the table :func:`hibayes.diagnostics.comparison.compare_fits` made.
@@ -37,8 +39,9 @@ def write_comparison(out_dir: Path, table: Any, idatas: Mapping[str, Any]) -> li
         written.append(path)
         try:
             path = plots / "forest_side_by_side.png"
-            plot_forest_side_by_side(dict(idatas)).savefig(path, dpi=100,
-                                                           bbox_inches="tight")
+            plot_forest_side_by_side(dict(idatas)).savefig(
+                path, dpi=100, bbox_inches="tight"
+            )
             written.append(path)
         except ValueError as exc:  # the fits share no parameter: nothing side by side
             log.warning("no side-by-side forest plot: %s", exc)

@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
@@ -32,7 +31,9 @@ log = logging.getLogger(__name__)
 
 def write_json(data: Mapping[str, Any], path: Path) -> Path:
     """Write a mapping as pretty JSON (NaN kept as null)."""
-    clean = {k: (None if isinstance(v, float) and v != v else v) for k, v in data.items()}
+    clean = {
+        k: (None if isinstance(v, float) and v != v else v) for k, v in data.items()
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(clean, indent=2, sort_keys=True, default=str) + "\n")
     return path
@@ -47,7 +48,7 @@ def write_config(cfg: DictConfig, out_dir: Path) -> Path:
 
 
 def write_fit_outputs(
-    idata: "az.InferenceData",
+    idata: az.InferenceData,
     metrics: Mapping[str, float],
     out_dir: Path,
     *,
@@ -70,7 +71,9 @@ def write_fit_outputs(
         written.append(out_dir / "cv_folds.csv")
     written.append(write_json(metrics, out_dir / "metrics.json"))
     if plots:
-        from hibayes.plots import save_fit_plots  # matplotlib only when plots are wanted
+        from hibayes.plots import (
+            save_fit_plots,
+        )  # matplotlib only when plots are wanted
 
         written.extend(save_fit_plots(idata, out_dir / "plots", loo=criteria.loo))
     return written

@@ -179,8 +179,9 @@ def _png(fig: Figure) -> str:
     return _data_uri(buf.getvalue())
 
 
-def _figure(make: Callable[[], Figure], caption: str, what: str,
-            drawn: Path | None = None) -> str:
+def _figure(
+    make: Callable[[], Figure], caption: str, what: str, drawn: Path | None = None
+) -> str:
     """An embedded figure, or a note saying why it could not be drawn.
 
     :param drawn: a PNG of this figure already on disk: embedded as it is
@@ -250,18 +251,24 @@ def _convergence_section(fits: Sequence[FitRecord], keys: Sequence[str]) -> str:
     )
 
 
-_COMPARED_BY = {"elpd_loo": "PSIS-LOO", "elpd_waic": "WAIC",
-                "elpd_cv": "cross-validated elpd"}
+_COMPARED_BY = {
+    "elpd_loo": "PSIS-LOO",
+    "elpd_waic": "WAIC",
+    "elpd_cv": "cross-validated elpd",
+}
 _CV_NOTE = (
     "Each fit's elpd_cv is its most reliable estimate (column estimate): psis "
     "(PSIS-LOO, every Pareto k good), reloo (PSIS-LOO with an exact refit for "
     "every row whose k was too high) or kfold (grouped K-fold); differences and "
     "their dse come from the pointwise values of the same held-out rows. "
     "Unresolved rows (a refit that failed its checks, or bad k left under "
-    "cv=psis) make a fit's number unreliable.")
+    "cv=psis) make a fit's number unreliable."
+)
 
 
-def _comparison_section(comparison: pd.DataFrame | None, drawn: Path | None = None) -> str:
+def _comparison_section(
+    comparison: pd.DataFrame | None, drawn: Path | None = None
+) -> str:
     if comparison is None or comparison.empty:
         return (
             '<h2>Model comparison</h2><p class="note">No comparison: it needs at '
@@ -289,7 +296,8 @@ def _comparison_section(comparison: pd.DataFrame | None, drawn: Path | None = No
             f"{_num(row.get('elpd_diff'), 1)} ± {_num(row.get('dse'), 1)}",
             _num(row.get("weight"), 2),
             "yes" if bool(row.get("warning")) else "no",
-        ] + ([_esc(row.get("cv_method"))] if "cv_method" in comparison.columns else [])
+        ]
+        + ([_esc(row.get("cv_method"))] if "cv_method" in comparison.columns else [])
         for name, row in comparison.iterrows()
     ]
     from hibayes.plots import plot_comparison
@@ -299,9 +307,12 @@ def _comparison_section(comparison: pd.DataFrame | None, drawn: Path | None = No
         + _table(header, rows)
         + '<p class="note">Ranked best first. An elpd_diff below about 4, or within '
         "twice its dse, is small. "
-        + (_CV_NOTE if ic == "elpd_cv" else
-           "A Pareto k warning means LOO is unreliable for some observations (common "
-           "with one row per group); treat the ranking with care.")
+        + (
+            _CV_NOTE
+            if ic == "elpd_cv"
+            else "A Pareto k warning means LOO is unreliable for some observations (common "
+            "with one row per group); treat the ranking with care."
+        )
         + "</p>"
         + _figure(
             lambda: plot_comparison(comparison),
@@ -352,8 +363,9 @@ def _power_scaling(fit: FitRecord, idata: az.InferenceData, var: str) -> dict | 
         else:
             return None
     except Exception as exc:  # noqa: BLE001 - one fit's file must not sink the report
-        log.warning("report: no power-scaling for %s: %s: %s", fit.name,
-                    type(exc).__name__, exc)
+        log.warning(
+            "report: no power-scaling for %s: %s: %s", fit.name, type(exc).__name__, exc
+        )
         return None
     rows = table[table["parameter"] == var]
     return None if rows.empty else rows.iloc[0].to_dict()
@@ -364,12 +376,15 @@ def _verdict_text(row: dict | None) -> str:
     if row is None:
         return "power-scaling: not available (checks.sensitivity=false)"
     diagnosis = str(row.get("diagnosis") or "") or "no concern"
-    return (f"power-scaling: prior {float(row['prior']):.3f}, likelihood "
-            f"{float(row['likelihood']):.3f}: {diagnosis}")
+    return (
+        f"power-scaling: prior {float(row['prior']):.3f}, likelihood "
+        f"{float(row['likelihood']):.3f}: {diagnosis}"
+    )
 
 
-def _power_scaling_table(fits: Sequence[FitRecord], rows: Mapping[str, dict | None]
-                         ) -> str:
+def _power_scaling_table(
+    fits: Sequence[FitRecord], rows: Mapping[str, dict | None]
+) -> str:
     """The power-scaling verdict of the swept parameter in every fit, as a table."""
     body = []
     for fit in fits:
@@ -380,15 +395,21 @@ def _power_scaling_table(fits: Sequence[FitRecord], rows: Mapping[str, dict | No
             body.append([_esc(_caption(fit)), "", "", "not available", ""])
             continue
         reliable = str(row.get("likelihood_reliable", True)) in ("True", "true", "1")
-        body.append([
-            _esc(_caption(fit)),
-            _num(float(row["prior"]), 3),
-            _num(float(row["likelihood"]), 3) + ("" if reliable else " (unreliable)"),
-            _esc(str(row.get("diagnosis") or "") or "none"),
-            _esc(str(row.get("note") or "")),
-        ])
-    return _table(["fit", "prior sensitivity", "likelihood sensitivity", "diagnosis",
-                   "note"], body, text_cols=(0, 3, 4))
+        body.append(
+            [
+                _esc(_caption(fit)),
+                _num(float(row["prior"]), 3),
+                _num(float(row["likelihood"]), 3)
+                + ("" if reliable else " (unreliable)"),
+                _esc(str(row.get("diagnosis") or "") or "none"),
+                _esc(str(row.get("note") or "")),
+            ]
+        )
+    return _table(
+        ["fit", "prior sensitivity", "likelihood sensitivity", "diagnosis", "note"],
+        body,
+        text_cols=(0, 3, 4),
+    )
 
 
 def _prior_section(
@@ -410,8 +431,11 @@ def _prior_section(
                 "made with fit.prior_samples=0 have none).</p>"
             )
             continue
-        scaled = {f.name: _power_scaling(f, idatas[f.name], named[f.name])
-                  for f in fits if named.get(f.name)}
+        scaled = {
+            f.name: _power_scaling(f, idatas[f.name], named[f.name])
+            for f in fits
+            if named.get(f.name)
+        }
         figs = [
             _figure(
                 lambda i=idatas[f.name], v=named[f.name]: plot_prior_posterior(i, v),
@@ -430,7 +454,9 @@ def _prior_section(
             "sensitivity below 0.05 is a weak likelihood (the prior decides), both "
             "0.05 or more a prior-data conflict.</p>"
             + _power_scaling_table(fits, scaled)
-            + '<div class="figures">' + "".join(figs) + "</div>"
+            + '<div class="figures">'
+            + "".join(figs)
+            + "</div>"
         )
     return "".join(parts)
 
@@ -509,8 +535,11 @@ def write_sweep_report(
         )
         + "</div>"
     )
-    calibrated = [f for f in finished if f.name in loaded
-                  and "cross_validation" in loaded[f.name].groups()]
+    calibrated = [
+        f
+        for f in finished
+        if f.name in loaded and "cross_validation" in loaded[f.name].groups()
+    ]
     if calibrated:
         from hibayes.plots import plot_loo_pit
 

@@ -41,8 +41,9 @@ class SensitivityRecord:
     paths: list[Path] = field(default_factory=list)
 
 
-def write_sensitivity(idata: az.InferenceData, out_dir: Path, *, plot: bool = True
-                      ) -> SensitivityRecord:
+def write_sensitivity(
+    idata: az.InferenceData, out_dir: Path, *, plot: bool = True
+) -> SensitivityRecord:
     """Compute the sensitivity and write ``sensitivity.csv`` (and the plot).
 
     A fit without latent sites or log-likelihood has nothing to power-scale: the
@@ -51,16 +52,23 @@ def write_sensitivity(idata: az.InferenceData, out_dir: Path, *, plot: bool = Tr
     start = time.perf_counter()
     missing = [g for g in ("log_prior", "log_likelihood") if g not in idata.groups()]
     if missing:
-        log.warning("no power-scaling sensitivity: the fit has no %s group",
-                    " or ".join(missing))
-        return SensitivityRecord(None, {}, {SENSITIVITY_TAG: "not available (no "
-                                            + " or ".join(missing) + ")"})
+        log.warning(
+            "no power-scaling sensitivity: the fit has no %s group",
+            " or ".join(missing),
+        )
+        return SensitivityRecord(
+            None,
+            {},
+            {SENSITIVITY_TAG: "not available (no " + " or ".join(missing) + ")"},
+        )
     result = sensitivity(idata)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = result.table.copy()
     # Say why a likelihood column should not be read, next to the number itself.
     table["note"] = [
-        "" if ok else f"likelihood Pareto k {k:.2f} > {result.k_threshold:.2f}: unreliable"
+        ""
+        if ok
+        else f"likelihood Pareto k {k:.2f} > {result.k_threshold:.2f}: unreliable"
         for ok, k in zip(table["likelihood_reliable"], table["likelihood_pareto_k"])
     ]
     paths = [out_dir / "sensitivity.csv"]

@@ -22,9 +22,12 @@ __all__ = ["MAX_PANELS", "plot_calibration"]
 MAX_PANELS = 24
 
 
-def plot_calibration(tests: Mapping[str, UniformityTest], alpha_each: float,
-                     order: Sequence[str] | None = None,
-                     max_panels: int = MAX_PANELS) -> Figure:
+def plot_calibration(
+    tests: Mapping[str, UniformityTest],
+    alpha_each: float,
+    order: Sequence[str] | None = None,
+    max_panels: int = MAX_PANELS,
+) -> Figure:
     """ECDF-difference panels, least uniform first, at most ``max_panels``.
 
     :param tests: quantity -> its :class:`UniformityTest`.
@@ -39,8 +42,14 @@ def plot_calibration(tests: Mapping[str, UniformityTest], alpha_each: float,
     rows = int(np.ceil(len(shown) / cols))
     height = 2.3 * rows + 1.1
     fig = Figure(figsize=(3.2 * cols + 0.6, height))
-    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.5 / height, top=1 - 0.9 / height,
-                        hspace=0.55, wspace=0.3)
+    fig.subplots_adjust(
+        left=0.08,
+        right=0.98,
+        bottom=0.5 / height,
+        top=1 - 0.9 / height,
+        hspace=0.55,
+        wspace=0.3,
+    )
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     for ax, name in zip(axes, shown):
         t = tests[name]
@@ -52,17 +61,20 @@ def plot_calibration(tests: Mapping[str, UniformityTest], alpha_each: float,
         ax.fill_between(z, lo, hi, step="post", color="0.85", lw=0)
         ax.step(z, diff, where="post", color="C3" if bad else "C0", lw=1.3)
         ax.axhline(0, color="0.5", lw=0.6)
-        ax.set_title(f"{name}\np = {t.p_value:.3g}", fontsize=8,
-                     color="C3" if bad else "black")
+        ax.set_title(
+            f"{name}\np = {t.p_value:.3g}", fontsize=8, color="C3" if bad else "black"
+        )
         ax.tick_params(labelsize=7)
-    for ax in axes[len(shown):]:
+    for ax in axes[len(shown) :]:
         ax.set_visible(False)
-    for ax in axes[(rows - 1) * cols: (rows - 1) * cols + cols]:
+    for ax in axes[(rows - 1) * cols : (rows - 1) * cols + cols]:
         ax.set_xlabel("fractional rank", fontsize=8)
     more = len(names) - len(shown)
     fig.suptitle(
         "Simulation-based calibration: ECDF of ranks minus uniform, with 95% "
         "simultaneous band\n(inside the band: calibrated; red: p below "
-        f"{alpha_each:.2g})" + (f"; {more} more quantities in ranks.csv" if more > 0
-                                else ""), fontsize=10)
+        f"{alpha_each:.2g})"
+        + (f"; {more} more quantities in ranks.csv" if more > 0 else ""),
+        fontsize=10,
+    )
     return fig

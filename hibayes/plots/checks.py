@@ -226,7 +226,10 @@ def plot_loo_pit(idata: az.InferenceData) -> Figure:
     """
     from scipy.stats import binom
 
-    if "cross_validation" not in idata.groups() or "loo_pit" not in idata.cross_validation:
+    if (
+        "cross_validation" not in idata.groups()
+        or "loo_pit" not in idata.cross_validation
+    ):
         raise ValueError("no LOO-PIT values: the fit has no cross-validation")
     cv = idata.cross_validation
     pit = np.asarray(cv["loo_pit"].values, dtype=float)
@@ -241,13 +244,18 @@ def plot_loo_pit(idata: az.InferenceData) -> Figure:
     ax = fig.add_subplot()
     ax.fill_between(grid, lo, hi, color="0.85", label="uniform, 95% pointwise")
     ax.plot(grid, grid, color="0.4", lw=1, ls="--")
-    ax.step(np.concatenate([[0], pit, [1]]), np.concatenate([[0], np.arange(1, n + 1) / n,
-                                                             [1]]),
-            where="post", color="C0", label="LOO-PIT ECDF")
+    ax.step(
+        np.concatenate([[0], pit, [1]]),
+        np.concatenate([[0], np.arange(1, n + 1) / n, [1]]),
+        where="post",
+        color="C0",
+        label="LOO-PIT ECDF",
+    )
     ax.set_xlabel("LOO-PIT (mid-PIT for counts)")
     ax.set_ylabel("ECDF")
-    counts = ", ".join(f"{m}: {c}" for m, c in zip(*np.unique(methods[keep],
-                                                               return_counts=True)))
+    counts = ", ".join(
+        f"{m}: {c}" for m, c in zip(*np.unique(methods[keep], return_counts=True))
+    )
     ax.set_title(f"LOO-PIT calibration, {n} rows ({counts})", fontsize=10)
     ax.legend(loc="upper left", fontsize=8)
     return fig

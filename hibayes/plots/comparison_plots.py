@@ -27,7 +27,8 @@ def plot_comparison(comparison: pd.DataFrame) -> Figure:
     drawn = comparison
     if "elpd_cv" in comparison.columns:  # ArviZ draws elpd_loo: give it the CV values
         drawn = comparison.drop(columns=["elpd_loo", "p_loo"], errors="ignore").rename(
-            columns={"elpd_cv": "elpd_loo", "p_cv": "p_loo"})
+            columns={"elpd_cv": "elpd_loo", "p_cv": "p_loo"}
+        )
     with _quiet():
         az.plot_compare(drawn, ax=ax, show=False)
     ic = next(

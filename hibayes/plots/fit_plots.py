@@ -49,8 +49,14 @@ def plot_trace(
     fig = Figure(figsize=(11, height))
     # Fixed margins in inches: a regular grid needs no layout solver, and
     # constrained layout doubled the time to save this figure.
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.5 / height, top=1 - 0.75 / height,
-                        hspace=0.55, wspace=0.18)
+    fig.subplots_adjust(
+        left=0.07,
+        right=0.98,
+        bottom=0.5 / height,
+        top=1 - 0.75 / height,
+        hspace=0.55,
+        wspace=0.18,
+    )
     axes = fig.subplots(len(names), 2, squeeze=False)
     with _quiet():
         az.plot_trace(

@@ -28,8 +28,14 @@ __all__ = ["PlotWorker", "draw_fit_plots", "plot_inputs", "wait_for_plots"]
 log = logging.getLogger(__name__)
 
 # What the fit plots read; the log-likelihood and prior draws are left behind.
-_PLOTTED_GROUPS = ("posterior", "sample_stats", "posterior_predictive", "observed_data",
-                   "constant_data", "cross_validation")  # the last: the LOO-PIT plot
+_PLOTTED_GROUPS = (
+    "posterior",
+    "sample_stats",
+    "posterior_predictive",
+    "observed_data",
+    "constant_data",
+    "cross_validation",
+)  # the last: the LOO-PIT plot
 
 
 def plot_inputs(idata: Any) -> Any:
@@ -37,9 +43,12 @@ def plot_inputs(idata: Any) -> Any:
     import arviz as az
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # cross_validation: not ArviZ's name
-        return az.InferenceData(**{g: idata[g] for g in _PLOTTED_GROUPS
-                                   if g in idata.groups()})
+        warnings.simplefilter(
+            "ignore", UserWarning
+        )  # cross_validation: not ArviZ's name
+        return az.InferenceData(
+            **{g: idata[g] for g in _PLOTTED_GROUPS if g in idata.groups()}
+        )
 
 
 def draw_fit_plots(idata: Any, plots_dir: Path, loo: Any) -> tuple[list[Path], float]:
@@ -68,8 +77,10 @@ class PlotWorker:
     def __init__(self) -> None:
         # spawn, not fork: the parent runs JAX's threads, which a fork would copy mid-work.
         self._pool = ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_worker)
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+        )
         self._waiting: deque[tuple[Future, tuple]] = deque()
         self._busy = False
         self._lock = threading.Lock()
@@ -105,7 +116,9 @@ class PlotWorker:
             return
         drawing.add_done_callback(lambda done: self._done(future, done, None))
 
-    def _done(self, future: Future, drawing: Future | None, error: BaseException | None) -> None:
+    def _done(
+        self, future: Future, drawing: Future | None, error: BaseException | None
+    ) -> None:
         if drawing is not None:
             error = drawing.exception()
         if error is None:
@@ -125,19 +138,33 @@ class PlotWorker:
         self._pool.shutdown(wait=wait)
 
 
-def wait_for_plots(plots: Future, idata: Any, loo: Any, plots_dir: Path,
-                   timeout: float | None = None, prefix: str = "") -> float | None:
+def wait_for_plots(
+    plots: Future,
+    idata: Any,
+    loo: Any,
+    plots_dir: Path,
+    timeout: float | None = None,
+    prefix: str = "",
+) -> float | None:
     """Wait for plots sent to the worker, drawing them here if it failed or never
     started them; the seconds they took, or ``None`` past ``timeout``."""
     try:
         return plots.result(timeout=timeout)[1]
     except FutureTimeout:
-        log.warning("%splots for %s not drawn within %.0f s: the run closes without them",
-                    prefix, plots_dir, timeout)
+        log.warning(
+            "%splots for %s not drawn within %.0f s: the run closes without them",
+            prefix,
+            plots_dir,
+            timeout,
+        )
         return None
     except CancelledError:  # taken back from the worker's queue by the sweep
         pass
     except Exception as exc:  # noqa: BLE001 - the worker died: draw them here
-        log.warning("%splot worker failed (%s: %s); drawing the plots here",
-                    prefix, type(exc).__name__, exc)
+        log.warning(
+            "%splot worker failed (%s: %s); drawing the plots here",
+            prefix,
+            type(exc).__name__,
+            exc,
+        )
     return draw_fit_plots(idata, plots_dir, loo)[1]

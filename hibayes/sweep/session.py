@@ -14,23 +14,29 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from hibayes.errors import HibayesError
 from hibayes.system import interrupts
-from hibayes.tracking.job import SWEEP_FILE, SweepInfo, read_sweep_info
 from hibayes.tracking.base import Tracker
+from hibayes.tracking.job import SWEEP_FILE, SweepInfo, read_sweep_info
 
 log = logging.getLogger("hibayes.sweep.session")
 
-__all__ = ["SweepInfo", "SweepSession", "SweepFailed", "in_process_session", "read_sweep_info",
-           "SWEEP_FILE"]
+__all__ = [
+    "SweepInfo",
+    "SweepSession",
+    "SweepFailed",
+    "in_process_session",
+    "read_sweep_info",
+    "SWEEP_FILE",
+]
 
 
 # An interrupted sweep waits this long for plots in hand before closing their runs.
@@ -41,10 +47,10 @@ ABORT_PLOT_WAIT_S = 30.0
 KEEP_POSTERIOR_BYTES = 512 * 2**20
 
 # Sweeps whose jobs run in this process (basic launcher), by sweep directory.
-_IN_PROCESS: dict[str, "SweepSession"] = {}
+_IN_PROCESS: dict[str, SweepSession] = {}
 
 
-def in_process_session(sweep_dir: Path | None) -> "SweepSession | None":
+def in_process_session(sweep_dir: Path | None) -> SweepSession | None:
     """The session of a sweep whose jobs run in this very process, if this is one."""
     return _IN_PROCESS.get(str(Path(sweep_dir).resolve())) if sweep_dir else None
 
@@ -77,8 +83,9 @@ def _sweep_name(cfg: DictConfig, jobs: Sequence[Sequence[str]]) -> str:
 class SweepSession:
     """The parent run of one multirun, from opening to comparison and closing."""
 
-    def __init__(self, cfg: DictConfig, jobs: Sequence[Sequence[str]],
-                 in_process: bool = False) -> None:
+    def __init__(
+        self, cfg: DictConfig, jobs: Sequence[Sequence[str]], in_process: bool = False
+    ) -> None:
         """Open the parent run and write the sweep file.
 
         :param in_process: the jobs run one after another in this process (Hydra's
@@ -108,16 +115,29 @@ class SweepSession:
         self.parent_run_id = self.tracker.start_run(name, tags=tags)
         if self.tracker.pending:  # the store went away just now
             self.tracker.pending_file.unlink(missing_ok=True)
-            raise TrackingError(f"could not create the sweep's parent run: {self.tracker.reason}")
-        self.info = SweepInfo(str(self.sweep_dir), self.parent_run_id, name, len(self.jobs),
-                              varying_keys(self.jobs))
-        (self.sweep_dir / SWEEP_FILE).write_text(json.dumps(asdict(self.info), indent=2))
+            raise TrackingError(
+                f"could not create the sweep's parent run: {self.tracker.reason}"
+            )
+        self.info = SweepInfo(
+            str(self.sweep_dir),
+            self.parent_run_id,
+            name,
+            len(self.jobs),
+            varying_keys(self.jobs),
+        )
+        (self.sweep_dir / SWEEP_FILE).write_text(
+            json.dumps(asdict(self.info), indent=2)
+        )
         self.tracker.log_text(
-            self.parent_run_id, "\n".join(" ".join(j) for j in self.jobs) + "\n", "jobs.txt"
+            self.parent_run_id,
+            "\n".join(" ".join(j) for j in self.jobs) + "\n",
+            "jobs.txt",
         )
         # SIGTERM/Ctrl-C become KeyboardInterrupt, never in the middle of a store call.
         self._restore_signals = interrupts.install()
-        self._unfinished: list[tuple[str, Future, Callable[[float | None], str | None]]] = []
+        self._unfinished: list[
+            tuple[str, Future, Callable[[float | None], str | None]]
+        ] = []
         self._closed: dict[str, str | None] = {}  # out_dir -> its pending-upload file
         self._posteriors: dict[str, Any] = {}
         self._kept_bytes = 0
@@ -130,8 +150,12 @@ class SweepSession:
                 self.plot_worker = PlotWorker()
         log.info("sweep of %d fits: %s", len(self.jobs), name)
 
-    def hand_over(self, out_dir: str, plots: Future,
-                  close_run: Callable[[float | None], str | None]) -> None:
+    def hand_over(
+        self,
+        out_dir: str,
+        plots: Future,
+        close_run: Callable[[float | None], str | None],
+    ) -> None:
         """Close the runs whose plots are drawn; take one that waits for its plots.
 
         :param close_run: ``close_run(timeout)`` waits for the plots (at most
@@ -140,7 +164,9 @@ class SweepSession:
         self._close_unfinished(only_ready=True)
         self._unfinished.append((out_dir, plots, close_run))
 
-    def _close_unfinished(self, only_ready: bool = False, timeout: float | None = None) -> None:
+    def _close_unfinished(
+        self, only_ready: bool = False, timeout: float | None = None
+    ) -> None:
         for item in list(self._unfinished):
             out_dir, plots, close_run = item
             if only_ready and not plots.done():
@@ -149,11 +175,21 @@ class SweepSession:
             try:
                 self._closed[out_dir] = close_run(timeout)
             except Exception as exc:  # noqa: BLE001 - the other runs still close
-                log.error("could not close the run of %s: %s: %s", out_dir,
-                          type(exc).__name__, exc)
+                log.error(
+                    "could not close the run of %s: %s: %s",
+                    out_dir,
+                    type(exc).__name__,
+                    exc,
+                )
 
-    def defer_plots(self, out_dir: Path, idata: Any, loo: Any,
-                    close: Callable[[float | None], str | None], prefix: str = "") -> Future:
+    def defer_plots(
+        self,
+        out_dir: Path,
+        idata: Any,
+        loo: Any,
+        close: Callable[[float | None], str | None],
+        prefix: str = "",
+    ) -> Future:
         """Draw a finished fit's plots on the worker while the next fit runs.
 
         :param close: ``close(seconds)`` ends the fit's run once its plots are in
@@ -165,8 +201,13 @@ class SweepSession:
         plots_dir = Path(out_dir) / "plots"
         assert self.plot_worker is not None, "defer_plots needs the sweep's plot worker"
         plots = self.plot_worker.submit(idata, plots_dir, loo)
-        self.hand_over(str(out_dir), plots, lambda timeout: close(
-            wait_for_plots(plots, idata, loo, plots_dir, timeout, prefix)))
+        self.hand_over(
+            str(out_dir),
+            plots,
+            lambda timeout: close(
+                wait_for_plots(plots, idata, loo, plots_dir, timeout, prefix)
+            ),
+        )
         self.keep_posterior(str(out_dir), idata)
         return plots
 
@@ -215,8 +256,11 @@ class SweepSession:
         if self.tracker.pending or not self.parent_run_id:
             return
         try:
-            running = [r for r in self.tracker.children(self.parent_run_id)
-                       if r.info.status == "RUNNING"]
+            running = [
+                r
+                for r in self.tracker.children(self.parent_run_id)
+                if r.info.status == "RUNNING"
+            ]
             for run in running:
                 self.tracker.store.end_run(run.info.run_id, "KILLED")
         except Exception as exc:  # noqa: BLE001 - interrupted: do what can be done quickly
@@ -250,8 +294,10 @@ class SweepSession:
             compared = self._compare(finished)
         except Exception as exc:
             log.warning("sweep comparison failed: %s", exc)
-            self.tracker.set_tags(self.parent_run_id,
-                                  {"hibayes.comparison_error": f"{type(exc).__name__}: {exc}"})
+            self.tracker.set_tags(
+                self.parent_run_id,
+                {"hibayes.comparison_error": f"{type(exc).__name__}: {exc}"},
+            )
         # The comparison needs no plots: drawn above while the worker finished the
         # last fits' plots, which the report embeds.
         self._release()
@@ -262,25 +308,36 @@ class SweepSession:
             if isinstance(outcome, dict) and self._closed.get(outcome.get("out_dir")):
                 outcome["upload_pending"] = self._closed[outcome["out_dir"]]
         self._report(outcomes, *compared)
-        self.tracker.log_metrics(self.parent_run_id, {
-            "jobs_finished": float(len(finished)),
-            "jobs_failed": float(len(failures)),
-            "jobs_converged": float(sum(o["metrics"].get("converged", 0) for o in finished)),
-        })
+        self.tracker.log_metrics(
+            self.parent_run_id,
+            {
+                "jobs_finished": float(len(finished)),
+                "jobs_failed": float(len(failures)),
+                "jobs_converged": float(
+                    sum(o["metrics"].get("converged", 0) for o in finished)
+                ),
+            },
+        )
         self.tracker.end_run(self.parent_run_id, "FAILED" if failures else "FINISHED")
-        pending = [str(Path(o["upload_pending"]).parent) for o in outcomes
-                   if isinstance(o, dict) and o.get("upload_pending")]
+        pending = [
+            str(Path(o["upload_pending"]).parent)
+            for o in outcomes
+            if isinstance(o, dict) and o.get("upload_pending")
+        ]
         if self.tracker.pending and not self.tracker.flush():
             pending.insert(0, f"{self.sweep_dir} (the sweep's parent run)")
         problems = []
         if failures:
-            problems.append(f"{len(failures)} of {len(self.jobs)} fits failed:\n  "
-                            + "\n  ".join(failures))
+            problems.append(
+                f"{len(failures)} of {len(self.jobs)} fits failed:\n  "
+                + "\n  ".join(failures)
+            )
         if pending:
             problems.append(
                 f"{len(pending)} run(s) did not fully reach the MLflow store "
                 f"{self.tracker.uri}; their results are on disk. Once the store is back: "
-                f"python -m hibayes.sync {self.sweep_dir}\n  " + "\n  ".join(pending))
+                f"python -m hibayes.sync {self.sweep_dir}\n  " + "\n  ".join(pending)
+            )
         if problems:
             raise SweepFailed("\n".join(problems))
 
@@ -295,19 +352,26 @@ class SweepSession:
             comparison_to_csv,
             group_by_data,
         )
-        from hibayes.outputs.comparison import write_comparison
         from hibayes.inference import load_idata
+        from hibayes.outputs.comparison import write_comparison
 
         by_dir = {o["out_dir"]: o for o in finished}
         by_digest = group_by_data({d: o.get("data_digest") for d, o in by_dir.items()})
         group = [by_dir[d] for d in next(iter(by_digest.values()), [])]
         if len(by_digest) > 1:
-            log.warning("children were fitted to different data; comparing the %d on the "
-                        "most common dataset", len(group))
+            log.warning(
+                "children were fitted to different data; comparing the %d on the "
+                "most common dataset",
+                len(group),
+            )
         if len(group) < 2:
             return None, {}
-        idatas = {o["name"]: self._posteriors[o["out_dir"]] if o["out_dir"] in self._posteriors
-                  else load_idata(Path(o["out_dir"]) / "idata.nc") for o in group}
+        idatas = {
+            o["name"]: self._posteriors[o["out_dir"]]
+            if o["out_dir"] in self._posteriors
+            else load_idata(Path(o["out_dir"]) / "idata.nc")
+            for o in group
+        }
         table = compare_fits(idatas)
         # Kept in the sweep dir, not a temp dir: a store that is down gets it later.
         out = self.sweep_dir / "parent_artifacts"
@@ -318,28 +382,45 @@ class SweepSession:
         log.info("comparison of %d fits (%s):\n%s", len(group), by, table.to_string())
         return table, idatas
 
-    def _report(self, outcomes: Sequence[dict[str, Any] | BaseException], table: Any,
-                idatas: dict[str, Any]) -> None:
+    def _report(
+        self,
+        outcomes: Sequence[dict[str, Any] | BaseException],
+        table: Any,
+        idatas: dict[str, Any],
+    ) -> None:
         """report.html in the sweep dir and on the parent run; never fails the sweep."""
         from hibayes.outputs.report import FitRecord, write_sweep_report
 
         try:
-            fits = [FitRecord.from_outcome(o, job, self.info.varying)
-                    for job, o in zip(self.jobs, outcomes)]
-            links = {"MLflow parent run": self.tracker.run_url(self.parent_run_id),
-                     "sweep folder": str(self.sweep_dir)}
+            fits = [
+                FitRecord.from_outcome(o, job, self.info.varying)
+                for job, o in zip(self.jobs, outcomes)
+            ]
+            links = {
+                "MLflow parent run": self.tracker.run_url(self.parent_run_id),
+                "sweep folder": str(self.sweep_dir),
+            }
             plots = self.sweep_dir / "parent_artifacts" / "plots"  # drawn by _compare
-            path = write_sweep_report(self.sweep_dir / "report.html", fits,
-                                      title=self.info.name, comparison=table,
-                                      idatas=idatas, links=links,
-                                      drawn={name: plots / f"{name}.png" for name in
-                                             ("comparison", "forest_side_by_side")})
+            path = write_sweep_report(
+                self.sweep_dir / "report.html",
+                fits,
+                title=self.info.name,
+                comparison=table,
+                idatas=idatas,
+                links=links,
+                drawn={
+                    name: plots / f"{name}.png"
+                    for name in ("comparison", "forest_side_by_side")
+                },
+            )
             self.tracker.log_artifact(self.parent_run_id, path)
             log.info("sweep report: %s", path)
         except Exception as exc:  # noqa: BLE001 - the fits are done; a report is extra
             log.warning("sweep report failed: %s: %s", type(exc).__name__, exc)
-            self.tracker.set_tags(self.parent_run_id,
-                                  {"hibayes.report_error": f"{type(exc).__name__}: {exc}"})
+            self.tracker.set_tags(
+                self.parent_run_id,
+                {"hibayes.report_error": f"{type(exc).__name__}: {exc}"},
+            )
 
 
 def _warn_sqlite_parallel(cfg: DictConfig, tracker: Tracker) -> None:
@@ -352,5 +433,7 @@ def _warn_sqlite_parallel(cfg: DictConfig, tracker: Tracker) -> None:
             "store %s: SQLite takes one writer at a time, so runs may be refused "
             "('database is locked'). Refused records are kept in each job's "
             "upload_pending.json and the sweep exits non-zero; prefer a tracking "
-            "server (tracking=server) for parallel sweeps.", target.rsplit(".", 1)[-1], uri)
-
+            "server (tracking=server) for parallel sweeps.",
+            target.rsplit(".", 1)[-1],
+            uri,
+        )

@@ -59,7 +59,9 @@ def one_line_errors(fn: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
-def run_command(main: Callable[[], object], *, log_format: str | None = None) -> NoReturn:
+def run_command(
+    main: Callable[[], object], *, log_format: str | None = None
+) -> NoReturn:
     """Run a command's ``main`` and exit with its status (see the module docstring).
 
     :param main: the command; an int it returns is the exit status.

@@ -52,11 +52,13 @@ def claim_explicit_dir(path: Path, key: str, reuse: bool) -> Path:
         if not reuse:
             raise InputError(
                 f"{key}={path}: the folder is not empty (a previous job's outputs?); "
-                "choose a new folder, or add reuse_output_dir=true to empty it first")
+                "choose a new folder, or add reuse_output_dir=true to empty it first"
+            )
         if not any((path / mark).exists() for mark in _HIBAYES_MARKS):
             raise InputError(
                 f"{key}={path}: the folder holds files hibayes did not write; "
-                "not emptying it, choose another folder")
+                "not emptying it, choose another folder"
+            )
         for item in path.iterdir():
             if item.is_dir() and not item.is_symlink():
                 shutil.rmtree(item)
@@ -68,8 +70,10 @@ def claim_explicit_dir(path: Path, key: str, reuse: bool) -> Path:
 
 def _explicit(config: Any, key: str) -> bool:
     """Whether ``key`` was set on the command line (not Hydra's timestamped default)."""
-    return any(str(o).split("=", 1)[0].lstrip("+~") == key
-               for o in config.hydra.overrides.hydra)
+    return any(
+        str(o).split("=", 1)[0].lstrip("+~") == key
+        for o in config.hydra.overrides.hydra
+    )
 
 
 def _quoted(value: str) -> str:

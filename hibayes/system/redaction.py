@@ -21,7 +21,14 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["REDACTED", "TEXT_SUFFIXES", "redact", "scrub_file", "scrub_text", "scrub_tree"]
+__all__ = [
+    "REDACTED",
+    "TEXT_SUFFIXES",
+    "redact",
+    "scrub_file",
+    "scrub_text",
+    "scrub_tree",
+]
 
 #: What a redacted value becomes.
 REDACTED = "***"

@@ -15,8 +15,12 @@ from typing import Any
 
 __all__ = ["wrong_types"]
 
-_KINDS = {"int": "an integer", "float": "a number", "bool": "true or false",
-          "str": "a string"}
+_KINDS = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "a string",
+}
 
 
 def _fits(kind: str, value: Any) -> bool:

@@ -36,7 +36,7 @@ class Tracker(Protocol):
         """Whether records wait on disk for the store (only a deferring tracker's do)."""
 
     @property
-    def store(self) -> "Tracker":
+    def store(self) -> Tracker:
         """The tracker that talks to the store itself, past any deferring wrapper."""
 
     def flush(self, timeout_s: float = 10) -> bool:

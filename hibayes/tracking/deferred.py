@@ -103,17 +103,27 @@ class DeferringTracker:
         try:
             record = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path}: not a readable pending-upload record: {exc}") from exc
+            raise ValueError(
+                f"{path}: not a readable pending-upload record: {exc}"
+            ) from exc
         if not isinstance(record, dict) or record.get("version") != _VERSION:
-            raise ValueError(f"{path}: not a pending-upload record (version {_VERSION})")
+            raise ValueError(
+                f"{path}: not a pending-upload record (version {_VERSION})"
+            )
         target = uri or record["tracking_uri"]
         if "***" in target:
             raise ValueError(
                 f"{path}: the recorded tracking URI {target} had its password hidden; "
-                "pass the URI (--uri) or set MLFLOW_TRACKING_USERNAME/PASSWORD")
-        store = MlflowTracker(uri=target, experiment=record["experiment"],
-                              artifact_location=record.get("artifact_location"))
-        self = cls(store, path, offline_reason=record.get("reason") or "recorded earlier")
+                "pass the URI (--uri) or set MLFLOW_TRACKING_USERNAME/PASSWORD"
+            )
+        store = MlflowTracker(
+            uri=target,
+            experiment=record["experiment"],
+            artifact_location=record.get("artifact_location"),
+        )
+        self = cls(
+            store, path, offline_reason=record.get("reason") or "recorded earlier"
+        )
         self.run_key = record["run_key"]
         self.run_id = record.get("run_id")
         self.ops = list(record["ops"])
@@ -153,11 +163,16 @@ class DeferringTracker:
         log.warning(
             "%s; the results stay on disk, and what the store did not get is listed "
             "in %s (send it with: python -m hibayes.sync %s)",
-            self.reason, self.pending_file, self.pending_file.parent)
+            self.reason,
+            self.pending_file,
+            self.pending_file.parent,
+        )
 
     def _check_run(self, run_id: str) -> None:
         if run_id != self._public_id():
-            raise ValueError(f"this tracker records run {self._public_id()}, not {run_id}")
+            raise ValueError(
+                f"this tracker records run {self._public_id()}, not {run_id}"
+            )
 
     def _public_id(self) -> str:
         return self.run_id or f"{_PENDING_ID}{self.run_key}"
@@ -168,14 +183,23 @@ class DeferringTracker:
         """Raise :class:`TrackingError` naming the URI if the store is unreachable."""
         self.tracker.check_reachable(timeout_s)
 
-    def start_run(self, run_name: str, tags: Mapping[str, str] | None = None,
-                  parent_run_id: str | None = None) -> str:
+    def start_run(
+        self,
+        run_name: str,
+        tags: Mapping[str, str] | None = None,
+        parent_run_id: str | None = None,
+    ) -> str:
         """Create the run (or record its creation); return its id or a placeholder."""
         if self.run_id is not None or self.ops:
-            raise ValueError("a DeferringTracker records one run; it was started already")
-        op = {"op": "start_run", "run_name": scrub_text(run_name),
-              "tags": _scrub_map({**(tags or {}), RUN_KEY_TAG: self.run_key}),
-              "parent_run_id": parent_run_id}
+            raise ValueError(
+                "a DeferringTracker records one run; it was started already"
+            )
+        op = {
+            "op": "start_run",
+            "run_name": scrub_text(run_name),
+            "tags": _scrub_map({**(tags or {}), RUN_KEY_TAG: self.run_key}),
+            "parent_run_id": parent_run_id,
+        }
         self.run_id = self._send(op, lambda: self._apply_start(op))
         return self._public_id()
 
@@ -185,11 +209,17 @@ class DeferringTracker:
         op = {"op": "log_params", "params": redact(_scrub_map(params))}
         self._send(op, lambda: self._apply(op))
 
-    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+    def log_metrics(
+        self, run_id: str, metrics: Mapping[str, float], step: int = 0
+    ) -> None:
         """Log finite metrics with a timestamp fixed now (replays do not duplicate them)."""
         self._check_run(run_id)
-        op = {"op": "log_metrics", "metrics": {k: _as_float(v) for k, v in metrics.items()},
-              "step": int(step), "timestamp": int(time.time() * 1000)}
+        op = {
+            "op": "log_metrics",
+            "metrics": {k: _as_float(v) for k, v in metrics.items()},
+            "step": int(step),
+            "timestamp": int(time.time() * 1000),
+        }
         self._send(op, lambda: self._apply(op))
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
@@ -198,8 +228,16 @@ class DeferringTracker:
         op = {"op": "set_tags", "tags": _scrub_map(tags)}
         self._send(op, lambda: self._apply(op))
 
-    def log_dataset(self, run_id: str, df: pd.DataFrame, *, name: str, source: str,
-                    digest: str | None = None, context: str = "training") -> str:
+    def log_dataset(
+        self,
+        run_id: str,
+        df: pd.DataFrame,
+        *,
+        name: str,
+        source: str,
+        digest: str | None = None,
+        context: str = "training",
+    ) -> str:
         """Log the table as a dataset input, or record its description (not its rows)."""
         from hibayes.tracking.datasets import dataset_input, frame_digest
 
@@ -208,41 +246,67 @@ class DeferringTracker:
         if self.reason is None:
             try:
                 with shielded():
-                    return self.tracker.log_dataset(run_id=self.run_id, df=df, name=name,
-                                                    source=source, digest=full_digest,
-                                                    context=context)
+                    return self.tracker.log_dataset(
+                        run_id=self.run_id,
+                        df=df,
+                        name=name,
+                        source=source,
+                        digest=full_digest,
+                        context=context,
+                    )
             except TrackingError as exc:
                 self._go_offline(exc)  # and record the dataset's description below
-        entity = dataset_input(df, name=name, source=source, digest=full_digest,
-                               context=context).dataset
-        op = {"op": "log_dataset", "context": context,
-              "dataset": {"name": entity.name, "digest": entity.digest,
-                          "source_type": entity.source_type, "source": entity.source,
-                          "schema": entity.schema, "profile": entity.profile},
-              "tags": {"hibayes.data_digest": full_digest, "hibayes.data_source": source}}
+        entity = dataset_input(
+            df, name=name, source=source, digest=full_digest, context=context
+        ).dataset
+        op = {
+            "op": "log_dataset",
+            "context": context,
+            "dataset": {
+                "name": entity.name,
+                "digest": entity.digest,
+                "source_type": entity.source_type,
+                "source": entity.source,
+                "schema": entity.schema,
+                "profile": entity.profile,
+            },
+            "tags": {"hibayes.data_digest": full_digest, "hibayes.data_source": source},
+        }
         self._send(op, lambda: self._apply(op))
         return entity.digest
 
-    def log_artifacts(self, run_id: str, local_dir: str | Path,
-                      artifact_path: str | None = None) -> None:
+    def log_artifacts(
+        self, run_id: str, local_dir: str | Path, artifact_path: str | None = None
+    ) -> None:
         """Upload a directory's files (text files scrubbed first), or record it."""
         self._check_run(run_id)
-        op = {"op": "log_artifacts", "dir": str(Path(local_dir).resolve()),
-              "artifact_path": artifact_path}
+        op = {
+            "op": "log_artifacts",
+            "dir": str(Path(local_dir).resolve()),
+            "artifact_path": artifact_path,
+        }
         self._send(op, lambda: self._apply(op))
 
-    def log_artifact(self, run_id: str, local_path: str | Path,
-                     artifact_path: str | None = None) -> None:
+    def log_artifact(
+        self, run_id: str, local_path: str | Path, artifact_path: str | None = None
+    ) -> None:
         """Upload one file (scrubbed first if text), or record it."""
         self._check_run(run_id)
-        op = {"op": "log_artifact", "path": str(Path(local_path).resolve()),
-              "artifact_path": artifact_path}
+        op = {
+            "op": "log_artifact",
+            "path": str(Path(local_path).resolve()),
+            "artifact_path": artifact_path,
+        }
         self._send(op, lambda: self._apply(op))
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         """Write ``text`` (scrubbed) as an artifact, or record it."""
         self._check_run(run_id)
-        op = {"op": "log_text", "text": scrub_text(text), "artifact_file": artifact_file}
+        op = {
+            "op": "log_text",
+            "text": scrub_text(text),
+            "artifact_file": artifact_file,
+        }
         self._send(op, lambda: self._apply(op))
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
@@ -310,8 +374,12 @@ class DeferringTracker:
         try:
             self._apply({"op": "set_tags", "tags": {UPLOAD_TAG: "synced"}})
         except TrackingError as exc:  # everything else arrived; say so, keep going
-            log.warning("run %s is complete but not tagged %s=synced: %s",
-                        self.run_id, UPLOAD_TAG, exc)
+            log.warning(
+                "run %s is complete but not tagged %s=synced: %s",
+                self.run_id,
+                UPLOAD_TAG,
+                exc,
+            )
         self.pending_file.unlink(missing_ok=True)
         return True
 
@@ -331,8 +399,9 @@ class DeferringTracker:
         existing = self.run_id or self._find_run()
         if existing:
             return existing
-        return self.tracker.start_run(op["run_name"], tags=op["tags"],
-                                      parent_run_id=op.get("parent_run_id"))
+        return self.tracker.start_run(
+            op["run_name"], tags=op["tags"], parent_run_id=op.get("parent_run_id")
+        )
 
     def _apply(self, op: Mapping[str, Any]) -> None:
         """Send one recorded call to the store (the run must exist)."""
@@ -342,15 +411,19 @@ class DeferringTracker:
         if kind == "log_params":
             self.tracker.log_params(run_id, op["params"])
         elif kind == "log_metrics":
-            self.tracker.log_metrics(run_id, op["metrics"], op["step"],
-                                     timestamp=op["timestamp"])
+            self.tracker.log_metrics(
+                run_id, op["metrics"], op["step"], timestamp=op["timestamp"]
+            )
         elif kind == "set_tags":
             self.tracker.set_tags(run_id, op["tags"])
         elif kind == "log_dataset":
             self.tracker.log_dataset_record(
-                run_id, op["dataset"], context=op["context"],
+                run_id,
+                op["dataset"],
+                context=op["context"],
                 digest=op["tags"]["hibayes.data_digest"],
-                source=op["tags"]["hibayes.data_source"])
+                source=op["tags"]["hibayes.data_source"],
+            )
         elif kind == "log_artifacts":
             self._upload(Path(op["dir"]), op.get("artifact_path"))
         elif kind == "log_artifact":
@@ -372,7 +445,9 @@ class DeferringTracker:
             return
         for path in _files(local):
             parent = path.parent.relative_to(local).as_posix()
-            where = "/".join(p for p in (artifact_path, parent) if p and p != ".") or None
+            where = (
+                "/".join(p for p in (artifact_path, parent) if p and p != ".") or None
+            )
             self.tracker.log_artifact(self.run_id, path, where)
 
 

@@ -10,13 +10,20 @@ looks anything up.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
-__all__ = ["SWEEP_FILE", "FitOutcome", "JobContext", "PlotDeferral", "SweepInfo",
-           "read_sweep_info"]
+__all__ = [
+    "SWEEP_FILE",
+    "FitOutcome",
+    "JobContext",
+    "PlotDeferral",
+    "SweepInfo",
+    "read_sweep_info",
+]
 
 #: The sweep's record in its directory, read by every job in whatever process.
 SWEEP_FILE = ".hibayes_sweep.json"
@@ -55,8 +62,14 @@ def read_sweep_info(sweep_dir: Path | None) -> SweepInfo | None:
 class PlotDeferral(Protocol):
     """A sweep that draws a finished fit's plots on a worker while the next fit runs."""
 
-    def defer_plots(self, out_dir: Path, idata: Any, loo: Any,
-                    close: Callable[[float | None], str | None], prefix: str) -> Future:
+    def defer_plots(
+        self,
+        out_dir: Path,
+        idata: Any,
+        loo: Any,
+        close: Callable[[float | None], str | None],
+        prefix: str,
+    ) -> Future:
         """Draw the plots elsewhere; ``close(seconds)`` ends the run once they are in.
 
         ``close`` gets the seconds the plots took (``None`` if they never came) and
@@ -97,7 +110,9 @@ class FitOutcome:
     problems: list[str] = field(default_factory=list)
     error: str | None = None
     data_digest: str | None = None
-    upload_pending: str | None = None  # the pending-upload file, if the store missed some
+    upload_pending: str | None = (
+        None  # the pending-upload file, if the store missed some
+    )
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (picklable across launcher processes)."""

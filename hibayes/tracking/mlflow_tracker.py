@@ -237,7 +237,7 @@ class MlflowTracker:
         return False
 
     @property
-    def store(self) -> "MlflowTracker":
+    def store(self) -> MlflowTracker:
         """This tracker: it talks to the store itself."""
         return self
 
@@ -408,12 +408,16 @@ class MlflowTracker:
         )
         self._log_input(run_id, entity, digest, source)
 
-    def _log_input(self, run_id: str, data_input: Any, digest: str, source: str) -> None:
+    def _log_input(
+        self, run_id: str, data_input: Any, digest: str, source: str
+    ) -> None:
         """Attach a dataset input to the run, with our whole digest and source as tags."""
         name = data_input.dataset.name
         with self._translate(f"log dataset {name!r} to run {run_id}"):
             self.client.log_inputs(run_id, datasets=[data_input])
-        self.set_tags(run_id, {"hibayes.data_digest": digest, "hibayes.data_source": source})
+        self.set_tags(
+            run_id, {"hibayes.data_digest": digest, "hibayes.data_source": source}
+        )
 
     def find_run(self, tag: str, value: str) -> str | None:
         """The id of a run of this experiment whose tag ``tag`` is ``value``, if any."""

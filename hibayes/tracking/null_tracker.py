@@ -71,7 +71,7 @@ class NullTracker:
         return False
 
     @property
-    def store(self) -> "NullTracker":
+    def store(self) -> NullTracker:
         """This tracker: it talks to the store itself."""
         return self
 

@@ -16,10 +16,10 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
-from typing import Mapping
 
 from omegaconf import DictConfig
 
@@ -32,11 +32,22 @@ from hibayes.tracking.job import FitOutcome, JobContext, SweepInfo, read_sweep_i
 
 log = logging.getLogger("hibayes.fit")
 
-__all__ = ["FitRun", "checked", "open_tracker", "run_name", "run_params",
-           "settle_uploads", "store_tracker"]
+__all__ = [
+    "FitRun",
+    "checked",
+    "open_tracker",
+    "run_name",
+    "run_params",
+    "settle_uploads",
+    "store_tracker",
+]
 
 # Needed only after sampling: imported on a thread while JAX compiles and samples.
-_POST_SAMPLING_MODULES = ("arviz", "matplotlib.figure", "matplotlib.backends.backend_agg")
+_POST_SAMPLING_MODULES = (
+    "arviz",
+    "matplotlib.figure",
+    "matplotlib.backends.backend_agg",
+)
 
 # Overrides that say where things are, not what was fitted: kept out of run names.
 _UNNAMING = ("hydra", "tracking", "runtime", "data.", "model.path")
@@ -48,20 +59,30 @@ class FitRun:
     :ivar outcome: what the job reports back, filled in as the fit goes.
     """
 
-    def __init__(self, cfg: DictConfig, job: JobContext,
-                 extra_tags: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: DictConfig,
+        job: JobContext,
+        extra_tags: Mapping[str, str] | None = None,
+    ) -> None:
         """Name the run and check the store; nothing is opened yet (see :meth:`open`)."""
         self.job = job
         self.out_dir = job.out_dir
         self.sweep: SweepInfo | None = read_sweep_info(job.sweep_dir)
         named_by = job.overrides
         if self.sweep:  # in a sweep, what differs between jobs names them
-            named_by = [o for o in job.overrides if o.split("=", 1)[0] in self.sweep.varying]
+            named_by = [
+                o for o in job.overrides if o.split("=", 1)[0] in self.sweep.varying
+            ]
         self.name = run_name(str(cfg.model.get("name")), cfg.model.get("tag"), named_by)
-        self.prefix = (f"[job {job.job_num + 1}/{self.sweep.n_jobs}] "
-                       if self.sweep and job.job_num is not None else "")
-        self.outcome = FitOutcome(status="RUNNING", name=self.name, run_id="",
-                                  out_dir=str(self.out_dir))
+        self.prefix = (
+            f"[job {job.job_num + 1}/{self.sweep.n_jobs}] "
+            if self.sweep and job.job_num is not None
+            else ""
+        )
+        self.outcome = FitOutcome(
+            status="RUNNING", name=self.name, run_id="", out_dir=str(self.out_dir)
+        )
         self._cfg = cfg
         self._tags = self._run_tags(cfg, extra_tags)
         self._cv_method = ""  # which estimate elpd_cv is, once the fit is recorded
@@ -75,12 +96,16 @@ class FitRun:
             _fail_fast(self._store)
 
     @classmethod
-    def open(cls, cfg: DictConfig, job: JobContext,
-             extra_tags: Mapping[str, str] | None = None) -> "FitRun":
+    def open(
+        cls,
+        cfg: DictConfig,
+        job: JobContext,
+        extra_tags: Mapping[str, str] | None = None,
+    ) -> FitRun:
         """A run for this job: enter it to open it (see the class docstring)."""
         return cls(cfg, job, extra_tags)
 
-    def __enter__(self) -> "FitRun":
+    def __enter__(self) -> FitRun:
         """Start opening the run on a thread and write the job's config."""
         preload(_POST_SAMPLING_MODULES)
         pending_file = self.out_dir / _pending_file_name()
@@ -88,7 +113,8 @@ class FitRun:
         parent = self.sweep.parent_run_id if self.sweep else None
         self._opening = in_background(
             lambda: _open_run(store, pending_file, self.name, tags, parent, params),
-            "hibayes-open-run")
+            "hibayes-open-run",
+        )
         write_config(self._cfg, self.out_dir)
         overrides_file = self.out_dir / ".hydra" / "overrides.yaml"
         if overrides_file.exists():
@@ -112,33 +138,55 @@ class FitRun:
         tracker, run_id = self._opened()
         total = time.perf_counter() - self._started
         ess = products.metrics.get("ess_bulk_min", float("nan"))
-        metrics = {**products.metrics, "time_total_s": total, "ess_bulk_per_s": ess / total}
+        metrics = {
+            **products.metrics,
+            "time_total_s": total,
+            "ess_bulk_per_s": ess / total,
+        }
         write_json(metrics, self.out_dir / "metrics.json")
-        tracker.log_dataset(run_id, products.table, name=Path(products.source).stem,
-                            source=products.source, digest=products.data_digest)
+        tracker.log_dataset(
+            run_id,
+            products.table,
+            name=Path(products.source).stem,
+            source=products.source,
+            digest=products.data_digest,
+        )
         tracker.log_metrics(run_id, metrics)
-        tracker.set_tags(run_id, {
-            **products.tags,
-            "hibayes.converged": "yes" if metrics.get("converged") == 1.0 else "no",
-            "hibayes.problems": "; ".join(products.problems) or "none",
-        })
+        tracker.set_tags(
+            run_id,
+            {
+                **products.tags,
+                "hibayes.converged": "yes" if metrics.get("converged") == 1.0 else "no",
+                "hibayes.problems": "; ".join(products.problems) or "none",
+            },
+        )
         if self.job.plots is None:
             tracker.log_artifacts(run_id, self.out_dir)
             interrupts.check()  # a signal the fit has not acted on yet: not FINISHED
             tracker.end_run(run_id, "FINISHED")
             self.outcome.upload_pending = settle_uploads(tracker, self.prefix)
         else:  # the sweep ends the run once its worker has drawn the plots
-            tracker.log_artifacts(run_id, self.out_dir)  # all but the plots, should we die
+            tracker.log_artifacts(
+                run_id, self.out_dir
+            )  # all but the plots, should we die
             interrupts.check()
             self.job.plots.defer_plots(
-                self.out_dir, products.idata, products.loo,
-                lambda seconds: self._close_once_plotted(metrics, seconds), self.prefix)
+                self.out_dir,
+                products.idata,
+                products.loo,
+                lambda seconds: self._close_once_plotted(metrics, seconds),
+                self.prefix,
+            )
         self.outcome.status = "FINISHED"
         self.outcome.metrics, self.outcome.problems = metrics, list(products.problems)
         log.info("%s%s", self.prefix, self._summary_line(tracker))
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> bool:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
         """Record a failure; swallow it in a sweep (the sweep goes on), else re-raise.
 
         Only the user's interrupt (``KeyboardInterrupt``, which SIGTERM and SIGINT
@@ -159,8 +207,13 @@ class FitRun:
             write_traceback(exc, self.out_dir)
         else:
             _record_failure(tracker, run_id, exc, self.out_dir, self.outcome.status)
-        log.error("%s%s %s: %s", self.prefix, self.name, self.outcome.status,
-                  self.outcome.error)
+        log.error(
+            "%s%s %s: %s",
+            self.prefix,
+            self.name,
+            self.outcome.status,
+            self.outcome.error,
+        )
         if not interrupted and tracker is not None:
             self.outcome.upload_pending = settle_uploads(tracker, self.prefix)
         if isinstance(exc, SystemExit) and self.sweep is None:
@@ -182,26 +235,35 @@ class FitRun:
             return self._opened()
         except (KeyboardInterrupt, SystemExit):  # a second signal: stop waiting
             interrupts.acknowledge()
-            log.warning("interrupted again: not waiting for the MLflow store to record this")
+            log.warning(
+                "interrupted again: not waiting for the MLflow store to record this"
+            )
         except Exception as exc:  # noqa: BLE001 - the fit's own error matters more
             log.warning("could not open the run to record the failure: %s", exc)
         return None, ""
 
-    def _close_once_plotted(self, metrics: dict[str, float],
-                            seconds: float | None) -> str | None:
+    def _close_once_plotted(
+        self, metrics: dict[str, float], seconds: float | None
+    ) -> str | None:
         """Upload the plots the sweep's worker drew and end the run FINISHED."""
         tracker, run_id = self._opened()
         if seconds is not None:
             tracker.log_metrics(run_id, {"time_plots_s": seconds})
-            tracker.log_artifact(run_id, write_json({**metrics, "time_plots_s": seconds},
-                                                    self.out_dir / "metrics.json"))
+            tracker.log_artifact(
+                run_id,
+                write_json(
+                    {**metrics, "time_plots_s": seconds}, self.out_dir / "metrics.json"
+                ),
+            )
         plots_dir = self.out_dir / "plots"
         if plots_dir.is_dir():
             tracker.log_artifacts(run_id, plots_dir, "plots")
         tracker.end_run(run_id, "FINISHED")
         return settle_uploads(tracker, self.prefix)
 
-    def _run_tags(self, cfg: DictConfig, extra: Mapping[str, str] | None) -> dict[str, str]:
+    def _run_tags(
+        self, cfg: DictConfig, extra: Mapping[str, str] | None
+    ) -> dict[str, str]:
         """The tags set when the run starts: what, where from, which sweep."""
         tags = {
             "hibayes.model": str(cfg.model.get("name")),
@@ -216,20 +278,29 @@ class FitRun:
         if cfg.model.get("tag"):
             tags["hibayes.tag"] = str(cfg.model.tag)
         if self.sweep:
-            tags.update({"hibayes.sweep_id": self.sweep.sweep_id,
-                         "hibayes.job_num": str(self.job.job_num)})
+            tags.update(
+                {
+                    "hibayes.sweep_id": self.sweep.sweep_id,
+                    "hibayes.job_num": str(self.job.job_num),
+                }
+            )
         return tags
 
     def _summary_line(self, tracker: Tracker) -> str:
         """One line per finished fit: verdict, elpd, time, where to look."""
         m, outcome = self.outcome.metrics, self.outcome
-        verdict = ("converged" if m.get("converged") == 1.0
-                   else "NOT converged: " + "; ".join(outcome.problems))
+        verdict = (
+            "converged"
+            if m.get("converged") == 1.0
+            else "NOT converged: " + "; ".join(outcome.problems)
+        )
         where = tracker.run_url(outcome.run_id) if outcome.run_id else outcome.out_dir
-        return (f"{outcome.name}: {verdict} | elpd_loo {m.get('elpd_loo', float('nan')):.1f}"
-                f" ± {m.get('elpd_loo_se', float('nan')):.1f} | elpd_cv "
-                f"{m.get('elpd_cv', float('nan')):.1f} ± {m.get('elpd_cv_se', float('nan')):.1f}"
-                f" ({self._cv_method or '-'}) | {m.get('time_total_s', 0):.1f} s | {where}")
+        return (
+            f"{outcome.name}: {verdict} | elpd_loo {m.get('elpd_loo', float('nan')):.1f}"
+            f" ± {m.get('elpd_loo_se', float('nan')):.1f} | elpd_cv "
+            f"{m.get('elpd_cv', float('nan')):.1f} ± {m.get('elpd_cv_se', float('nan')):.1f}"
+            f" ({self._cv_method or '-'}) | {m.get('time_total_s', 0):.1f} s | {where}"
+        )
 
 
 def run_name(model_name: str, tag: str | None, overrides: list[str]) -> str:
@@ -258,14 +329,24 @@ def store_tracker(cfg: DictConfig) -> Tracker:
     )
 
 
-def open_tracker(cfg: DictConfig, pending_file: Path | None = None, *,
-                 defer_unreachable: bool = False) -> Tracker:
+def open_tracker(
+    cfg: DictConfig,
+    pending_file: Path | None = None,
+    *,
+    defer_unreachable: bool = False,
+) -> Tracker:
     """The config's tracker, its store checked; see :func:`checked`."""
-    return checked(store_tracker(cfg), pending_file, defer_unreachable=defer_unreachable)
+    return checked(
+        store_tracker(cfg), pending_file, defer_unreachable=defer_unreachable
+    )
 
 
-def checked(tracker: Tracker, pending_file: Path | None = None, *,
-            defer_unreachable: bool = False) -> Tracker:
+def checked(
+    tracker: Tracker,
+    pending_file: Path | None = None,
+    *,
+    defer_unreachable: bool = False,
+) -> Tracker:
     """``tracker`` once its store answered (a TrackingError naming the URI if not).
 
     With ``pending_file`` the tracker records what the store fails to take there
@@ -284,8 +365,11 @@ def checked(tracker: Tracker, pending_file: Path | None = None, *,
     except TrackingError as exc:
         if pending_file is None or not defer_unreachable:
             raise
-        log.warning("%s; fitting anyway, the records go to %s", scrub_text(str(exc)),
-                    pending_file)
+        log.warning(
+            "%s; fitting anyway, the records go to %s",
+            scrub_text(str(exc)),
+            pending_file,
+        )
         return DeferringTracker(tracker, pending_file, offline_reason=str(exc))
     return tracker if pending_file is None else DeferringTracker(tracker, pending_file)
 
@@ -297,9 +381,14 @@ def settle_uploads(tracker: Tracker, prefix: str = "") -> str | None:
     if tracker.flush():
         log.info("%sthe store is back: every record of this fit arrived", prefix)
         return None
-    log.error("%snot every record reached %s (%s); the results are on disk: "
-              "python -m hibayes.sync %s", prefix, tracker.uri, tracker.reason,
-              tracker.pending_file.parent)
+    log.error(
+        "%snot every record reached %s (%s); the results are on disk: "
+        "python -m hibayes.sync %s",
+        prefix,
+        tracker.uri,
+        tracker.reason,
+        tracker.pending_file.parent,
+    )
     return str(tracker.pending_file)
 
 
@@ -331,14 +420,21 @@ def _fail_fast(tracker: Tracker) -> None:
         tracker.check_reachable()
 
 
-def _open_run(tracker: Tracker, pending_file: Path, name: str, tags: dict[str, str],
-              parent_run_id: str | None, params: dict[str, str]) -> tuple[Tracker, str]:
+def _open_run(
+    tracker: Tracker,
+    pending_file: Path,
+    name: str,
+    tags: dict[str, str],
+    parent_run_id: str | None,
+    params: dict[str, str],
+) -> tuple[Tracker, str]:
     """Open the store, start the run and log its params (on the opening thread)."""
     from hibayes.tracking import provenance_tags
 
     tracker = checked(tracker, pending_file, defer_unreachable=True)
-    run_id = tracker.start_run(name, tags={**provenance_tags(), **tags},
-                               parent_run_id=parent_run_id)
+    run_id = tracker.start_run(
+        name, tags={**provenance_tags(), **tags}, parent_run_id=parent_run_id
+    )
     tracker.log_params(run_id, params)
     return tracker, run_id
 
@@ -347,17 +443,22 @@ def _as_error(exc: SystemExit) -> BaseException:
     """A fit's own ``sys.exit()`` as the error it is: the fit failed, it did not end."""
     from hibayes.errors import HibayesError
 
-    return HibayesError(f"the fit called sys.exit({exc.code!r}) and failed; see "
-                        "traceback.txt in its output folder")
+    return HibayesError(
+        f"the fit called sys.exit({exc.code!r}) and failed; see "
+        "traceback.txt in its output folder"
+    )
 
 
-def _record_failure(tracker: Tracker, run_id: str, exc: BaseException, out_dir: Path,
-                    status: str) -> None:
+def _record_failure(
+    tracker: Tracker, run_id: str, exc: BaseException, out_dir: Path, status: str
+) -> None:
     """Best effort: traceback on disk and on the run, run ended with ``status``."""
     path = write_traceback(exc, out_dir)
     try:
         tracker.log_artifact(run_id, path)
-        tracker.set_tags(run_id, {"hibayes.error": f"{type(exc).__name__}: {exc}"[:5000]})
+        tracker.set_tags(
+            run_id, {"hibayes.error": f"{type(exc).__name__}: {exc}"[:5000]}
+        )
     except Exception as log_exc:  # the store may be why we failed
         log.warning("could not record the failure on the run: %s", log_exc)
     finally:

@@ -6,4 +6,6 @@ import warnings
 # Hydra checks them against the plugins' schemas and warns that this is deprecated.
 # Hydra imports this package in the launching process and in every launcher worker
 # (unpickling its plugin registry) before it composes a job's config.
-warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/\w+' is validated against")
+warnings.filterwarnings(
+    "ignore", message=r"\s*'hydra/launcher/\w+' is validated against"
+)

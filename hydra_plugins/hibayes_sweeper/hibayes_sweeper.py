@@ -11,12 +11,12 @@ jobs are the file's model entries (:mod:`hibayes.compat.reference_config`), cros
 with any sweep on the command line; every entry is checked before the first fit.
 """
 
-
 import functools
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -33,8 +33,8 @@ class HibayesSweeperConf:
     """Config of the hibayes sweeper (same knobs as Hydra's basic sweeper)."""
 
     _target_: str = "hydra_plugins.hibayes_sweeper.hibayes_sweeper.HibayesSweeper"
-    max_batch_size: Optional[int] = None
-    params: Optional[Dict[str, str]] = None
+    max_batch_size: int | None = None
+    params: dict[str, str] | None = None
 
 
 ConfigStore.instance().store(
@@ -47,19 +47,30 @@ class HibayesSweeper(BasicSweeper):
 
     _reference: Any = None  # the parsed models_file, when there is one
 
-    def _job_overrides(self, arguments: List[str]) -> List[List[str]]:
+    def _job_overrides(self, arguments: list[str]) -> list[list[str]]:
         assert self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         parsed = parser.parse_overrides(arguments)
-        models_file = self.config.get("models_file") if self.config is not None else None
-        if any(o.get_key_element() == "models_file" and o.is_sweep_override() for o in parsed):
+        models_file = (
+            self.config.get("models_file") if self.config is not None else None
+        )
+        if any(
+            o.get_key_element() == "models_file" and o.is_sweep_override()
+            for o in parsed
+        ):
             from hibayes.compat.reference_config import ReferenceConfigError
 
-            raise ReferenceConfigError("models_file takes one file; list every model in it")
+            raise ReferenceConfigError(
+                "models_file takes one file; list every model in it"
+            )
         if models_file:
             return self._models_file_jobs(parser, parsed, arguments, str(models_file))
-        if any(o.get_key_element() == "model" and o.is_sweep_override() for o in parsed):
-            self.params = {k: v for k, v in self.params.items() if not k.startswith("model.")}
+        if any(
+            o.get_key_element() == "model" and o.is_sweep_override() for o in parsed
+        ):
+            self.params = {
+                k: v for k, v in self.params.items() if not k.startswith("model.")
+            }
         self._drop_keys_the_model_does_not_take()
         overrides = parser.parse_overrides(self._parse_config() + list(arguments))
         return [job for batch in self.split_arguments(overrides, None) for job in batch]
@@ -74,9 +85,12 @@ class HibayesSweeper(BasicSweeper):
         choice = self.config.hydra.runtime.choices.get("model")
         dropped = sweep_keys_not_taken(self.config.model, choice, list(self.params))
         if dropped:
-            log.warning("not swept: %s (model %s does not take %s)", ", ".join(
-                f"{k}={self.params[k]}" for k in dropped), self.config.model.name,
-                "it" if len(dropped) == 1 else "them")
+            log.warning(
+                "not swept: %s (model %s does not take %s)",
+                ", ".join(f"{k}={self.params[k]}" for k in dropped),
+                self.config.model.name,
+                "it" if len(dropped) == 1 else "them",
+            )
             self.params = {k: v for k, v in self.params.items() if k not in dropped}
 
     def _check_jobs(self, jobs: list[list[str]]) -> None:
@@ -87,7 +101,9 @@ class HibayesSweeper(BasicSweeper):
         assert self.hydra_context is not None and self.config is not None
         problems: list[str] = []
         for job in jobs:
-            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
+            cfg = self.hydra_context.config_loader.load_sweep_config(
+                self.config, list(job)
+            )
             try:
                 checked_sections(cfg, cfg.hydra.runtime.choices.get("model"))
             except ConfigError as exc:
@@ -97,8 +113,13 @@ class HibayesSweeper(BasicSweeper):
         if problems:
             raise ConfigError.listing(problems)
 
-    def _models_file_jobs(self, parser: OverridesParser, parsed: List[Any],
-                          arguments: List[str], models_file: str) -> List[List[str]]:
+    def _models_file_jobs(
+        self,
+        parser: OverridesParser,
+        parsed: list[Any],
+        arguments: list[str],
+        models_file: str,
+    ) -> list[list[str]]:
         """One job per model entry of a reference-format file, checked before any fit."""
         from hibayes.compat.reference_config import (
             ReferenceConfigError,
@@ -111,29 +132,46 @@ class HibayesSweeper(BasicSweeper):
             if o.get_key_element() == "model":
                 raise ReferenceConfigError(
                     f"models_file={models_file} chooses the models: drop '{o.input_line}' "
-                    "from the command line")
+                    "from the command line"
+                )
         ref = read_reference_config(models_file)
-        validate_reference_config(ref)  # unknown models or prior keys: fail before any fit
+        validate_reference_config(
+            ref
+        )  # unknown models or prior keys: fail before any fit
         if ref.ignored:
-            log.warning("%s: not used here:\n  %s", ref.source, "\n  ".join(ref.ignored))
+            log.warning(
+                "%s: not used here:\n  %s", ref.source, "\n  ".join(ref.ignored)
+            )
         if ref.settings:
-            log.info("%s: for every fit: %s", ref.source,
-                     ", ".join(f"{k}={v}" for k, v in ref.settings.items()))
+            log.info(
+                "%s: for every fit: %s",
+                ref.source,
+                ", ".join(f"{k}={v}" for k, v in ref.settings.items()),
+            )
         self._reference = ref
         # The default model's prior sweep belongs to that model, not to the file's.
-        self.params = {k: v for k, v in self.params.items() if not k.startswith("model.")}
+        self.params = {
+            k: v for k, v in self.params.items() if not k.startswith("model.")
+        }
         builtins = set(self.hydra_context.config_loader.get_group_options("model"))
-        jobs: List[List[str]] = []
+        jobs: list[list[str]] = []
         for entry in job_overrides(ref, builtins):
             # Command-line values come last and win over the file's.
-            overrides = parser.parse_overrides(self._parse_config() + entry + list(arguments))
-            jobs.extend(job for batch in self.split_arguments(overrides, None) for job in batch)
+            overrides = parser.parse_overrides(
+                self._parse_config() + entry + list(arguments)
+            )
+            jobs.extend(
+                job for batch in self.split_arguments(overrides, None) for job in batch
+            )
         return jobs
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
         """As Hydra's, with each job's ``SystemExit`` failing that job alone."""
-        super().setup(hydra_context=hydra_context, task_function=_FailsAlone(task_function),
-                      config=config)
+        super().setup(
+            hydra_context=hydra_context,
+            task_function=_FailsAlone(task_function),
+            config=config,
+        )
 
     def sweep(self, arguments: list[str]) -> Any:
         """Run every job of the sweep under one parent run; errors as one line."""
@@ -153,20 +191,25 @@ class HibayesSweeper(BasicSweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         # Hydra's basic launcher runs the jobs here, one after another.
-        session = SweepSession(self.config, jobs,
-                               in_process=isinstance(self.launcher, BasicLauncher))
+        session = SweepSession(
+            self.config, jobs, in_process=isinstance(self.launcher, BasicLauncher)
+        )
         if self._reference is not None:
             from hibayes.compat.reference_config import reference_tags
 
-            session.tracker.set_tags(session.parent_run_id, reference_tags(self._reference))
-        returns: List[Sequence[JobReturn]] = []
+            session.tracker.set_tags(
+                session.parent_run_id, reference_tags(self._reference)
+            )
+        returns: list[Sequence[JobReturn]] = []
         try:
             for batch in batches:
-                returns.append(self.launcher.launch(batch, initial_job_idx=sum(map(len, returns))))
+                returns.append(
+                    self.launcher.launch(batch, initial_job_idx=sum(map(len, returns)))
+                )
         except BaseException:
             session.abort("KILLED")
             raise
-        outcomes: List[Any] = []
+        outcomes: list[Any] = []
         for job_return in (r for batch in returns for r in batch):
             try:
                 outcomes.append(job_return.return_value)

@@ -25,22 +25,38 @@ def composed(*overrides: str):
 def test_miscoded_model_fails_calibration(tmp_path):
     """Simulated with the group levels reversed, fitted with the right coding: the
     group effects' ranks are far from uniform, and the run says so."""
-    cfg = composed("model.name=miscoded_group_binomial", "model.prior_sigma_group_scale=1.0",
-                   "calibrate.simulations=40", "calibrate.batch=20",
-                   f"tracking.uri={store_uri(tmp_path)}", *SMALL)
+    cfg = composed(
+        "model.name=miscoded_group_binomial",
+        "model.prior_sigma_group_scale=1.0",
+        "calibrate.simulations=40",
+        "calibrate.batch=20",
+        f"tracking.uri={store_uri(tmp_path)}",
+        *SMALL,
+    )
     outcome = calibrate(cfg, tmp_path / "out", "two_level_group_binomial")
     assert outcome.status == "FINISHED"
     assert outcome.verdict.startswith("fail: ")
     assert "group_effects[" in outcome.verdict
     (run,) = all_runs(tmp_path)
     assert run.data.tags["hibayes.calibration"] == outcome.verdict
-    assert min(v for k, v in run.data.metrics.items() if k.startswith("sbc_p/group_effects")
-               ) < 0.05 / 17
+    assert (
+        min(
+            v
+            for k, v in run.data.metrics.items()
+            if k.startswith("sbc_p/group_effects")
+        )
+        < 0.05 / 17
+    )
     assert run.data.metrics["sampler_compiles"] == 1.0
     # Failed convergence checks are counted and named, not dropped.
     assert run.data.tags["hibayes.calibration_unconverged"].endswith(" of 40")
-    assert {"ranks.csv", "calibration.csv", "fits.csv", "calibration.png",
-            "report.html"} <= artifact_paths(tmp_path, run.info.run_id)
+    assert {
+        "ranks.csv",
+        "calibration.csv",
+        "fits.csv",
+        "calibration.png",
+        "report.html",
+    } <= artifact_paths(tmp_path, run.info.run_id)
 
 
 @pytest.mark.slow
@@ -49,8 +65,13 @@ def test_calibrate_command_passes_for_the_default_model(tmp_path):
     shipped example's shape is calibrated; everything is on one FINISHED run."""
     import pandas as pd
 
-    done = run_module("hibayes.calibrate", tmp_path, "calibrate.simulations=40",
-                      "calibrate.batch=20", *SMALL)
+    done = run_module(
+        "hibayes.calibrate",
+        tmp_path,
+        "calibrate.simulations=40",
+        "calibrate.batch=20",
+        *SMALL,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     (run,) = all_runs(tmp_path)
     assert run.info.status == "FINISHED"
@@ -63,7 +84,8 @@ def test_calibrate_command_passes_for_the_default_model(tmp_path):
     assert set(ranks["rank"].unique()) <= set(range(50))
     quantities = pd.read_csv(out / "calibration.csv")
     assert {"sigma_group", "overall_mean", "group_effects[model-a]"} <= set(
-        quantities["parameter"])
+        quantities["parameter"]
+    )
     # A calibrated model covers about nominally (40 simulations: +-3 binomial sd).
     assert quantities["coverage_94"].mean() > 0.94 - 3 * (0.94 * 0.06 / 40) ** 0.5
     assert "Verdict" in (out / "report.html").read_text()
@@ -81,8 +103,13 @@ BUILT_IN = [
 @pytest.mark.parametrize("name", BUILT_IN)
 def test_built_in_models_are_calibrated_at_default_priors(name, tmp_path):
     """A built-in model on its shipped example's shape passes with 30 simulations."""
-    cfg = composed(f"model={name}", "calibrate.simulations=30", "calibrate.batch=30",
-                   "tracking=none", *SMALL)
+    cfg = composed(
+        f"model={name}",
+        "calibrate.simulations=30",
+        "calibrate.batch=30",
+        "tracking=none",
+        *SMALL,
+    )
     outcome = calibrate(cfg, tmp_path, name)
     assert outcome.status == "FINISHED"
     assert outcome.verdict == "pass", outcome.verdict

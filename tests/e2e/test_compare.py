@@ -9,8 +9,8 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
 from helpers.mlflow_store import all_runs, client, run_module
+from omegaconf import OmegaConf
 
 from hibayes.compare import CompareError, compare, run_labels
 
@@ -27,30 +27,50 @@ NUMERIC = ["rank", "elpd_cv", "p_cv", "elpd_diff", "weight", "se", "dse"]
 def store(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A three-fit prior sweep on the shipped data, and one fit on other data."""
     workdir = tmp_path_factory.mktemp("compare")
-    done = run_module("hibayes.fit", workdir, "model=two_level_group_binomial", *SHORT, "-m")
+    done = run_module(
+        "hibayes.fit", workdir, "model=two_level_group_binomial", *SHORT, "-m"
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     other = workdir / "other.csv"  # the shipped table with the first ten scores flipped
     lines = EXAMPLE.read_text().replace("model,", "group,", 1).splitlines()
     for i in range(1, 11):
         lines[i] = lines[i][:-1] + ("C" if lines[i].endswith("I") else "I")
     other.write_text("\n".join(lines) + "\n")
-    done = run_module("hibayes.fit", workdir, "fit=quick", *SHORT, "data=table",
-                      f"data.path={other}", "data.observed=score",
-                      "data.categorical=[group]", "data.aggregate=true")
+    done = run_module(
+        "hibayes.fit",
+        workdir,
+        "fit=quick",
+        *SHORT,
+        "data=table",
+        f"data.path={other}",
+        "data.observed=score",
+        "data.categorical=[group]",
+        "data.aggregate=true",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     runs = all_runs(workdir)
     parent = next(r for r in runs if r.info.run_name.startswith("sweep "))
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    children = [
+        r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    ]
     (elsewhere,) = [r for r in runs if r.data.params.get("data.path") == str(other)]
     assert len(children) == 3
-    return {"workdir": workdir, "parent": parent, "children": children, "other": elsewhere}
+    return {
+        "workdir": workdir,
+        "parent": parent,
+        "children": children,
+        "other": elsewhere,
+    }
 
 
 def comparison_run(workdir: Path, compared: list) -> object:
     """The comparison run that compared exactly these runs."""
     ids = {r.info.run_id for r in compared}
-    found = [r for r in all_runs(workdir)
-             if set(r.data.tags.get("hibayes.compared_runs", "").split(",")) == ids]
+    found = [
+        r
+        for r in all_runs(workdir)
+        if set(r.data.tags.get("hibayes.compared_runs", "").split(",")) == ids
+    ]
     assert len(found) == 1, [r.info.run_name for r in all_runs(workdir)]
     return found[0]
 
@@ -65,32 +85,58 @@ def assert_matches_arviz(workdir: Path, tmp: Path, compared: list) -> None:
     c = client(workdir)
     files = {a.path for a in c.list_artifacts(run.info.run_id)}
     files |= {a.path for a in c.list_artifacts(run.info.run_id, "plots")}
-    assert {"comparison.csv", "runs.csv", "plots/comparison.png",
-            "plots/forest_side_by_side.png"} <= files
-    logged = pd.read_csv(c.download_artifacts(run.info.run_id, "comparison.csv", str(tmp)),
-                         index_col="fit")
+    assert {
+        "comparison.csv",
+        "runs.csv",
+        "plots/comparison.png",
+        "plots/forest_side_by_side.png",
+    } <= files
+    logged = pd.read_csv(
+        c.download_artifacts(run.info.run_id, "comparison.csv", str(tmp)),
+        index_col="fit",
+    )
     idatas = {
-        label: load_idata(c.download_artifacts(r.info.run_id, "idata.nc",
-                                               str(tmp / r.info.run_id)))
+        label: load_idata(
+            c.download_artifacts(r.info.run_id, "idata.nc", str(tmp / r.info.run_id))
+        )
         for label, r in zip(run_labels(compared), compared)
     }
     with warnings.catch_warnings():  # Pareto k advice: the short chains earn it
         warnings.simplefilter("ignore")
         expected = az.compare(idatas, ic="loo", method="stacking").rename(
-            columns={"elpd_loo": "elpd_cv", "p_loo": "p_cv"})
+            columns={"elpd_loo": "elpd_cv", "p_loo": "p_cv"}
+        )
     assert list(logged.index) == list(expected.index)
-    np.testing.assert_allclose(logged[NUMERIC].to_numpy(float),
-                               expected[NUMERIC].to_numpy(float), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        logged[NUMERIC].to_numpy(float),
+        expected[NUMERIC].to_numpy(float),
+        rtol=1e-12,
+        atol=1e-12,
+    )
     assert list(logged["warning"]) == list(expected["warning"])
 
 
 def test_compare_sweep_children_matches_arviz(store: dict, tmp_path: Path) -> None:
     workdir, children = store["workdir"], store["children"]
-    done = run_module("hibayes.compare", workdir, f"parent={store['parent'].info.run_id}")
+    done = run_module(
+        "hibayes.compare", workdir, f"parent={store['parent'].info.run_id}"
+    )
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
-    for column in ("converged", "rhat_max", "ess_bulk_min", "divergences", "pareto_k_bad",
-                   "elpd_cv", "p_cv", "cv_method", "elpd_diff", "weight", "se", "dse",
-                   "warning"):
+    for column in (
+        "converged",
+        "rhat_max",
+        "ess_bulk_min",
+        "divergences",
+        "pareto_k_bad",
+        "elpd_cv",
+        "p_cv",
+        "cv_method",
+        "elpd_diff",
+        "weight",
+        "se",
+        "dse",
+        "warning",
+    ):
         assert column in done.stdout, column
     for run in children:
         assert run.info.run_name in done.stdout
@@ -102,11 +148,17 @@ def test_compare_sweep_children_matches_arviz(store: dict, tmp_path: Path) -> No
 
 def test_compare_runs_picked_by_filter(store: dict, tmp_path: Path) -> None:
     workdir = store["workdir"]
-    picked = [r for r in sorted(store["children"], key=lambda r: r.info.start_time)
-              if r.data.params["model.prior_sigma_group_scale"] != "0.1"]
+    picked = [
+        r
+        for r in sorted(store["children"], key=lambda r: r.info.start_time)
+        if r.data.params["model.prior_sigma_group_scale"] != "0.1"
+    ]
     assert len(picked) == 2
-    done = run_module("hibayes.compare", workdir,
-                      "filter=\"params.`model.prior_sigma_group_scale` != '0.1'\"")
+    done = run_module(
+        "hibayes.compare",
+        workdir,
+        "filter=\"params.`model.prior_sigma_group_scale` != '0.1'\"",
+    )
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert done.stdout.startswith("2 runs:")
     assert_matches_arviz(workdir, tmp_path, picked)
@@ -115,11 +167,17 @@ def test_compare_runs_picked_by_filter(store: dict, tmp_path: Path) -> None:
 def test_compare_refuses_runs_on_different_data(store: dict, tmp_path: Path) -> None:
     workdir, other = store["workdir"], store["other"]
     child = store["children"][0]
-    done = run_module("hibayes.compare", workdir,
-                      f"runs=[{child.info.run_id},{other.info.run_id}]")
+    done = run_module(
+        "hibayes.compare", workdir, f"runs=[{child.info.run_id},{other.info.run_id}]"
+    )
     assert done.returncode == 2, done.stdout + done.stderr[-3000:]
-    for text in (child.data.tags["hibayes.data_digest"], other.data.tags["hibayes.data_digest"],
-                 child.info.run_id, other.info.run_id, "different data"):
+    for text in (
+        child.data.tags["hibayes.data_digest"],
+        other.data.tags["hibayes.data_digest"],
+        child.info.run_id,
+        other.info.run_id,
+        "different data",
+    ):
         assert text in done.stderr, text
     before = len(all_runs(workdir))
 
@@ -145,22 +203,33 @@ def test_run_without_finite_elpd_refused_and_named(store, tmp_path):
 
     workdir, good = store["workdir"], store["children"][0]
     c = client(workdir)
-    idata = load_idata(c.download_artifacts(good.info.run_id, "idata.nc", str(tmp_path)))
+    idata = load_idata(
+        c.download_artifacts(good.info.run_id, "idata.nc", str(tmp_path))
+    )
     for name in idata.log_likelihood.data_vars:
         idata.log_likelihood[name][:] = np.nan
     broken = tmp_path / "broken" / "idata.nc"
     broken.parent.mkdir()
     idata.to_netcdf(broken)
-    run = c.create_run(good.info.experiment_id, run_name="nan elpd",
-                       tags={k: v for k, v in good.data.tags.items()
-                             if k.startswith("hibayes.") and k != "hibayes.sweep_id"})
+    run = c.create_run(
+        good.info.experiment_id,
+        run_name="nan elpd",
+        tags={
+            k: v
+            for k, v in good.data.tags.items()
+            if k.startswith("hibayes.") and k != "hibayes.sweep_id"
+        },
+    )
     c.log_artifact(run.info.run_id, str(broken))
     c.set_terminated(run.info.run_id, "FINISHED")
     before = len(all_runs(workdir))
-    done = run_module("hibayes.compare", workdir,
-                      f"runs=[{good.info.run_id},{run.info.run_id}]")
+    done = run_module(
+        "hibayes.compare", workdir, f"runs=[{good.info.run_id},{run.info.run_id}]"
+    )
     assert done.returncode == 2, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
-    assert (f"refused: 1 run(s) have no finite elpd_loo and cannot be ranked: "
-            f"'nan elpd' ({run.info.run_id}): elpd_loo = nan") in done.stderr
+    assert (
+        f"refused: 1 run(s) have no finite elpd_loo and cannot be ranked: "
+        f"'nan elpd' ({run.info.run_id}): elpd_loo = nan"
+    ) in done.stderr
     assert len(all_runs(workdir)) == before  # no comparison run recorded

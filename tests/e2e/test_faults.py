@@ -30,12 +30,18 @@ from helpers.server import (
 
 pytestmark = pytest.mark.slow
 
-CHILD_FILES = {"config.yaml", "idata.nc", "summary.csv", "loo_pointwise.csv", "metrics.json",
-               "plots/trace.png"}
+CHILD_FILES = {
+    "config.yaml",
+    "idata.nc",
+    "summary.csv",
+    "loo_pointwise.csv",
+    "metrics.json",
+    "plots/trace.png",
+}
 METRICS = {"rhat_max", "ess_bulk_min", "elpd_loo", "converged", "time_total_s"}
 # A fit still busy whenever a test looks: its run appears while the model sleeps
 # (a real fit can finish before a poll sees it running), and a signal cuts the sleep.
-SLOW_MODEL = textwrap.dedent('''
+SLOW_MODEL = textwrap.dedent("""
     import time
     import numpyro, numpyro.distributions as dist
     from hibayes.model import Model, model
@@ -48,7 +54,7 @@ SLOW_MODEL = textwrap.dedent('''
             numpyro.sample("obs", dist.Binomial(features["n_total"], logits=mu),
                            obs=features["obs"])
         return program
-''')
+""")
 
 
 @pytest.fixture(scope="module")
@@ -59,15 +65,18 @@ def dying_server(tmp_path_factory):
     server.stop()
 
 
-def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 300, what: str = "") -> None:
+def _wait_for(
+    predicate, proc: subprocess.Popen, timeout: float = 300, what: str = ""
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         if proc.poll() is not None:
             out = proc.stdout.read() if proc.stdout else ""
-            raise AssertionError(f"process ended (rc {proc.returncode}) before {what}:\n"
-                                 + out[-3000:])
+            raise AssertionError(
+                f"process ended (rc {proc.returncode}) before {what}:\n" + out[-3000:]
+            )
         time.sleep(0.2)
     proc.kill()
     raise AssertionError(f"timed out waiting for {what}")
@@ -75,8 +84,11 @@ def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 300, what: str
 
 def _launch(workdir: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "hibayes.fit", *args], cwd=workdir,
-        env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "hibayes.fit", *args],
+        cwd=workdir,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
     )
 
@@ -94,12 +106,25 @@ def test_server_killed_mid_sweep_then_sync_completes_every_run(dying_server, tmp
     and recorded in upload_pending.json; after a restart, sync uploads each run once."""
     server, exp = dying_server, "killed-mid-sweep"
     client = server.client()
-    proc = _launch(tmp_path, "-m", *SHORT_FIT, f"tracking.uri={server.uri}",
-                   f"tracking.experiment={exp}", "model.prior_sigma_group_scale=0.1,0.4,0.6,0.8",
-                   "hydra.sweep.dir=sweep", env=FAST_FAIL_ENV)
-    _wait_for(lambda: _runs_where(client, exp, "tags.`hibayes.job_num` = '0' and "
-                                  "attributes.status = 'FINISHED'"),
-              proc, what="the first child to finish")
+    proc = _launch(
+        tmp_path,
+        "-m",
+        *SHORT_FIT,
+        f"tracking.uri={server.uri}",
+        f"tracking.experiment={exp}",
+        "model.prior_sigma_group_scale=0.1,0.4,0.6,0.8",
+        "hydra.sweep.dir=sweep",
+        env=FAST_FAIL_ENV,
+    )
+    _wait_for(
+        lambda: _runs_where(
+            client,
+            exp,
+            "tags.`hibayes.job_num` = '0' and attributes.status = 'FINISHED'",
+        ),
+        proc,
+        what="the first child to finish",
+    )
     server.kill()
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode != 0, out[-3000:]
@@ -118,10 +143,18 @@ def test_server_killed_mid_sweep_then_sync_completes_every_run(dying_server, tmp
     runs = all_runs(client, exp)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")
-                == parents[0].info.run_id]
+    children = [
+        r
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id
+    ]
     assert len(runs) == 5 and len(children) == 4
-    assert sorted(r.data.tags["hibayes.job_num"] for r in children) == ["0", "1", "2", "3"]
+    assert sorted(r.data.tags["hibayes.job_num"] for r in children) == [
+        "0",
+        "1",
+        "2",
+        "3",
+    ]
     for child in children:
         assert child.info.status == "FINISHED"
         assert METRICS <= set(child.data.metrics)
@@ -130,31 +163,46 @@ def test_server_killed_mid_sweep_then_sync_completes_every_run(dying_server, tmp
         assert "upload_pending.json" not in artifact_files(client, child.info.run_id)
         assert client.get_run(child.info.run_id).inputs.dataset_inputs
     assert {"comparison.csv", "plots/comparison.png"} <= artifact_files(
-        client, parents[0].info.run_id)
+        client, parents[0].info.run_id
+    )
 
     # Idempotent: a second sync finds nothing and changes nothing.
-    before = {r.info.run_id: (r.info.status, r.data.metrics, r.data.params) for r in runs}
+    before = {
+        r.info.run_id: (r.info.status, r.data.metrics, r.data.params) for r in runs
+    }
     again = run_hibayes(tmp_path, "sweep", module="hibayes.sync", env=FAST_FAIL_ENV)
     assert again.returncode == 0 and "nothing pending" in again.stdout
-    after = {r.info.run_id: (r.info.status, r.data.metrics, r.data.params)
-             for r in all_runs(client, exp)}
+    after = {
+        r.info.run_id: (r.info.status, r.data.metrics, r.data.params)
+        for r in all_runs(client, exp)
+    }
     assert after == before
     history = client.get_metric_history(children[0].info.run_id, "elpd_loo")
     assert len(history) == 1
 
 
 def test_server_lost_during_a_single_fit_keeps_results_and_sync_completes_the_run(
-        dying_server, tmp_path):
+    dying_server, tmp_path
+):
     """The run exists when the server dies; the fit finishes, exits non-zero naming
     the sync command, and sync completes that same run (no second run)."""
     server, exp = dying_server, "killed-mid-fit"
     if not server.healthy():
         server.start()
     client = server.client()
-    proc = _launch(tmp_path, "fit=quick", f"tracking.uri={server.uri}",
-                   f"tracking.experiment={exp}", "hydra.run.dir=single", env=FAST_FAIL_ENV)
-    _wait_for(lambda: _runs_where(client, exp, "attributes.status = 'RUNNING'"), proc,
-              what="the run to be created")
+    proc = _launch(
+        tmp_path,
+        "fit=quick",
+        f"tracking.uri={server.uri}",
+        f"tracking.experiment={exp}",
+        "hydra.run.dir=single",
+        env=FAST_FAIL_ENV,
+    )
+    _wait_for(
+        lambda: _runs_where(client, exp, "attributes.status = 'RUNNING'"),
+        proc,
+        what="the run to be created",
+    )
     server.kill()
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode != 0
@@ -193,20 +241,33 @@ def _peek_statuses(db: Path) -> list[tuple[str, bool]]:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
             rows = conn.execute(
                 "SELECT r.status, EXISTS(SELECT 1 FROM tags t WHERE t.run_uuid = r.run_uuid "
-                "AND t.key = 'mlflow.parentRunId') FROM runs r").fetchall()
+                "AND t.key = 'mlflow.parentRunId') FROM runs r"
+            ).fetchall()
     except sqlite3.Error:  # tables not there yet, or locked for a moment
         return []
     return [(status, bool(child)) for status, child in rows]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"]
+)
 def test_interrupted_sweep_ends_its_runs_killed(tmp_path, sig):
     db = tmp_path / "mlflow.db"
     (tmp_path / "slow.py").write_text(SLOW_MODEL)
-    proc = _launch(tmp_path, "-m", "fit=quick", f"tracking.uri=sqlite:///{db}",
-                   "model.path=slow.py", "model.name=slow_model", "fit.seed=0,1")
-    _wait_for(lambda: ("RUNNING", True) in _peek_statuses(db), proc,
-              what="a child run to start")
+    proc = _launch(
+        tmp_path,
+        "-m",
+        "fit=quick",
+        f"tracking.uri=sqlite:///{db}",
+        "model.path=slow.py",
+        "model.name=slow_model",
+        "fit.seed=0,1",
+    )
+    _wait_for(
+        lambda: ("RUNNING", True) in _peek_statuses(db),
+        proc,
+        what="a child run to start",
+    )
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode != 0
@@ -215,16 +276,24 @@ def test_interrupted_sweep_ends_its_runs_killed(tmp_path, sig):
     assert "RUNNING" not in statuses, out[-3000:]
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
     assert parent.info.status == "KILLED"
-    assert any(r.info.status == "KILLED" for r in runs if "mlflow.parentRunId" in r.data.tags)
+    assert any(
+        r.info.status == "KILLED" for r in runs if "mlflow.parentRunId" in r.data.tags
+    )
 
 
 def test_sigterm_ends_a_single_fit_killed(tmp_path):
     db = tmp_path / "mlflow.db"
     (tmp_path / "slow.py").write_text(SLOW_MODEL)
-    proc = _launch(tmp_path, "fit=quick", f"tracking.uri=sqlite:///{db}",
-                   "model.path=slow.py", "model.name=slow_model")
-    _wait_for(lambda: ("RUNNING", False) in _peek_statuses(db), proc,
-              what="the run to start")
+    proc = _launch(
+        tmp_path,
+        "fit=quick",
+        f"tracking.uri=sqlite:///{db}",
+        "model.path=slow.py",
+        "model.name=slow_model",
+    )
+    _wait_for(
+        lambda: ("RUNNING", False) in _peek_statuses(db), proc, what="the run to start"
+    )
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode != 0
@@ -232,7 +301,7 @@ def test_sigterm_ends_a_single_fit_killed(tmp_path):
     assert run.info.status == "KILLED", out[-3000:]
 
 
-SECOND_JOB_HANGS = textwrap.dedent('''
+SECOND_JOB_HANGS = textwrap.dedent("""
     import time
     import numpyro, numpyro.distributions as dist
     from hibayes.model import Model, model
@@ -246,10 +315,12 @@ SECOND_JOB_HANGS = textwrap.dedent('''
             numpyro.sample("obs", dist.Binomial(features["n_total"], logits=mu),
                            obs=features["obs"])
         return program
-''')
+""")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"]
+)
 def test_a_stopped_sweep_keeps_what_a_finished_fit_computed(tmp_path, sig):
     """Job 1's run waits for its plots from the worker while job 2 hangs. Ctrl-C (the
     whole process group, worker included) must not end job 1 KILLED: it ends FINISHED
@@ -258,16 +329,34 @@ def test_a_stopped_sweep_keeps_what_a_finished_fit_computed(tmp_path, sig):
     db = tmp_path / "mlflow.db"
     (tmp_path / "model.py").write_text(SECOND_JOB_HANGS)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hibayes.fit", "-m", *SHORT_FIT, f"tracking.uri=sqlite:///{db}",
-         "model.path=model.py", "model.name=second_hangs", "+model.hang=false,true",
-         "hydra.sweep.dir=sweep"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)  # its own process group, as a terminal's job is
+        [
+            sys.executable,
+            "-m",
+            "hibayes.fit",
+            "-m",
+            *SHORT_FIT,
+            f"tracking.uri=sqlite:///{db}",
+            "model.path=model.py",
+            "model.name=second_hangs",
+            "+model.hang=false,true",
+            "hydra.sweep.dir=sweep",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )  # its own process group, as a terminal's job is
     # The default model config's own prior sweep multiplies the jobs; model.hang
     # varies fastest, so job 1 (hang=false) is done when job 2 (hang=true) starts.
-    _wait_for(lambda: (tmp_path / "sweep" / "0" / "metrics.json").exists()
-              and sum(child for _, child in _peek_statuses(db)) == 2, proc,
-              what="job 1 to finish and job 2 to start")
+    _wait_for(
+        lambda: (
+            (tmp_path / "sweep" / "0" / "metrics.json").exists()
+            and sum(child for _, child in _peek_statuses(db)) == 2
+        ),
+        proc,
+        what="job 1 to finish and job 2 to start",
+    )
     os.killpg(proc.pid, sig)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode != 0
@@ -275,10 +364,15 @@ def test_a_stopped_sweep_keeps_what_a_finished_fit_computed(tmp_path, sig):
 
     client = MlflowClient(f"sqlite:///{db}")
     runs = all_runs(client)
-    children = {r.data.params.get("model.hang"): r for r in runs
-                if "mlflow.parentRunId" in r.data.tags}
+    children = {
+        r.data.params.get("model.hang"): r
+        for r in runs
+        if "mlflow.parentRunId" in r.data.tags
+    }
     first = artifact_files(client, children["False"].info.run_id)
-    assert {"idata.nc", "summary.csv", "metrics.json", "config.yaml"} <= first, out[-3000:]
+    assert {"idata.nc", "summary.csv", "metrics.json", "config.yaml"} <= first, out[
+        -3000:
+    ]
     if sig == signal.SIGKILL:
         assert children["False"].info.status == "RUNNING"
         return

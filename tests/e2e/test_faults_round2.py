@@ -17,10 +17,16 @@ from helpers.server import SHORT_FIT, all_runs, artifact_files, run_hibayes
 
 pytestmark = pytest.mark.slow
 
-CONTRACT = {"config.yaml", "idata.nc", "summary.csv", "loo_pointwise.csv", "metrics.json"}
+CONTRACT = {
+    "config.yaml",
+    "idata.nc",
+    "summary.csv",
+    "loo_pointwise.csv",
+    "metrics.json",
+}
 # A model file whose factory ends the process for one prior value, as careless user
 # code does: that job must fail alone.
-EXITING_MODEL = textwrap.dedent('''
+EXITING_MODEL = textwrap.dedent("""
     import sys
     import numpyro, numpyro.distributions as dist
     from hibayes.model import Model, model
@@ -34,7 +40,7 @@ EXITING_MODEL = textwrap.dedent('''
             numpyro.sample("obs", dist.Binomial(features["n_total"], logits=mu),
                            obs=features["obs"])
         return program
-''')
+""")
 
 
 def _store(workdir: Path) -> tuple[str, dict]:
@@ -54,7 +60,9 @@ def _check_store(workdir: Path) -> list:
     assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
     for run in runs:
         if run.info.status == "FINISHED" and "hibayes.sweep_id" in run.data.tags:
-            assert CONTRACT <= artifact_files(client, run.info.run_id), run.info.run_name
+            assert CONTRACT <= artifact_files(client, run.info.run_id), (
+                run.info.run_name
+            )
     return runs
 
 
@@ -101,8 +109,13 @@ def test_reused_explicit_folder_refused_then_emptied_on_request(tmp_path, mode):
     (folder / ".hydra").mkdir(parents=True)
     (folder / "idata.nc").write_text("the previous job's posterior")
     uri, _ = _store(tmp_path)
-    args = (*(["-m"] if mode == "sweep" else []), "data=table", "data.path=missing.csv",
-            uri, f"hydra.{mode}.dir=named")
+    args = (
+        *(["-m"] if mode == "sweep" else []),
+        "data=table",
+        "data.path=missing.csv",
+        uri,
+        f"hydra.{mode}.dir=named",
+    )
     refused = run_hibayes(tmp_path, *args)
     assert refused.returncode == 1
     _one_line(refused.stderr, f"error: hydra.{mode}.dir=named: the folder is not empty")
@@ -121,12 +134,21 @@ def test_reused_explicit_folder_refused_then_emptied_on_request(tmp_path, mode):
 def test_bad_threshold_refused_before_sampling(tmp_path):
     """checks.* not a number: one line naming every bad key, no draws thrown away."""
     uri, _ = _store(tmp_path)
-    done = run_hibayes(tmp_path, *SHORT_FIT, uri, "checks.rhat_max=abc",
-                       "checks.ess_bulk_min=null", "hydra.run.dir=out")
+    done = run_hibayes(
+        tmp_path,
+        *SHORT_FIT,
+        uri,
+        "checks.rhat_max=abc",
+        "checks.ess_bulk_min=null",
+        "hydra.run.dir=out",
+    )
     assert done.returncode == 1
-    _one_line(done.stderr, "error: 2 problems in the config:\n"
-              "  checks.rhat_max must be a number, got 'abc'\n"
-              "  checks.ess_bulk_min must be a number, got None")
+    _one_line(
+        done.stderr,
+        "error: 2 problems in the config:\n"
+        "  checks.rhat_max must be a number, got 'abc'\n"
+        "  checks.ess_bulk_min must be a number, got None",
+    )
     assert "sampling" not in done.stdout + done.stderr
     (run,) = _check_store(tmp_path)
     assert run.info.status == "FAILED"
@@ -137,8 +159,14 @@ def test_bad_threshold_refused_before_sampling(tmp_path):
 
 def test_bad_threshold_in_one_sweep_job_refuses_the_sweep_before_any_fit(tmp_path):
     uri, _ = _store(tmp_path)
-    done = run_hibayes(tmp_path, "-m", *SHORT_FIT, uri, "checks.rhat_max=1.01,abc",
-                       "hydra.sweep.dir=sweep")
+    done = run_hibayes(
+        tmp_path,
+        "-m",
+        *SHORT_FIT,
+        uri,
+        "checks.rhat_max=1.01,abc",
+        "hydra.sweep.dir=sweep",
+    )
     assert done.returncode == 1
     _one_line(done.stderr, "error: checks.rhat_max must be a number, got 'abc'")
     assert _check_store(tmp_path) == []
@@ -152,16 +180,29 @@ def test_sweep_runs_every_job_in_its_own_folder(tmp_path):
     (tmp_path / "exiting_model.py").write_text(EXITING_MODEL)
     taken = _taken(tmp_path / "multirun", seconds=120)
     uri, _ = _store(tmp_path)
-    done = run_hibayes(tmp_path, "-m", *SHORT_FIT, uri, "model.path=exiting_model.py",
-                       "model.name=exiting_model", "+model.prior_mu_loc=0.0,1.0")
+    done = run_hibayes(
+        tmp_path,
+        "-m",
+        *SHORT_FIT,
+        uri,
+        "model.path=exiting_model.py",
+        "model.name=exiting_model",
+        "+model.prior_mu_loc=0.0,1.0",
+    )
     assert done.returncode == 1, done.stderr[-3000:]
-    _one_line(done.stderr, "error: 1 of 2 fits failed:\n"
-              "  exiting_model prior_mu_loc=1.0: SystemExit: 3")
-    assert ("not swept: model.prior_sigma_group_scale=0.1,0.4,0.6 (model exiting_model "
-            "does not take it)") in done.stdout + done.stderr
+    _one_line(
+        done.stderr,
+        "error: 1 of 2 fits failed:\n  exiting_model prior_mu_loc=1.0: SystemExit: 3",
+    )
+    assert (
+        "not swept: model.prior_sigma_group_scale=0.1,0.4,0.6 (model exiting_model "
+        "does not take it)"
+    ) in done.stdout + done.stderr
     runs = _check_store(tmp_path)
-    children = sorted((r for r in runs if "hibayes.job_num" in r.data.tags),
-                      key=lambda r: r.data.tags["hibayes.job_num"])
+    children = sorted(
+        (r for r in runs if "hibayes.job_num" in r.data.tags),
+        key=lambda r: r.data.tags["hibayes.job_num"],
+    )
     assert [c.info.status for c in children] == ["FINISHED", "FAILED"]
     (parent,) = [r for r in runs if "hibayes.job_num" not in r.data.tags]
     assert parent.info.status == "FAILED"
@@ -174,7 +215,7 @@ def test_sweep_runs_every_job_in_its_own_folder(tmp_path):
     assert not (sweep_dir / "1" / "idata.nc").exists()
 
 
-BRANCHING_MODEL = textwrap.dedent('''
+BRANCHING_MODEL = textwrap.dedent("""
     import numpyro, numpyro.distributions as dist
     from hibayes.model import Model, model
 
@@ -187,8 +228,8 @@ BRANCHING_MODEL = textwrap.dedent('''
             numpyro.sample("obs", dist.Binomial(features["n_total"], logits=mu),
                            obs=features["obs"])
         return program
-''')
-TWICE_MODEL = textwrap.dedent('''
+""")
+TWICE_MODEL = textwrap.dedent("""
     import numpyro, numpyro.distributions as dist
     from hibayes.model import Model, model
 
@@ -201,21 +242,36 @@ TWICE_MODEL = textwrap.dedent('''
             numpyro.sample("obs", dist.Binomial(features["n_total"], logits=mu),
                            obs=features["obs"])
         return program
-''')
+""")
 
 
-@pytest.mark.parametrize(("source", "name", "message"), [
-    (BRANCHING_MODEL, "branching_model",
-     "error: model 'branching_model' uses a sampled value (or a data array) in Python "
-     "control flow (TracerBoolConversionError"),
-    (TWICE_MODEL, "twice_model",
-     "error: model 'twice_model' samples the site 'obs' twice"),
-])
+@pytest.mark.parametrize(
+    ("source", "name", "message"),
+    [
+        (
+            BRANCHING_MODEL,
+            "branching_model",
+            "error: model 'branching_model' uses a sampled value (or a data array) in Python "
+            "control flow (TracerBoolConversionError",
+        ),
+        (
+            TWICE_MODEL,
+            "twice_model",
+            "error: model 'twice_model' samples the site 'obs' twice",
+        ),
+    ],
+)
 def test_model_mistakes_named_in_one_line(tmp_path, source, name, message):
     (tmp_path / "mine.py").write_text(source)
     uri, _ = _store(tmp_path)
-    done = run_hibayes(tmp_path, *SHORT_FIT, uri, "model.path=mine.py",
-                       f"model.name={name}", "hydra.run.dir=out")
+    done = run_hibayes(
+        tmp_path,
+        *SHORT_FIT,
+        uri,
+        "model.path=mine.py",
+        f"model.name={name}",
+        "hydra.run.dir=out",
+    )
     assert done.returncode == 1
     _one_line(done.stderr, message)
     if name == "branching_model":

@@ -28,7 +28,7 @@ if IN_CI:
 else:
     sync_api = pytest.importorskip("playwright.sync_api")
 
-from helpers.browser import CHROMIUM, CHROMIUM_FLAGS
+from helpers.browser import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402 (after the skip)
 
 if not CHROMIUM.exists() and not IN_CI:
     pytest.skip(
@@ -36,7 +36,7 @@ if not CHROMIUM.exists() and not IN_CI:
         allow_module_level=True,
     )
 
-from helpers.server import MlflowServer, run_hibayes
+from helpers.server import MlflowServer, run_hibayes  # noqa: E402
 
 KEY = "model.prior_sigma_group_scale"
 VALUES = ("0.1", "0.4", "0.6")
@@ -68,10 +68,16 @@ def server(tmp_path_factory):
 def sweep(server, tmp_path_factory) -> dict:
     """A three-fit prior sweep logged to the server: parent, children, experiment id."""
     workdir = tmp_path_factory.mktemp("ui-sweep")
-    done = run_hibayes(workdir, "model=two_level_group_binomial", "fit.samples=100",
-                       "fit.warmup=100", "fit.prior_samples=0",
-                       f"hydra.sweep.dir={workdir}/multirun", "-m",
-                       env={"MLFLOW_TRACKING_URI": server.uri})
+    done = run_hibayes(
+        workdir,
+        "model=two_level_group_binomial",
+        "fit.samples=100",
+        "fit.warmup=100",
+        "fit.prior_samples=0",
+        f"hydra.sweep.dir={workdir}/multirun",
+        "-m",
+        env={"MLFLOW_TRACKING_URI": server.uri},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     client = server.client()
     experiment = client.get_experiment_by_name("hibayes")

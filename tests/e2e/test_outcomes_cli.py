@@ -65,23 +65,41 @@ def test_gaussian_model_with_known_errors_matches_its_closed_form(tmp_path: Path
     assert (y < 0).any() and (y > 0).any()
     labels = np.array([f"item-{g}" for g in range(n_items)])
     pd.DataFrame({"item": labels[item], "y": y, "se": se}).to_csv(
-        tmp_path / "effects.csv", index=False)
+        tmp_path / "effects.csv", index=False
+    )
     (tmp_path / "gauss.py").write_text(GAUSSIAN_MODEL)
     done = run_hibayes(
-        tmp_path, "data=table", "data.path=effects.csv", "data.observed=y",
-        "data.categorical=[item]", "data.passthrough=[se]", "model.path=gauss.py",
-        "model.name=gaussian_known_se", f"+model.prior_mu_scale={PRIOR_MU_SCALE}",
-        f"+model.tau={TAU}", "fit=quick", "fit.samples=1000", "fit.warmup=500",
-        "fit.prior_samples=0", "tracking=none", "hydra.run.dir=out")
+        tmp_path,
+        "data=table",
+        "data.path=effects.csv",
+        "data.observed=y",
+        "data.categorical=[item]",
+        "data.passthrough=[se]",
+        "model.path=gauss.py",
+        "model.name=gaussian_known_se",
+        f"+model.prior_mu_scale={PRIOR_MU_SCALE}",
+        f"+model.tau={TAU}",
+        "fit=quick",
+        "fit.samples=1000",
+        "fit.warmup=500",
+        "fit.prior_samples=0",
+        "tracking=none",
+        "hydra.run.dir=out",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     idata = az.from_netcdf(tmp_path / "out" / "idata.nc")
     mean, sd = closed_form(y, se, item, n_items)
     post = idata.posterior
     draws = np.concatenate(
-        [post["mu"].values.reshape(-1, 1),
-         post["theta"].values.reshape(-1, n_items)], axis=1)
-    mcse = np.concatenate([az.mcse(idata, var_names=["mu"])["mu"].values.ravel(),
-                           az.mcse(idata, var_names=["theta"])["theta"].values.ravel()])
+        [post["mu"].values.reshape(-1, 1), post["theta"].values.reshape(-1, n_items)],
+        axis=1,
+    )
+    mcse = np.concatenate(
+        [
+            az.mcse(idata, var_names=["mu"])["mu"].values.ravel(),
+            az.mcse(idata, var_names=["theta"])["theta"].values.ravel(),
+        ]
+    )
     # Means within 4 Monte Carlo standard errors; sds within 15% (the sd of an sd
     # estimate from ~1000 effective draws is ~2-3%).
     np.testing.assert_array_less(np.abs(draws.mean(axis=0) - mean), 4 * mcse + 1e-3)
@@ -92,30 +110,54 @@ def test_gaussian_model_with_known_errors_matches_its_closed_form(tmp_path: Path
 
 def test_readme_own_data_example_runs(tmp_path: Path):
     rng = np.random.default_rng(0)
-    rows = [(m, t, "C" if rng.random() < p else "I")
-            for m, p in (("model-a", 0.3), ("model-b", 0.7))
-            for t in ("arith", "code") for _ in range(20)]
+    rows = [
+        (m, t, "C" if rng.random() < p else "I")
+        for m, p in (("model-a", 0.3), ("model-b", 0.7))
+        for t in ("arith", "code")
+        for _ in range(20)
+    ]
     pd.DataFrame(rows, columns=["model", "task", "score"]).to_csv(
-        tmp_path / "results.csv", index=False)
+        tmp_path / "results.csv", index=False
+    )
     done = run_hibayes(
-        tmp_path, "data=table", "data.path=results.csv", "data.observed=score",
-        "data.categorical=[model]", "data.rename={model: group}", "data.aggregate=true",
-        "fit=quick", "fit.prior_samples=0", "tracking=none", "hydra.run.dir=out")
+        tmp_path,
+        "data=table",
+        "data.path=results.csv",
+        "data.observed=score",
+        "data.categorical=[model]",
+        "data.rename={model: group}",
+        "data.aggregate=true",
+        "fit=quick",
+        "fit.prior_samples=0",
+        "tracking=none",
+        "hydra.run.dir=out",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     idata = az.from_netcdf(tmp_path / "out" / "idata.nc")
     assert list(idata.posterior["group_effects"].coords["group"].values) == [
-        "model-a", "model-b"]
-    np.testing.assert_array_equal(idata.observed_data["obs"].values,
-                                  [sum(r[0] == m and r[2] == "C" for r in rows)
-                                   for m in ("model-a", "model-b")])
+        "model-a",
+        "model-b",
+    ]
+    np.testing.assert_array_equal(
+        idata.observed_data["obs"].values,
+        [sum(r[0] == m and r[2] == "C" for r in rows) for m in ("model-a", "model-b")],
+    )
 
 
 def test_rows_without_trials_are_dropped_when_asked(tmp_path: Path):
     (tmp_path / "counts.csv").write_text(
-        "group,k,n\na,3,10\nb,0,0\nc,7,10\nd,0,0\ne,5,10\n")
-    table = ("data=table", "data.path=counts.csv", "data.observed=k", "data.n_total=n",
-             "data.categorical=[group]", "fit=quick", "fit.prior_samples=0",
-             "tracking=none")
+        "group,k,n\na,3,10\nb,0,0\nc,7,10\nd,0,0\ne,5,10\n"
+    )
+    table = (
+        "data=table",
+        "data.path=counts.csv",
+        "data.observed=k",
+        "data.n_total=n",
+        "data.categorical=[group]",
+        "fit=quick",
+        "fit.prior_samples=0",
+        "tracking=none",
+    )
     refused = run_hibayes(tmp_path, *table, "hydra.run.dir=refused")
     assert refused.returncode != 0
     assert "row with no trials (n = 0)" in refused.stderr
@@ -123,7 +165,13 @@ def test_rows_without_trials_are_dropped_when_asked(tmp_path: Path):
     done = run_hibayes(tmp_path, *table, "data.drop_empty=true", "hydra.run.dir=out")
     assert done.returncode == 0, done.stderr[-3000:]
     log = done.stdout + done.stderr
-    assert "counts.csv: dropped 2 row(s) with n = 0 (data.drop_empty=true); 3 left" in log
+    assert (
+        "counts.csv: dropped 2 row(s) with n = 0 (data.drop_empty=true); 3 left" in log
+    )
     idata = az.from_netcdf(tmp_path / "out" / "idata.nc")
     np.testing.assert_array_equal(idata.observed_data["obs"].values, [3, 7, 5])
-    assert list(idata.posterior["group_effects"].coords["group"].values) == ["a", "c", "e"]
+    assert list(idata.posterior["group_effects"].coords["group"].values) == [
+        "a",
+        "c",
+        "e",
+    ]

@@ -43,25 +43,41 @@ def store(cwd: Path) -> str:
 def run(venv_dir: Path, cwd: Path, *cmd: str) -> subprocess.CompletedProcess:
     """A command as its user types it, in ``cwd``, with the venv's bin on PATH."""
     env = {**user_env(venv_dir), "MLFLOW_TRACKING_URI": store(cwd)}
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=900, check=False)
+    return subprocess.run(
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900, check=False
+    )
 
 
 def test_wheel_ships_every_config_example_and_console_script(wheel):
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
-        entry_points = next(zf.read(n).decode() for n in names
-                            if n.endswith(".dist-info/entry_points.txt"))
-    shipped = [p for d in ("hibayes/conf", "hibayes/data/examples",
-                           "hydra_plugins/hibayes_sweeper")
-               for p in (ROOT / d).rglob("*")
-               if p.is_file() and "__pycache__" not in p.parts]
+        entry_points = next(
+            zf.read(n).decode()
+            for n in names
+            if n.endswith(".dist-info/entry_points.txt")
+        )
+    shipped = [
+        p
+        for d in (
+            "hibayes/conf",
+            "hibayes/data/examples",
+            "hydra_plugins/hibayes_sweeper",
+        )
+        for p in (ROOT / d).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    ]
     assert any(p.match("hibayes/conf/hydra/launcher/*.yaml") for p in shipped)
-    missing = [str(p.relative_to(ROOT)) for p in shipped
-               if str(p.relative_to(ROOT)) not in names]
+    missing = [
+        str(p.relative_to(ROOT))
+        for p in shipped
+        if str(p.relative_to(ROOT)) not in names
+    ]
     assert not missing, f"not in the wheel: {missing}"
-    scripts = dict(line.replace(" ", "").split("=")
-                   for line in entry_points.splitlines() if "=" in line)
+    scripts = dict(
+        line.replace(" ", "").split("=")
+        for line in entry_points.splitlines()
+        if "=" in line
+    )
     expected = {f"hibayes-{c}": f"hibayes.{c}:cli" for c in COMMANDS}
     if (ROOT / "hibayes" / "calibrate.py").exists():
         expected["hibayes-calibrate"] = "hibayes.calibrate:cli"
@@ -72,17 +88,26 @@ def test_wheel_ships_every_config_example_and_console_script(wheel):
 def test_python_m_runs_the_console_scripts_function(command):
     """``python -m hibayes.X`` only calls ``cli``, the console script's target."""
     tree = ast.parse((ROOT / "hibayes" / f"{command}.py").read_text())
-    (block,) = [n for n in tree.body if isinstance(n, ast.If)
-                and ast.unparse(n.test) == "__name__ == '__main__'"]
+    (block,) = [
+        n
+        for n in tree.body
+        if isinstance(n, ast.If) and ast.unparse(n.test) == "__name__ == '__main__'"
+    ]
     assert [ast.unparse(s) for s in block.body] == ["cli()"]
-    cli = next(n for n in tree.body
-               if isinstance(n, ast.FunctionDef) and n.name == "cli")
+    cli = next(
+        n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "cli"
+    )
     assert "run_command(main" in ast.unparse(cli)
 
 
 def test_the_venv_sees_the_wheel_not_the_checkout(venv_dir, tmp_path):
-    done = run(venv_dir, tmp_path, "python", "-c",
-               "import hibayes, sys; print(hibayes.__file__); print(sys.path)")
+    done = run(
+        venv_dir,
+        tmp_path,
+        "python",
+        "-c",
+        "import hibayes, sys; print(hibayes.__file__); print(sys.path)",
+    )
     assert done.returncode == 0, done.stderr
     where, path = done.stdout.splitlines()
     assert Path(where).is_relative_to(venv_dir)
@@ -93,8 +118,13 @@ def test_installed_fit_from_an_empty_dir(venv_dir, tmp_path):
     done = run(venv_dir, tmp_path, "hibayes-fit", "fit=quick", "tracking=none")
     assert done.returncode == 0, done.stderr[-3000:]
     (job,) = (tmp_path / "outputs").glob("*/*")
-    for name in ("idata.nc", "summary.csv", "metrics.json", "config.yaml",
-                 "plots/ppc.png"):
+    for name in (
+        "idata.nc",
+        "summary.csv",
+        "metrics.json",
+        "config.yaml",
+        "plots/ppc.png",
+    ):
         assert (job / name).is_file(), name
     hydra = yaml.safe_load((job / ".hydra" / "hydra.yaml").read_text())["hydra"]
     (main,) = [s for s in hydra["runtime"]["config_sources"] if s["provider"] == "main"]
@@ -110,8 +140,14 @@ def test_installed_exit_status_of_a_refusal(venv_dir, tmp_path):
 def test_installed_sweep_compare_and_sync(venv_dir, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    done = run(venv_dir, tmp_path, "hibayes-fit", "-m", "fit=quick",
-               "model.prior_sigma_group_scale=0.2,0.5")
+    done = run(
+        venv_dir,
+        tmp_path,
+        "hibayes-fit",
+        "-m",
+        "fit=quick",
+        "model.prior_sigma_group_scale=0.2,0.5",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     (sweep,) = (tmp_path / "multirun").glob("*/*")
     assert (sweep / "report.html").is_file()
@@ -119,12 +155,14 @@ def test_installed_sweep_compare_and_sync(venv_dir, tmp_path):
     client = MlflowClient(tracking_uri=store(tmp_path))
     runs = client.search_runs([client.get_experiment_by_name("hibayes").experiment_id])
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs
-                if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    children = [
+        r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    ]
     assert sorted(r.info.status for r in children) == ["FINISHED", "FINISHED"]
 
-    compared = run(venv_dir, tmp_path, "hibayes-compare",
-                   f"parent={parent.info.run_id}")
+    compared = run(
+        venv_dir, tmp_path, "hibayes-compare", f"parent={parent.info.run_id}"
+    )
     assert compared.returncode == 0, compared.stderr[-3000:]
     assert "elpd_loo" in compared.stdout
     synced = run(venv_dir, tmp_path, "hibayes-sync", "multirun")

@@ -19,29 +19,50 @@ import pytest
 from helpers.server import SHORT_FIT, all_runs, artifact_files, run_hibayes
 
 ROOT = Path(__file__).resolve().parents[2]
-FILES = {"config.yaml", "idata.nc", "summary.csv", "loo_pointwise.csv", "metrics.json",
-         "plots/trace.png", "plots/forest.png"}
+FILES = {
+    "config.yaml",
+    "idata.nc",
+    "summary.csv",
+    "loo_pointwise.csv",
+    "metrics.json",
+    "plots/trace.png",
+    "plots/forest.png",
+}
 METRICS = {"rhat_max", "ess_bulk_min", "elpd_loo", "converged", "time_total_s"}
 # Replaces the model's default three-prior sweep: jobs = the seeds listed.
 ONE_PRIOR = "model.prior_sigma_group_scale=0.4"
 
 
-@pytest.mark.parametrize(("launcher", "target", "setting"), [
-    ("joblib", "hydra_joblib_launcher.joblib_launcher.JoblibLauncher", ("n_jobs", 2)),
-    ("submitit_local", "hydra_submitit_launcher.submitit_launcher.LocalLauncher",
-     ("timeout_min", 60)),
-    ("submitit_slurm", "hibayes_launchers.launchers.SlurmLauncher",
-     ("max_num_timeout", 0)),
-    ("ray", "hibayes_launchers.launchers.RayLauncher", ("ray", None)),
-])
+@pytest.mark.parametrize(
+    ("launcher", "target", "setting"),
+    [
+        (
+            "joblib",
+            "hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
+            ("n_jobs", 2),
+        ),
+        (
+            "submitit_local",
+            "hydra_submitit_launcher.submitit_launcher.LocalLauncher",
+            ("timeout_min", 60),
+        ),
+        (
+            "submitit_slurm",
+            "hibayes_launchers.launchers.SlurmLauncher",
+            ("max_num_timeout", 0),
+        ),
+        ("ray", "hibayes_launchers.launchers.RayLauncher", ("ray", None)),
+    ],
+)
 @pytest.mark.filterwarnings(r"ignore:\s*'hydra/launcher/\w+' is validated:UserWarning")
 def test_launcher_presets_compose(launcher, target, setting):
     """``hydra/launcher=<name>`` picks our preset (merged onto the plugin's schema)."""
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(str(ROOT / "hibayes" / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"hydra/launcher={launcher}"],
-                      return_hydra_config=True)
+        cfg = compose(
+            "config", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True
+        )
     assert cfg.hydra.launcher._target_ == f"hydra_plugins.{target}"
     key, value = setting
     assert key in cfg.hydra.launcher
@@ -60,9 +81,13 @@ def _check_children(client, exp: str, n_jobs: int, sweep_dir: Path) -> list:
     runs, parents = _family(client, exp)
     assert len(parents) == 1
     parent = parents[0]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    children = [
+        r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    ]
     assert len(runs) == n_jobs + 1 and len(children) == n_jobs
-    assert sorted(int(r.data.tags["hibayes.job_num"]) for r in children) == list(range(n_jobs))
+    assert sorted(int(r.data.tags["hibayes.job_num"]) for r in children) == list(
+        range(n_jobs)
+    )
     info = json.loads((sweep_dir / ".hibayes_sweep.json").read_text())
     assert info["parent_run_id"] == parent.info.run_id
     for child in children:
@@ -87,15 +112,25 @@ def _check_children(client, exp: str, n_jobs: int, sweep_dir: Path) -> list:
 def test_joblib_sweep_of_12_jobs_on_3_workers(mlflow_server, tmp_path):
     exp = "joblib-12"
     done = run_hibayes(
-        tmp_path, "-m", *SHORT_FIT, "hydra/launcher=joblib", "hydra.launcher.n_jobs=3",
-        "tracking=server", f"tracking.experiment={exp}", "hydra.sweep.dir=sweep",
-        "model.prior_sigma_group_scale=0.1,0.4,0.6", "fit.seed=0,1,2,3",
-        env={"MLFLOW_TRACKING_URI": mlflow_server.uri, "HIBAYES_HOST_DEVICES": "2"})
+        tmp_path,
+        "-m",
+        *SHORT_FIT,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=3",
+        "tracking=server",
+        f"tracking.experiment={exp}",
+        "hydra.sweep.dir=sweep",
+        "model.prior_sigma_group_scale=0.1,0.4,0.6",
+        "fit.seed=0,1,2,3",
+        env={"MLFLOW_TRACKING_URI": mlflow_server.uri, "HIBAYES_HOST_DEVICES": "2"},
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     assert "Joblib.Parallel(n_jobs=3" in done.stderr + done.stdout
     children = _check_children(mlflow_server.client(), exp, 12, tmp_path / "sweep")
-    pairs = {(r.data.params["model.prior_sigma_group_scale"], r.data.params["fit.seed"])
-             for r in children}
+    pairs = {
+        (r.data.params["model.prior_sigma_group_scale"], r.data.params["fit.seed"])
+        for r in children
+    }
     assert len(pairs) == 12
 
 
@@ -103,9 +138,17 @@ def test_joblib_sweep_of_12_jobs_on_3_workers(mlflow_server, tmp_path):
 def test_submitit_local_sweep(mlflow_server, tmp_path):
     exp = "submitit-local"
     done = run_hibayes(
-        tmp_path, "-m", *SHORT_FIT, "hydra/launcher=submitit_local", "tracking=server",
-        f"tracking.experiment={exp}", "hydra.sweep.dir=sweep", "fit.seed=0,1", ONE_PRIOR,
-        env={"MLFLOW_TRACKING_URI": mlflow_server.uri, "HIBAYES_HOST_DEVICES": "2"})
+        tmp_path,
+        "-m",
+        *SHORT_FIT,
+        "hydra/launcher=submitit_local",
+        "tracking=server",
+        f"tracking.experiment={exp}",
+        "hydra.sweep.dir=sweep",
+        "fit.seed=0,1",
+        ONE_PRIOR,
+        env={"MLFLOW_TRACKING_URI": mlflow_server.uri, "HIBAYES_HOST_DEVICES": "2"},
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     assert (tmp_path / "sweep" / ".submitit").is_dir()
     _check_children(mlflow_server.client(), exp, 2, tmp_path / "sweep")
@@ -113,13 +156,23 @@ def test_submitit_local_sweep(mlflow_server, tmp_path):
 
 @pytest.mark.slow
 def test_ray_local_sweep(mlflow_server, tmp_path):
-    pytest.importorskip("hydra_plugins.hydra_ray_launcher",
-                        reason="hydra-ray-launcher is not installed (`dev` or `ray` extra)")
+    pytest.importorskip(
+        "hydra_plugins.hydra_ray_launcher",
+        reason="hydra-ray-launcher is not installed (`dev` or `ray` extra)",
+    )
     exp = "ray-local"
     done = run_hibayes(
-        tmp_path, "-m", *SHORT_FIT, "hydra/launcher=ray", "tracking=server",
-        f"tracking.experiment={exp}", "hydra.sweep.dir=sweep", "fit.seed=0,1", ONE_PRIOR,
-        env={"MLFLOW_TRACKING_URI": mlflow_server.uri, "HIBAYES_HOST_DEVICES": "2"})
+        tmp_path,
+        "-m",
+        *SHORT_FIT,
+        "hydra/launcher=ray",
+        "tracking=server",
+        f"tracking.experiment={exp}",
+        "hydra.sweep.dir=sweep",
+        "fit.seed=0,1",
+        ONE_PRIOR,
+        env={"MLFLOW_TRACKING_URI": mlflow_server.uri, "HIBAYES_HOST_DEVICES": "2"},
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     _check_children(mlflow_server.client(), exp, 2, tmp_path / "sweep")
 
@@ -131,16 +184,35 @@ def test_interrupted_joblib_sweep_leaves_nothing_running(mlflow_server, tmp_path
     exp = "joblib-interrupted"
     client = mlflow_server.client()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hibayes.fit", "-m", "fit=quick", "hydra/launcher=joblib",
-         "hydra.launcher.n_jobs=2", "tracking=server", f"tracking.experiment={exp}",
-         "fit.seed=0,1,2,3", ONE_PRIOR],
-        cwd=tmp_path, env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_server.uri},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "hibayes.fit",
+            "-m",
+            "fit=quick",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            "tracking=server",
+            f"tracking.experiment={exp}",
+            "fit.seed=0,1,2,3",
+            ONE_PRIOR,
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_server.uri},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         runs, _ = _family(client, exp)
-        if sum(r.info.status == "RUNNING" and "mlflow.parentRunId" in r.data.tags
-               for r in runs) >= 2:
+        if (
+            sum(
+                r.info.status == "RUNNING" and "mlflow.parentRunId" in r.data.tags
+                for r in runs
+            )
+            >= 2
+        ):
             break
         time.sleep(0.5)
     assert proc.poll() is None, "the sweep ended before two children were running"
@@ -148,9 +220,13 @@ def test_interrupted_joblib_sweep_leaves_nothing_running(mlflow_server, tmp_path
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode != 0
     runs, parents = _family(client, exp)
-    assert [r.info.status for r in runs if r.info.status == "RUNNING"] == [], out[-3000:]
+    assert [r.info.status for r in runs if r.info.status == "RUNNING"] == [], out[
+        -3000:
+    ]
     assert parents[0].info.status == "KILLED"
-    assert sum(r.info.status == "KILLED" for r in runs) >= 3  # parent + children in flight
+    assert (
+        sum(r.info.status == "KILLED" for r in runs) >= 3
+    )  # parent + children in flight
 
 
 @pytest.mark.slow
@@ -160,14 +236,30 @@ def test_parallel_jobs_on_a_locked_sqlite_store_fail_loudly_and_lose_nothing(tmp
     non-zero saying so, and sync completes every run once the store is free."""
     db = tmp_path / "mlflow.db"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hibayes.fit", "-m", *SHORT_FIT, "hydra/launcher=joblib",
-         "hydra.launcher.n_jobs=2", f"tracking.uri=sqlite:///{db}", "hydra.sweep.dir=sweep",
-         "fit.seed=0,1", ONE_PRIOR],
-        cwd=tmp_path, env={**os.environ, "HIBAYES_HOST_DEVICES": "2"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "hibayes.fit",
+            "-m",
+            *SHORT_FIT,
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            f"tracking.uri=sqlite:///{db}",
+            "hydra.sweep.dir=sweep",
+            "fit.seed=0,1",
+            ONE_PRIOR,
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "HIBAYES_HOST_DEVICES": "2"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     sweep_file = tmp_path / "sweep" / ".hibayes_sweep.json"
     deadline = time.monotonic() + 300
-    while not sweep_file.exists() and proc.poll() is None and time.monotonic() < deadline:
+    while (
+        not sweep_file.exists() and proc.poll() is None and time.monotonic() < deadline
+    ):
         time.sleep(0.1)
     assert sweep_file.exists(), "the sweep's parent run was not created"
     blocker = sqlite3.connect(db, timeout=60, isolation_level=None)

@@ -12,8 +12,14 @@ pytestmark = pytest.mark.slow
 
 def test_cli_fit_shows_progress_when_forced(tmp_path):
     base = [sys.executable, "-m", "hibayes.fit", "fit=quick", "tracking=none"]
-    forced = subprocess.run([*base, "fit.progress_after_s=0"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=600, check=False)
+    forced = subprocess.run(
+        [*base, "fit.progress_after_s=0"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert forced.returncode == 0, forced.stderr[-3000:]
     output = forced.stderr + forced.stdout
     lines = [line for line in output.splitlines() if "% (" in line]

@@ -37,8 +37,14 @@ README = ROOT / "README.md"
 MARKER = re.compile(r"<!--\s*readme-test:\s*(skip|shorten)\b\s*(?:\((.+)\))?\s*-->")
 #: What ``shorten`` appends to a fit command.
 SHORT = ("fit.samples=300", "fit.warmup=300", "fit.chains=2", "fit.prior_samples=50")
-_HYDRA_VALUE_OPTIONS = {"--config-dir", "-cd", "--config-path", "-cp", "--config-name",
-                        "-cn"}
+_HYDRA_VALUE_OPTIONS = {
+    "--config-dir",
+    "-cd",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+}
 
 
 @dataclass
@@ -84,10 +90,11 @@ def readme_blocks(text: str) -> list[Block]:
             heading = line.lstrip("#").strip()
         if line.strip() == "```bash":
             end = next(j for j in range(i + 1, len(lines)) if lines[j].strip() == "```")
-            before = next((lines[j] for j in range(i - 1, -1, -1)
-                           if lines[j].strip()), "")
+            before = next(
+                (lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), ""
+            )
             found = MARKER.search(before)
-            block = Block(i + 1, heading, commands(lines[i + 1:end]))
+            block = Block(i + 1, heading, commands(lines[i + 1 : end]))
             if found:
                 block.marker, block.reason = found.group(1), found.group(2)
             blocks.append(block)
@@ -102,7 +109,7 @@ def shortened(command: str) -> str:
     starts = [i for i, w in enumerate(words) if w in ("hibayes.fit", "hibayes-fit")]
     if not starts:
         return command
-    head, rest = words[:starts[0] + 1], words[starts[0] + 1:]
+    head, rest = words[: starts[0] + 1], words[starts[0] + 1 :]
     options, overrides, i = [], [], 0
     while i < len(rest):  # Hydra wants its options before or after all overrides
         word = rest[i]
@@ -122,7 +129,7 @@ def shortened(command: str) -> str:
 BLOCKS = readme_blocks(README.read_text())
 
 RESULTS_CSV = "results.csv"
-MODELS_FILE = '''
+MODELS_FILE = """
 from hibayes.model import Model, model
 from hibayes.model.models import check_features
 import numpyro, numpyro.distributions as dist, jax
@@ -138,7 +145,7 @@ def my_custom_model(prior_mu_loc: float = 0.0, prior_mu_scale: float = 1.0) -> M
         numpyro.sample("obs", dist.Binomial(total_count=features["n_total"],
                        logits=effects[features["group_index"]]), obs=features["obs"])
     return program
-'''
+"""
 REFERENCE_YAML = """\
 model:
   path: my_models.py
@@ -166,14 +173,27 @@ def write_inspect_logs(folder: Path) -> None:
 
     table = load_table(example_path("llm_evals"))
     for (model, task), rows in table.groupby(["model", "task"]):
-        samples = [EvalSample(id=r.sample_id, epoch=int(r.epoch), input="q", target="a",
-                              scores={"match": Score(value=r.score)})
-                   for r in rows.itertuples()]
-        spec = EvalSpec(created="2026-01-01T00:00:00+00:00", task=task, model=model,
-                        dataset=EvalDataset(name=task, samples=len(samples)),
-                        config=EvalConfig())
-        write_eval_log(EvalLog(status="success", eval=spec, samples=samples),
-                       str(folder / task / f"2026-01-01T00-00-00_{task}_{model}.eval"))
+        samples = [
+            EvalSample(
+                id=r.sample_id,
+                epoch=int(r.epoch),
+                input="q",
+                target="a",
+                scores={"match": Score(value=r.score)},
+            )
+            for r in rows.itertuples()
+        ]
+        spec = EvalSpec(
+            created="2026-01-01T00:00:00+00:00",
+            task=task,
+            model=model,
+            dataset=EvalDataset(name=task, samples=len(samples)),
+            config=EvalConfig(),
+        )
+        write_eval_log(
+            EvalLog(status="success", eval=spec, samples=samples),
+            str(folder / task / f"2026-01-01T00-00-00_{task}_{model}.eval"),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -193,8 +213,11 @@ def workdir(tmp_path_factory) -> Path:
 def environment(work: Path) -> dict[str, str]:
     """The user's shell: this interpreter's bin first, the test's store."""
     bin_dir = str(Path(sys.executable).parent)
-    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-            "MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlflow.db"}
+    return {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlflow.db",
+    }
 
 
 def run_ids(work: Path) -> tuple[str, list[str]]:
@@ -205,12 +228,18 @@ def run_ids(work: Path) -> tuple[str, list[str]]:
     exp = client.get_experiment_by_name("hibayes")
     runs = client.search_runs([exp.experiment_id]) if exp else []
     for parent in runs:
-        children = [r.info.run_id for r in runs if r.data.tags.get(
-            "mlflow.parentRunId") == parent.info.run_id and r.info.status == "FINISHED"]
+        children = [
+            r.info.run_id
+            for r in runs
+            if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+            and r.info.status == "FINISHED"
+        ]
         if len(children) >= 2 and parent.info.status == "FINISHED":
             return parent.info.run_id, children
-    raise AssertionError("no finished sweep in the store for RUN_ID: run the README's "
-                         "sweep block first (the blocks run in order)")
+    raise AssertionError(
+        "no finished sweep in the store for RUN_ID: run the README's "
+        "sweep block first (the blocks run in order)"
+    )
 
 
 def with_run_ids(command: str, work: Path) -> str:
@@ -241,8 +270,16 @@ def test_readme_block_runs(block: Block, workdir: Path):
         command = with_run_ids(command, workdir)
         if block.marker == "shorten":
             command = shortened(command)
-        done = subprocess.run(["bash", "-c", command], cwd=workdir, env=env,
-                              capture_output=True, text=True, timeout=1200, check=False)
+        done = subprocess.run(
+            ["bash", "-c", command],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            check=False,
+        )
         assert done.returncode == 0, (
             f"{block.name}: `{command}` exited {done.returncode}\n"
-            f"{(done.stdout + done.stderr)[-3000:]}")
+            f"{(done.stdout + done.stderr)[-3000:]}"
+        )

@@ -25,12 +25,20 @@ EXAMPLE = ROOT / "hibayes" / "data" / "examples" / "llm_evals.csv"
 SHORT = ("fit.samples=100", "fit.warmup=100", "fit.prior_samples=0")
 
 
-def run_module(module: str, workdir: Path, store: Path, *args: str
-               ) -> subprocess.CompletedProcess:
+def run_module(
+    module: str, workdir: Path, store: Path, *args: str
+) -> subprocess.CompletedProcess:
     """Run ``python -m <module> args`` in ``workdir`` against the SQLite store ``store``."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store}"}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def client(store: Path):
@@ -44,8 +52,9 @@ def fit_runs(store: Path) -> list:
     """Every run of the hibayes experiment, oldest first."""
     c = client(store)
     exp = c.get_experiment_by_name("hibayes")
-    return c.search_runs([exp.experiment_id], max_results=1000,
-                         order_by=["attributes.start_time ASC"])
+    return c.search_runs(
+        [exp.experiment_id], max_results=1000, order_by=["attributes.start_time ASC"]
+    )
 
 
 def posterior(store: Path, run_id: str, tmp: Path) -> xr.Dataset:
@@ -82,21 +91,31 @@ def test_means_consistent_within_mcse() -> None:
     b = _idata({"mu": rng.normal(size=(4, 500)), "zero": np.zeros((4, 500))})
     ok, worst = means_consistent(a, b)
     assert ok and 0 <= worst < 3
-    shifted = _idata({"mu": rng.normal(size=(4, 500)) + 0.5, "zero": np.zeros((4, 500))})
+    shifted = _idata(
+        {"mu": rng.normal(size=(4, 500)) + 0.5, "zero": np.zeros((4, 500))}
+    )
     ok, worst = means_consistent(a, shifted)
     assert not ok and worst > 3
-    moved_constant = _idata({"mu": rng.normal(size=(4, 500)), "zero": np.ones((4, 500))})
+    moved_constant = _idata(
+        {"mu": rng.normal(size=(4, 500)), "zero": np.ones((4, 500))}
+    )
     assert not means_consistent(a, moved_constant)[0]
 
 
 def test_environment_differences_and_verdict_text() -> None:
-    old = {"jax_version": "0.10.2", "platform": "Linux/x86_64", "arviz_version": "0.23.4"}
+    old = {
+        "jax_version": "0.10.2",
+        "platform": "Linux/x86_64",
+        "arviz_version": "0.23.4",
+    }
     new = {**old, "jax_version": "0.10.3", "arviz_version": "0.23.5"}
     diff = environment_differences(old, new)
     assert diff == {"jax_version": ("0.10.2", "0.10.3")}  # arviz does not draw
     assert "jax_version" in DRAW_TAGS and "arviz_version" not in DRAW_TAGS
     text = Reproduction("a", "b", "fit", "consistent", diff, ["mu"], 1.2).describe()
-    assert "CONSISTENT" in text and "jax_version 0.10.2 -> 0.10.3" in text and "mu" in text
+    assert (
+        "CONSISTENT" in text and "jax_version 0.10.2 -> 0.10.3" in text and "mu" in text
+    )
 
 
 # -- end to end ------------------------------------------------------------------
@@ -107,12 +126,15 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A three-fit prior sweep (short chains) in its own store."""
     workdir = tmp_path_factory.mktemp("sweep")
     store = workdir / "mlflow.db"
-    done = run_module("hibayes.fit", workdir, store, "model=two_level_group_binomial",
-                      *SHORT, "-m")
+    done = run_module(
+        "hibayes.fit", workdir, store, "model=two_level_group_binomial", *SHORT, "-m"
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     runs = fit_runs(store)
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    children = [
+        r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    ]
     assert len(children) == 3
     return {"workdir": workdir, "store": store, "parent": parent, "children": children}
 
@@ -121,16 +143,27 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_reproduce_sweep_child_is_bit_identical(sweep: dict, tmp_path: Path) -> None:
     store = sweep["store"]
     # The second job reused the sampler the first compiled; here it compiles afresh.
-    original = sorted(sweep["children"], key=lambda r: r.data.tags["hibayes.job_num"])[1]
+    original = sorted(sweep["children"], key=lambda r: r.data.tags["hibayes.job_num"])[
+        1
+    ]
     start = time.perf_counter()
-    done = run_module("hibayes.reproduce", tmp_path, store, original.info.run_id,
-                      "--out-dir", str(tmp_path / "again"))
+    done = run_module(
+        "hibayes.reproduce",
+        tmp_path,
+        store,
+        original.info.run_id,
+        "--out-dir",
+        str(tmp_path / "again"),
+    )
     seconds = time.perf_counter() - start
     print(f"reproduce of one run took {seconds:.1f} s (process start to exit)")
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert "IDENTICAL" in done.stdout
-    new = [r for r in fit_runs(store)
-           if r.data.tags.get("hibayes.reproduced_from") == original.info.run_id]
+    new = [
+        r
+        for r in fit_runs(store)
+        if r.data.tags.get("hibayes.reproduced_from") == original.info.run_id
+    ]
     assert len(new) == 1 and new[0].info.status == "FINISHED"
     assert new[0].info.run_name == original.info.run_name
     assert new[0].data.params["fit.seed"] == original.data.params["fit.seed"]
@@ -144,19 +177,33 @@ def test_reproduce_sweep_child_is_bit_identical(sweep: dict, tmp_path: Path) -> 
 @pytest.mark.slow
 def test_reproduce_whole_sweep_under_a_new_parent(sweep: dict, tmp_path: Path) -> None:
     store, parent = sweep["store"], sweep["parent"]
-    done = run_module("hibayes.reproduce", tmp_path, store, parent.info.run_id,
-                      "--out-dir", str(tmp_path / "sweep"))
+    done = run_module(
+        "hibayes.reproduce",
+        tmp_path,
+        store,
+        parent.info.run_id,
+        "--out-dir",
+        str(tmp_path / "sweep"),
+    )
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert done.stdout.count("IDENTICAL") == 3, done.stdout
     runs = fit_runs(store)
-    new_parent = [r for r in runs
-                  if r.data.tags.get("hibayes.reproduced_from") == parent.info.run_id]
+    new_parent = [
+        r
+        for r in runs
+        if r.data.tags.get("hibayes.reproduced_from") == parent.info.run_id
+    ]
     assert len(new_parent) == 1 and new_parent[0].info.status == "FINISHED"
     assert new_parent[0].info.run_name == f"reproduce {parent.info.run_name}"
-    new_children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")
-                    == new_parent[0].info.run_id]
+    new_children = [
+        r
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == new_parent[0].info.run_id
+    ]
     originals = {r.info.run_id: r.info.run_name for r in sweep["children"]}
-    assert {r.data.tags["hibayes.reproduced_from"] for r in new_children} == set(originals)
+    assert {r.data.tags["hibayes.reproduced_from"] for r in new_children} == set(
+        originals
+    )
     assert {r.info.run_name for r in new_children} == set(originals.values())
 
 
@@ -168,9 +215,18 @@ def test_reproduce_refuses_changed_data(tmp_path: Path) -> None:
     store = tmp_path / "mlflow.db"
     data = project / "evals.csv"
     data.write_text(EXAMPLE.read_text().replace("model,", "group,", 1))
-    done = run_module("hibayes.fit", project, store, "fit=quick", *SHORT, "data=table",
-                      "data.path=evals.csv", "data.observed=score",
-                      "data.categorical=[group]", "data.aggregate=true")
+    done = run_module(
+        "hibayes.fit",
+        project,
+        store,
+        "fit=quick",
+        *SHORT,
+        "data=table",
+        "data.path=evals.csv",
+        "data.observed=score",
+        "data.categorical=[group]",
+        "data.aggregate=true",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     (original,) = fit_runs(store)
     recorded = original.data.tags["hibayes.data_digest"]
@@ -188,7 +244,14 @@ def test_reproduce_refuses_changed_data(tmp_path: Path) -> None:
     assert len(fit_runs(store)) == 1  # nothing ran
 
     # Told to go on, from another directory: the relative data.path still resolves.
-    forced = run_module("hibayes.reproduce", elsewhere, store, original.info.run_id,
-                        "--force", "--out-dir", str(tmp_path / "forced"))
+    forced = run_module(
+        "hibayes.reproduce",
+        elsewhere,
+        store,
+        original.info.run_id,
+        "--force",
+        "--out-dir",
+        str(tmp_path / "forced"),
+    )
     assert forced.returncode == 0, forced.stdout + forced.stderr[-3000:]
     assert "IDENTICAL" in forced.stdout

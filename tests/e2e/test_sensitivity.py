@@ -18,16 +18,21 @@ def test_fit_command_logs_sensitivity(tmp_path):
     assert metrics["psense_prior_max"] > 0 and metrics["psense_likelihood_max"] > 0
     files = artifact_paths(tmp_path, run.info.run_id)
     assert {"sensitivity.csv", "plots/sensitivity.png"} <= files
-    local = client(tmp_path).download_artifacts(run.info.run_id, "sensitivity.csv",
-                                                str(tmp_path))
+    local = client(tmp_path).download_artifacts(
+        run.info.run_id, "sensitivity.csv", str(tmp_path)
+    )
     table = pd.read_csv(local, keep_default_na=False)
     shown = table[table["internal"].astype(str) == "False"]
-    assert metrics["psense_prior_max"] == pytest.approx(shown["prior"].astype(float).max())
+    assert metrics["psense_prior_max"] == pytest.approx(
+        shown["prior"].astype(float).max()
+    )
     flagged = shown[shown["diagnosis"] != ""]["parameter"].tolist()
     # The tag names every flagged quantity with its diagnosis, or says none.
     if not flagged:
         assert tags["hibayes.sensitivity"] == "none"
-    for name, verdict in zip(flagged[:20], shown["diagnosis"][shown["diagnosis"] != ""]):
+    for name, verdict in zip(
+        flagged[:20], shown["diagnosis"][shown["diagnosis"] != ""]
+    ):
         assert f"{name} ({verdict})" in tags["hibayes.sensitivity"]
 
     off = tmp_path / "off"

@@ -18,22 +18,48 @@ from helpers.server import (
 
 pytestmark = pytest.mark.slow
 
-METRICS = {"rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "elpd_loo",
-           "elpd_waic", "pareto_k_max", "converged", "time_total_s"}
-FILES = {"config.yaml", "overrides.yaml", "idata.nc", "summary.csv", "loo_pointwise.csv",
-         "metrics.json", "plots/trace.png", "plots/forest.png", ".hydra/config.yaml"}
+METRICS = {
+    "rhat_max",
+    "ess_bulk_min",
+    "ess_tail_min",
+    "divergences",
+    "elpd_loo",
+    "elpd_waic",
+    "pareto_k_max",
+    "converged",
+    "time_total_s",
+}
+FILES = {
+    "config.yaml",
+    "overrides.yaml",
+    "idata.nc",
+    "summary.csv",
+    "loo_pointwise.csv",
+    "metrics.json",
+    "plots/trace.png",
+    "plots/forest.png",
+    ".hydra/config.yaml",
+}
 
 
 def test_sweep_through_the_server(mlflow_server, tmp_path):
     exp = "server-sweep"
-    done = run_hibayes(tmp_path, "-m", *SHORT_FIT, "tracking=server",
-                       f"tracking.experiment={exp}", "model.prior_sigma_group_scale=0.1,0.6",
-                       env={"MLFLOW_TRACKING_URI": mlflow_server.uri})
+    done = run_hibayes(
+        tmp_path,
+        "-m",
+        *SHORT_FIT,
+        "tracking=server",
+        f"tracking.experiment={exp}",
+        "model.prior_sigma_group_scale=0.1,0.6",
+        env={"MLFLOW_TRACKING_URI": mlflow_server.uri},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     client = mlflow_server.client()
     runs = all_runs(client, exp)
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    children = [
+        r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    ]
     assert len(runs) == 3 and len(children) == 2
     assert parent.info.status == "FINISHED"
     for child in children:
@@ -59,8 +85,14 @@ def test_unreachable_server_fails_a_fit_before_sampling(tmp_path):
 
 def test_unreachable_server_stops_a_sweep_before_any_fit(tmp_path):
     uri = f"http://127.0.0.1:{free_port()}"
-    done = run_hibayes(tmp_path, "-m", *SHORT_FIT, f"tracking.uri={uri}", "fit.seed=0,1",
-                       env=FAST_FAIL_ENV)
+    done = run_hibayes(
+        tmp_path,
+        "-m",
+        *SHORT_FIT,
+        f"tracking.uri={uri}",
+        "fit.seed=0,1",
+        env=FAST_FAIL_ENV,
+    )
     assert done.returncode != 0
     assert uri in done.stderr and "not reachable" in done.stderr
     assert "compiling the sampler" not in done.stdout + done.stderr
@@ -75,21 +107,34 @@ def test_credentials_never_reach_params_tags_or_artifacts(mlflow_server, tmp_pat
     uri = mlflow_server.uri.replace("http://", f"http://alice:{password}@")
     exp = "credentials"
     done = run_hibayes(
-        tmp_path, *SHORT_FIT, f"tracking.uri={uri}", f"tracking.experiment={exp}",
+        tmp_path,
+        *SHORT_FIT,
+        f"tracking.uri={uri}",
+        f"tracking.experiment={exp}",
         f"+tracking.note=reach me at https://bob:{password}@example.org",
-        "hydra.run.dir=job", env={"MLFLOW_TRACKING_TOKEN": token})
+        "hydra.run.dir=job",
+        env={"MLFLOW_TRACKING_TOKEN": token},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     client = mlflow_server.client()
     (run,) = all_runs(client, exp)
     recorded = json.dumps([run.info.run_name, run.data.params, run.data.tags])
     assert "alice:***@" in run.data.params["tracking.uri"]
     assert "alice:***@" in run.data.tags["hibayes.overrides"]
-    local = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / "download")))
+    local = Path(
+        client.download_artifacts(run.info.run_id, "", str(tmp_path / "download"))
+    )
     files = [p for p in local.rglob("*") if p.is_file()]
-    assert {"config.yaml", "overrides.yaml", ".hydra/overrides.yaml", ".hydra/config.yaml",
-            ".hydra/hydra.yaml"} <= {p.relative_to(local).as_posix() for p in files}
-    texts = [p.read_bytes() for p in files] + [p.read_bytes() for p in
-                                               (tmp_path / "job").rglob("*") if p.is_file()]
+    assert {
+        "config.yaml",
+        "overrides.yaml",
+        ".hydra/overrides.yaml",
+        ".hydra/config.yaml",
+        ".hydra/hydra.yaml",
+    } <= {p.relative_to(local).as_posix() for p in files}
+    texts = [p.read_bytes() for p in files] + [
+        p.read_bytes() for p in (tmp_path / "job").rglob("*") if p.is_file()
+    ]
     for secret in (token, password):
         assert secret not in recorded
         assert not [t for t in texts if secret.encode() in t]

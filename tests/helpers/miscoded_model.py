@@ -34,18 +34,31 @@ def miscoded_group_binomial(
     """two_level_group_binomial's priors; group levels miscoded in the simulator."""
 
     def program(features):
-        sigma_overall = numpyro.sample("sigma_overall", dist.HalfNormal(
-            prior_sigma_overall_scale))
+        sigma_overall = numpyro.sample(
+            "sigma_overall", dist.HalfNormal(prior_sigma_overall_scale)
+        )
         z_overall = numpyro.sample("z_overall", dist.Normal(0, 1))
-        overall_mean = numpyro.sample("overall_mean", dist.Normal(
-            prior_mu_overall_loc + sigma_overall * z_overall, prior_mu_overall_scale))
-        sigma_group = numpyro.sample("sigma_group", dist.HalfNormal(
-            prior_sigma_group_scale))
-        z_group = numpyro.sample("z_group", dist.Normal(0, 1).expand(
-            [features["num_group"]]))
-        effects = numpyro.deterministic("group_effects", overall_mean + sigma_group * z_group)
-        numpyro.sample("obs", ReversedLevelsBinomial(effects[features["group_index"]],
-                                                     features["n_total"]),
-                       obs=features["obs"])
+        overall_mean = numpyro.sample(
+            "overall_mean",
+            dist.Normal(
+                prior_mu_overall_loc + sigma_overall * z_overall, prior_mu_overall_scale
+            ),
+        )
+        sigma_group = numpyro.sample(
+            "sigma_group", dist.HalfNormal(prior_sigma_group_scale)
+        )
+        z_group = numpyro.sample(
+            "z_group", dist.Normal(0, 1).expand([features["num_group"]])
+        )
+        effects = numpyro.deterministic(
+            "group_effects", overall_mean + sigma_group * z_group
+        )
+        numpyro.sample(
+            "obs",
+            ReversedLevelsBinomial(
+                effects[features["group_index"]], features["n_total"]
+            ),
+            obs=features["obs"],
+        )
 
     return program

@@ -19,8 +19,15 @@ def run_module(module: str, workdir: Path, *args: str) -> subprocess.CompletedPr
     from helpers.server import psis_unless_chosen
 
     args = psis_unless_chosen(module, args)
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def client(workdir: Path):
@@ -36,8 +43,9 @@ def all_runs(workdir: Path) -> list:
     exp = c.get_experiment_by_name("hibayes")
     if exp is None:
         return []
-    return c.search_runs([exp.experiment_id], max_results=1000,
-                         order_by=["attributes.start_time ASC"])
+    return c.search_runs(
+        [exp.experiment_id], max_results=1000, order_by=["attributes.start_time ASC"]
+    )
 
 
 def artifact_paths(workdir: Path, run_id: str, path: str = "") -> set[str]:

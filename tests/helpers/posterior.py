@@ -11,5 +11,7 @@ def assert_same_posterior(reference, new, var_names) -> None:
     ref = az.summary(reference.idata, var_names=var_names, round_to="none")
     got = az.summary(new.idata, var_names=var_names, round_to="none")
     mcse = np.sqrt(ref["mcse_mean"] ** 2 + got["mcse_mean"] ** 2)
-    assert (np.abs(ref["mean"] - got["mean"]) <= 5 * mcse).all(), (ref["mean"] - got["mean"]) / mcse
+    assert (np.abs(ref["mean"] - got["mean"]) <= 5 * mcse).all(), (
+        ref["mean"] - got["mean"]
+    ) / mcse
     np.testing.assert_allclose(got["sd"], ref["sd"], rtol=0.15)

@@ -17,8 +17,15 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-__all__ = ["FAST_FAIL_ENV", "SHORT_FIT", "MlflowServer", "all_runs", "artifact_files",
-           "free_port", "run_hibayes"]
+__all__ = [
+    "FAST_FAIL_ENV",
+    "SHORT_FIT",
+    "MlflowServer",
+    "all_runs",
+    "artifact_files",
+    "free_port",
+    "run_hibayes",
+]
 
 _START_TIMEOUT_S = 90
 
@@ -60,11 +67,24 @@ class MlflowServer:
         env.pop("MLFLOW_TRACKING_URI", None)
         log = open(self.log_path, "a")  # noqa: SIM115 - the server writes to it
         self.proc = subprocess.Popen(
-            [str(mlflow), "server", "--workers", "1", "--host", "127.0.0.1",
-             "--port", str(self.port),
-             "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
-             "--artifacts-destination", str(self.root / "artifacts")],
-            cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                str(mlflow),
+                "server",
+                "--workers",
+                "1",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--backend-store-uri",
+                f"sqlite:///{self.root / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(self.root / "artifacts"),
+            ],
+            cwd=self.root,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stop() ends its workers too
         )
         log.close()
@@ -75,14 +95,17 @@ class MlflowServer:
         deadline = time.monotonic() + _START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited early; see {self.log_path}:\n"
-                                   + self.log_path.read_text()[-3000:])
+                raise RuntimeError(
+                    f"mlflow server exited early; see {self.log_path}:\n"
+                    + self.log_path.read_text()[-3000:]
+                )
             if self.healthy():
                 return
             time.sleep(0.3)
         self.stop()
-        raise RuntimeError(f"mlflow server did not start in {_START_TIMEOUT_S} s; "
-                           f"see {self.log_path}")
+        raise RuntimeError(
+            f"mlflow server did not start in {_START_TIMEOUT_S} s; see {self.log_path}"
+        )
 
     def healthy(self) -> bool:
         """Whether ``/health`` answers OK."""
@@ -135,8 +158,13 @@ FAST_FAIL_ENV = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
 }
 #: Short chains for end-to-end runs.
-SHORT_FIT = ("fit=quick", "fit.samples=100", "fit.warmup=100", "fit.prior_samples=0",
-             "cv=psis")
+SHORT_FIT = (
+    "fit=quick",
+    "fit.samples=100",
+    "fit.warmup=100",
+    "fit.prior_samples=0",
+    "cv=psis",
+)
 
 
 def psis_unless_chosen(module: str, args: tuple[str, ...] | list[str]) -> list[str]:
@@ -173,11 +201,20 @@ def artifact_files(client, run_id: str, path: str = "") -> set[str]:
     return out
 
 
-def run_hibayes(workdir: Path, *args: str, env: dict | None = None,
-                module: str = "hibayes.fit", timeout: int = 600) -> subprocess.CompletedProcess:
+def run_hibayes(
+    workdir: Path,
+    *args: str,
+    env: dict | None = None,
+    module: str = "hibayes.fit",
+    timeout: int = 600,
+) -> subprocess.CompletedProcess:
     """Run ``python -m <module> args`` in ``workdir`` as a user would."""
     return subprocess.run(
-        [sys.executable, "-m", module, *psis_unless_chosen(module, args)], cwd=workdir,
+        [sys.executable, "-m", module, *psis_unless_chosen(module, args)],
+        cwd=workdir,
         check=False,
-        env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )

@@ -1,6 +1,6 @@
 """The model file from the issue, verbatim: users' existing code that must keep working."""
 
-USER_MODEL = '''
+USER_MODEL = """
 from hibayes.model import Model, model
 from hibayes.model.models import check_features
 import numpyro, numpyro.distributions as dist, jax, jax.numpy as jnp
@@ -17,4 +17,4 @@ def my_custom_model(prior_mu_loc: float = 0.0, prior_mu_scale: float = 1.0) -> M
         numpyro.sample("obs", dist.Binomial(total_count=features["n_total"],
                        probs=jax.nn.sigmoid(group_effects[features["group_index"]])), obs=features["obs"])
     return model
-'''
+"""

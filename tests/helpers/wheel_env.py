@@ -28,8 +28,13 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-__all__ = ["build_wheel", "dependency_closure", "make_venv", "user_env",
-           "wheel_requirements"]
+__all__ = [
+    "build_wheel",
+    "dependency_closure",
+    "make_venv",
+    "user_env",
+    "wheel_requirements",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 #: What an sdist of the project holds: the wheel is built from these only.
@@ -47,16 +52,30 @@ def build_wheel(dest: Path) -> Path:
     for name in SOURCES:
         path = ROOT / name
         if path.is_dir():
-            shutil.copytree(path, src / name,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.copytree(
+                path, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+            )
         else:
             src.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, src / name)
     out = dest / "dist"
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out),
-         str(src)],
-        capture_output=True, text=True, timeout=600, check=False)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(out),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"pip wheel failed:\n{done.stdout}\n{done.stderr}")
     (wheel,) = out.glob("hibayes-*.whl")
@@ -82,7 +101,8 @@ def dependency_closure(requirements: list[str]) -> list[metadata.Distribution]:
     while todo:
         req, extras, parent = todo.pop()
         if req.marker is not None and not any(
-                req.marker.evaluate({"extra": e}) for e in extras):
+            req.marker.evaluate({"extra": e}) for e in extras
+        ):
             continue
         key = _normal(req.name)
         wanted = set(req.extras) | {""}
@@ -112,9 +132,14 @@ def make_venv(where: Path, wheel: Path) -> Path:
     """A fresh venv with the wheel installed, its dependencies borrowed; returns it."""
     venv.EnvBuilder(with_pip=False, symlinks=True).create(where)
     python = where / "bin" / "python"
-    purelib = Path(subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True).stdout.strip())
+    purelib = Path(
+        subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     with zipfile.ZipFile(wheel) as zf:
         # Top-level names the wheel installs into: shared namespaces such as
         # hydra_plugins get a real directory: the install never writes through a link.
@@ -132,19 +157,38 @@ def make_venv(where: Path, wheel: Path) -> Path:
             elif not target.exists():
                 target.symlink_to(entry)
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
-         "--no-index", "--no-compile", "-q", str(wheel)],
-        capture_output=True, text=True, timeout=600, check=False)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--no-compile",
+            "-q",
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     if done.returncode != 0:
         raise RuntimeError(
-            f"pip install of the wheel failed:\n{done.stdout}\n{done.stderr}")
+            f"pip install of the wheel failed:\n{done.stdout}\n{done.stderr}"
+        )
     return where
 
 
 def user_env(venv_dir: Path) -> dict[str, str]:
     """The environment of a user of that venv: its bin first, no PYTHONPATH."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")
+    }
     env["PATH"] = f"{venv_dir / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env["VIRTUAL_ENV"] = str(venv_dir)
     return env

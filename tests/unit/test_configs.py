@@ -24,7 +24,9 @@ def options(group: str) -> list[str]:
 def composed(*overrides: str, hydra_cfg: bool = False):
     """Compose conf/config.yaml with overrides."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("config", overrides=list(overrides), return_hydra_config=hydra_cfg)
+        return compose(
+            "config", overrides=list(overrides), return_hydra_config=hydra_cfg
+        )
 
 
 @pytest.mark.parametrize("name", options("model"))
@@ -46,8 +48,9 @@ def test_every_model_config_composes_loads_its_data_and_binds(name):
 
 def test_model_configs_match_the_factories():
     script = Path(__file__).resolve().parents[2] / "scripts" / "make_model_configs.py"
-    done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [sys.executable, str(script), "--check"], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -62,7 +65,9 @@ def test_every_checks_config_is_valid(name):
     assert thresholds(composed(f"checks={name}").checks).rhat_max >= 1.0
 
 
-@pytest.mark.parametrize("name", [o for o in options("data") if o not in ("table", "inspect")])
+@pytest.mark.parametrize(
+    "name", [o for o in options("data") if o not in ("table", "inspect")]
+)
 def test_every_shipped_data_config_loads(name):
     data = load_data(composed(f"data={name}").data)
     assert len(data.features["obs"]) > 0
@@ -71,9 +76,14 @@ def test_every_shipped_data_config_loads(name):
 def test_table_data_config_reads_a_users_file(tmp_path):
     path = tmp_path / "results.csv"
     path.write_text("grader,score\na,3\nb,7\na,10\n")
-    cfg = composed("data=table", f"data.path={path}", "data.observed=score",
-                   "data.categorical=[grader]", "model=ordered_logistic_model",
-                   "model.main_effects=[grader]")
+    cfg = composed(
+        "data=table",
+        f"data.path={path}",
+        "data.observed=score",
+        "data.categorical=[grader]",
+        "model=ordered_logistic_model",
+        "model.main_effects=[grader]",
+    )
     data = load_data(cfg.data)
     assert data.features["num_grader"] == 2
     assert data.features["num_classes"] == 11
@@ -100,10 +110,14 @@ def test_custom_model_keeps_only_its_own_keys(tmp_path):
         "        pass\n"
         "    return program\n"
     )
-    cfg = composed(f"model.path={path}", "model.name=mine_for_config", "+model.prior_mu_loc=-1.0")
+    cfg = composed(
+        f"model.path={path}", "model.name=mine_for_config", "+model.prior_mu_loc=-1.0"
+    )
     spec = model_spec(cfg.model, "two_level_group_binomial")
     assert spec.hyperparameters == {"prior_mu_loc": -1.0}
     assert "prior_sigma_group_scale" in spec.dropped
-    cfg = composed(f"model.path={path}", "model.name=mine_for_config", "+model.prior_mu_lco=1")
+    cfg = composed(
+        f"model.path={path}", "model.name=mine_for_config", "+model.prior_mu_lco=1"
+    )
     with pytest.raises(ModelError, match="did you mean 'prior_mu_loc'"):
         model_spec(cfg.model, "two_level_group_binomial")

@@ -15,9 +15,6 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from hibayes.config import fit_settings, model_spec, thresholds
-from hibayes.diagnostics import Thresholds
-from hibayes.model import ModelError
 from hibayes.compat.reference_config import (
     CHECKER_THRESHOLDS,
     ModelEntry,
@@ -29,6 +26,9 @@ from hibayes.compat.reference_config import (
     render_value,
     validate_reference_config,
 )
+from hibayes.config import fit_settings, model_spec, thresholds
+from hibayes.diagnostics import Thresholds
+from hibayes.model import ModelError
 
 ROOT = Path(__file__).resolve().parents[3]
 CONF = ROOT / "hibayes" / "conf"
@@ -553,7 +553,9 @@ def test_issue_example_runs_as_a_sweep_of_two_children(tmp_path):
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     files = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert "comparison.csv" in files  # the parent compares the children as for any sweep
+    assert (
+        "comparison.csv" in files
+    )  # the parent compares the children as for any sweep
 
 
 @pytest.mark.slow

@@ -78,8 +78,10 @@ def test_load_csv_parquet_jsonl_json(tmp_path: Path, counts: pd.DataFrame) -> No
         got = load_table(tmp_path / name)
         if name.endswith("sv"):
             assert got["n_correct"].tolist() == ["3", "1", "0", "5"], name
-            got = got.assign(n_correct=got["n_correct"].astype(int),
-                             n_total=got["n_total"].astype(int))
+            got = got.assign(
+                n_correct=got["n_correct"].astype(int),
+                n_total=got["n_total"].astype(int),
+            )
         else:
             assert got["n_correct"].dtype == np.int64, name
         pd.testing.assert_frame_equal(got, counts, check_dtype=False, obj=name)

@@ -18,6 +18,7 @@ import pytest
 if not os.environ.get("CI"):  # CI installs .[dev]: there a missing package must fail
     pytest.importorskip("inspect_ai")
 
+from helpers.server import run_hibayes
 from hydra import compose, initialize_config_dir
 from inspect_ai.log import (
     EvalConfig,
@@ -31,7 +32,6 @@ from inspect_ai.log import (
 from inspect_ai.scorer import Score
 
 from hibayes.config import load_data
-from helpers.server import run_hibayes
 from hibayes.data import DataError, example_path, load_table
 from hibayes.data.inspect_logs import (
     INSPECT_COLUMNS,
@@ -332,9 +332,15 @@ def test_inspect_logs_table_is_a_dataframe_mlflow_can_profile(llm_logs):
 
 @pytest.mark.slow
 def test_cli_fits_inspect_logs(llm_logs, tmp_path):
-    done = run_hibayes(tmp_path, "data=inspect", f"data.path={llm_logs}", "fit=quick",
-                       "tracking=none", f"hydra.run.dir={tmp_path}/out",
-                       env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"})
+    done = run_hibayes(
+        tmp_path,
+        "data=inspect",
+        f"data.path={llm_logs}",
+        "fit=quick",
+        "tracking=none",
+        f"hydra.run.dir={tmp_path}/out",
+        env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     out = tmp_path / "out"
     assert {"idata.nc", "summary.csv", "metrics.json"} <= {

@@ -47,8 +47,9 @@ def test_continuous_takes_negative_and_fractional_values() -> None:
     assert auto.outcome == "numeric"
     np.testing.assert_array_equal(auto.features["obs"], [-1.25, 0.5, 3.0])
     assert "non-integer value in observed" in _error(df, observed="y", outcome="count")
-    assert "negative value in observed" in _error(df.assign(y=[1, -2, 3]), observed="y",
-                                                  outcome="count")
+    assert "negative value in observed" in _error(
+        df.assign(y=[1, -2, 3]), observed="y", outcome="count"
+    )
 
 
 @pytest.mark.parametrize(
@@ -94,11 +95,19 @@ def test_passthrough_and_continuous_take_any_finite_number() -> None:
     np.testing.assert_array_equal(fs.features["x"], [-2.0, 7.25])
     np.testing.assert_array_equal(fs.table["se"], [-0.5, 1e-3])  # numbers in the table
     for column, role in (("se", "passthrough"), ("x", "continuous")):
-        for bad, problem in (("nan", "non-numeric"), ("-inf", "infinite"), ("", "missing")):
+        for bad, problem in (
+            ("nan", "non-numeric"),
+            ("-inf", "infinite"),
+            ("", "missing"),
+        ):
             values = df[column].tolist()
             values[1] = bad
-            msg = _error(df.assign(**{column: values}), observed="y",
-                         passthrough=["se"], continuous=["x"])
+            msg = _error(
+                df.assign(**{column: values}),
+                observed="y",
+                passthrough=["se"],
+                continuous=["x"],
+            )
             assert f"column '{column}': {problem} value in {role} column" in msg
             assert "data row 1 (0-based)" in msg
 
@@ -108,8 +117,9 @@ def test_resolve_outcome_from_the_model() -> None:
     assert resolve_outcome(None, None, "m") == "auto"
     assert resolve_outcome("continuous", None, "m") == "continuous"
     assert resolve_outcome("ordinal", "ordinal", "m") == "ordinal"
-    with pytest.raises(DataError, match="data.outcome=continuous, but model 'm' models "
-                       "count outcomes"):
+    with pytest.raises(
+        DataError, match="data.outcome=continuous, but model 'm' models count outcomes"
+    ):
         resolve_outcome("continuous", "count", "m")
     with pytest.raises(DataError, match="data.outcome must be one of"):
         resolve_outcome("poisson", None, "m")
@@ -119,7 +129,8 @@ def test_model_declares_its_outcome(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="outcome must be one of count, binary"):
         model(outcome="gaussian")
     path = tmp_path / "outcome_models.py"
-    path.write_text(textwrap.dedent('''
+    path.write_text(
+        textwrap.dedent("""
         import numpyro, numpyro.distributions as dist
         from hibayes.model import Model, model
 
@@ -134,14 +145,22 @@ def test_model_declares_its_outcome(tmp_path: Path) -> None:
             def program(features):
                 numpyro.sample("obs", dist.Normal(0.0, prior_scale), obs=features["obs"])
             return program
-    '''))
+    """)
+    )
     assert load_models(str(path)) == ["declared_gaussian", "undeclared_gaussian"]
     csv = tmp_path / "diffs.csv"
     csv.write_text("item,y\na,-0.75\nb,1.5\n")
-    data = ("data=table", f"data.path={csv}", "data.observed=y", "data.categorical=[item]",
-            f"model.path={path}")
-    for name, kind in (("declared_gaussian", "continuous"), ("undeclared_gaussian",
-                                                              "numeric")):
+    data = (
+        "data=table",
+        f"data.path={csv}",
+        "data.observed=y",
+        "data.categorical=[item]",
+        f"model.path={path}",
+    )
+    for name, kind in (
+        ("declared_gaussian", "continuous"),
+        ("undeclared_gaussian", "numeric"),
+    ):
         cfg = composed(*data, f"model.name={name}")
         fs = load_data(cfg.data, model_spec(cfg.model, "two_level_group_binomial"))
         assert fs.outcome == kind
@@ -158,8 +177,11 @@ def test_model_declares_its_outcome(tmp_path: Path) -> None:
 def test_builtin_models_declare_their_kinds() -> None:
     from hibayes.model import get_model, list_models
 
-    kinds = {name: get_model(name).outcome for name in list_models()
-             if get_model(name).builtin}
+    kinds = {
+        name: get_model(name).outcome
+        for name in list_models()
+        if get_model(name).builtin
+    }
     assert kinds.pop("ordered_logistic_model") == "ordinal"
     assert set(kinds.values()) == {"count"} and len(kinds) == 5
 
@@ -174,8 +196,9 @@ def test_zero_trials_are_refused_or_dropped(caplog) -> None:
     assert "data row 1 (0-based) has value 0 (2 offending rows)" in msg
     assert "data.drop_empty=true" in msg
     with caplog.at_level(logging.INFO, logger="hibayes.data"):
-        fs = make_features(df, observed="k", n_total="n", categorical=["g"],
-                           drop_empty=True)
+        fs = make_features(
+            df, observed="k", n_total="n", categorical=["g"], drop_empty=True
+        )
     assert "dropped 2 row(s) with n = 0 (data.drop_empty=true); 2 left" in caplog.text
     np.testing.assert_array_equal(fs.features["n_total"], [3, 4])
     assert fs.coords["g"] == ["a", "c"]  # levels only of the rows kept
@@ -190,8 +213,13 @@ def test_counts_beyond_what_the_sampler_holds_exactly(tmp_path: Path) -> None:
     assert np.float64(2**24 + 1) != np.float64(2**24)
     csv = tmp_path / "big.csv"
     csv.write_text(f"group,k,n\na,5,10\nb,{2**24},{2**24 + 1}\n")
-    cfg = composed("data=table", f"data.path={csv}", "data.observed=k", "data.n_total=n",
-                   "data.categorical=[group]")
+    cfg = composed(
+        "data=table",
+        f"data.path={csv}",
+        "data.observed=k",
+        "data.n_total=n",
+        "data.categorical=[group]",
+    )
     spec = model_spec(cfg.model, "two_level_group_binomial")
     with pytest.raises(DataError) as info:
         load_data(cfg.data, spec, FitSettings())
@@ -212,24 +240,41 @@ def test_counts_beyond_what_the_sampler_holds_exactly(tmp_path: Path) -> None:
 
 @pytest.fixture
 def evals() -> pd.DataFrame:
-    return pd.DataFrame({
-        "model": ["m1", "m2", "m1", "m2"], "task": ["x", "x", "y", "y"],
-        "score": ["C", "I", "C", "C"], "len": ["1", "2", "3", "4"], "w": [1, 2, 3, 4],
-    })
+    return pd.DataFrame(
+        {
+            "model": ["m1", "m2", "m1", "m2"],
+            "task": ["x", "x", "y", "y"],
+            "score": ["C", "I", "C", "C"],
+            "len": ["1", "2", "3", "4"],
+            "w": [1, 2, 3, 4],
+        }
+    )
 
 
 def test_file_names_and_role_names_both_work_after_rename(evals) -> None:
     rename = {"model": "group", "len": "length", "task": "subgroup"}
     as_written = make_features(
-        evals, observed="score", categorical=["model", "task"], rename=rename,
-        continuous=["len"], passthrough=["w"], filters={"task": ["x", "y"]},
-        category_order={"model": ["m2", "m1"]}, standardize=["len"],
+        evals,
+        observed="score",
+        categorical=["model", "task"],
+        rename=rename,
+        continuous=["len"],
+        passthrough=["w"],
+        filters={"task": ["x", "y"]},
+        category_order={"model": ["m2", "m1"]},
+        standardize=["len"],
         outcome="binary",
     )
     as_roles = make_features(
-        evals, observed="score", categorical=["group", "subgroup"], rename=rename,
-        continuous=["length"], passthrough=["w"], filters={"subgroup": ["x", "y"]},
-        category_order={"group": ["m2", "m1"]}, standardize=["length"],
+        evals,
+        observed="score",
+        categorical=["group", "subgroup"],
+        rename=rename,
+        continuous=["length"],
+        passthrough=["w"],
+        filters={"subgroup": ["x", "y"]},
+        category_order={"group": ["m2", "m1"]},
+        standardize=["length"],
         outcome="binary",
     )
     for fs in (as_written, as_roles):
@@ -237,26 +282,45 @@ def test_file_names_and_role_names_both_work_after_rename(evals) -> None:
         np.testing.assert_array_equal(fs.features["group_index"], [1, 0, 1, 0])
         assert set(fs.features) >= {"subgroup_index", "length", "w", "num_group"}
         assert fs.standardization["length"]["mean"] == 2.5
-    swapped = make_features(evals, observed="score", categorical=["model"],
-                            rename={"model": "task", "task": "model"}, outcome="binary")
+    swapped = make_features(
+        evals,
+        observed="score",
+        categorical=["model"],
+        rename={"model": "task", "task": "model"},
+        outcome="binary",
+    )
     assert swapped.coords["model"] == ["x", "y"]  # a rename's target is the role name
 
 
 def test_missing_column_says_what_the_rename_did(evals) -> None:
-    msg = _error(evals, observed="score", categorical=["modle"], rename={"model": "group"},
-                 outcome="binary")
+    msg = _error(
+        evals,
+        observed="score",
+        categorical=["modle"],
+        rename={"model": "group"},
+        outcome="binary",
+    )
     assert "missing column(s) ['modle']" in msg
-    assert "columns present (after data.rename: 'model' -> 'group'): ['group', 'task'" in msg
+    assert (
+        "columns present (after data.rename: 'model' -> 'group'): ['group', 'task'"
+        in msg
+    )
 
 
 def test_readme_own_data_example_composes_and_loads(tmp_path: Path) -> None:
     csv = tmp_path / "results.csv"
     csv.write_text("model,task,score\nm1,x,C\nm1,y,I\nm2,x,C\n")
-    cfg = composed("data=table", f"data.path={csv}", "data.observed=score",
-                   "data.categorical=[model]", "data.rename={model: group}",
-                   "data.aggregate=true")
-    fs = load_data(cfg.data, model_spec(cfg.model, "two_level_group_binomial"),
-                   FitSettings())
+    cfg = composed(
+        "data=table",
+        f"data.path={csv}",
+        "data.observed=score",
+        "data.categorical=[model]",
+        "data.rename={model: group}",
+        "data.aggregate=true",
+    )
+    fs = load_data(
+        cfg.data, model_spec(cfg.model, "two_level_group_binomial"), FitSettings()
+    )
     assert fs.coords["group"] == ["m1", "m2"]
     np.testing.assert_array_equal(fs.features["obs"], [1, 1])
     np.testing.assert_array_equal(fs.features["n_total"], [2, 1])

@@ -31,8 +31,9 @@ def _write(path: Path, columns: dict[str, list]) -> None:
     elif suffix == ".tsv":
         df.to_csv(path, index=False, sep="\t")
     elif suffix == ".parquet":
-        pq.write_table(pa.table({k: pa.array(v, pa.string()) for k, v in columns.items()}),
-                       path)
+        pq.write_table(
+            pa.table({k: pa.array(v, pa.string()) for k, v in columns.items()}), path
+        )
     elif suffix == ".jsonl":
         path.write_text("".join(json.dumps(r) + "\n" for r in df.to_dict("records")))
     else:
@@ -48,8 +49,18 @@ def test_category_labels_are_kept_exactly(tmp_path: Path, suffix: str) -> None:
     fs = features_from_config(path, observed="y", categorical=["grader"])
     # Ten distinct levels; labels that spell numbers sort numerically.
     # (equal numbers in the order of their text).
-    assert fs.coords["grader"] == ["01", "1", "1.0", "2", "10", "N/A", "NA", "None",
-                                   "nan", "null"]
+    assert fs.coords["grader"] == [
+        "01",
+        "1",
+        "1.0",
+        "2",
+        "10",
+        "N/A",
+        "NA",
+        "None",
+        "nan",
+        "null",
+    ]
     labels = [fs.coords["grader"][i] for i in fs.features["grader_index"]]
     assert labels == LABELS
     np.testing.assert_array_equal(fs.features["obs"], [1, 0] * 5)
@@ -60,8 +71,11 @@ def test_only_an_empty_cell_is_missing(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"gap{suffix}"
     if suffix in (".jsonl", ".json"):  # JSON's empty value is null
         records = [{"g": "NA", "y": 1}, {"g": "a", "y": 0}, {"g": None, "y": 1}]
-        text = ("".join(json.dumps(r) + "\n" for r in records) if suffix == ".jsonl"
-                else json.dumps(records))
+        text = (
+            "".join(json.dumps(r) + "\n" for r in records)
+            if suffix == ".jsonl"
+            else json.dumps(records)
+        )
         path.write_text(text)
     elif suffix == ".parquet":
         pq.write_table(pa.table({"g": ["NA", "a", None], "y": [1, 0, 1]}), path)
@@ -80,17 +94,28 @@ def test_duplicate_column_names_are_refused(tmp_path: Path, suffix: str) -> None
     path = tmp_path / f"dup{suffix}"
     if suffix in (".csv", ".tsv"):
         sep = "\t" if suffix == ".tsv" else ","
-        path.write_text(sep.join(["model", "score", "model"]) + "\n"
-                        + sep.join(["a", "1", "b"]) + "\n")
+        path.write_text(
+            sep.join(["model", "score", "model"])
+            + "\n"
+            + sep.join(["a", "1", "b"])
+            + "\n"
+        )
         where = "appears twice in the header (columns 1 and 3)"
     elif suffix == ".parquet":
-        pq.write_table(pa.table([pa.array(["a"]), pa.array([1]), pa.array(["b"])],
-                                names=["model", "score", "model"]), path)
+        pq.write_table(
+            pa.table(
+                [pa.array(["a"]), pa.array([1]), pa.array(["b"])],
+                names=["model", "score", "model"],
+            ),
+            path,
+        )
         where = "appears twice in the header (columns 1 and 3)"
     else:
         record = '{"model": "a", "score": 1, "model": "b"}'
         ok = '{"model": "a", "score": 1}'
-        path.write_text(f"{ok}\n{record}\n" if suffix == ".jsonl" else f"[{ok}, {record}]")
+        path.write_text(
+            f"{ok}\n{record}\n" if suffix == ".jsonl" else f"[{ok}, {record}]"
+        )
         where = "named twice in data row 1 (0-based)"
     with pytest.raises(DataError) as info:
         load_table(path)
@@ -120,16 +145,25 @@ def test_nested_values_are_refused(tmp_path: Path, suffix: str, kind: str) -> No
 def test_numeric_roles_read_from_text(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("g,k,n,x,flag\na,3,10,-1.5,true\nb,4,10,2e-1,FALSE\n")
-    fs = features_from_config(path, observed="k", n_total="n", categorical=["g"],
-                              continuous=["x"], passthrough=["flag"])
+    fs = features_from_config(
+        path,
+        observed="k",
+        n_total="n",
+        categorical=["g"],
+        continuous=["x"],
+        passthrough=["flag"],
+    )
     assert fs.features["obs"].dtype == np.int64
     np.testing.assert_array_equal(fs.features["n_total"], [10, 10])
     np.testing.assert_array_equal(fs.features["x"], [-1.5, 0.2])
     np.testing.assert_array_equal(fs.features["flag"], [1, 0])
     # "NA" in a count column is not guessed to be missing: it is not a number.
     path.write_text("g,k,n\na,3,10\nb,NA,10\n")
-    with pytest.raises(DataError, match="non-numeric value in observed column; e.g. "
-                       "data row 1 \\(0-based\\) has value 'NA'"):
+    with pytest.raises(
+        DataError,
+        match="non-numeric value in observed column; e.g. "
+        "data row 1 \\(0-based\\) has value 'NA'",
+    ):
         features_from_config(path, observed="k", n_total="n", categorical=["g"])
 
 

@@ -33,8 +33,9 @@ def test_uniformity_test_rejects_shifted_and_overdispersed_ranks():
     rng = np.random.default_rng(2)
     shifted = np.minimum((rng.beta(1.4, 1.0, size=200) * 100).astype(int), 99)
     assert uniformity_test(shifted, 99).p_value < 0.01
-    too_narrow = np.where(rng.random(200) < 0.5, rng.integers(0, 10, 200),
-                          rng.integers(90, 100, 200))  # truth often outside the draws
+    too_narrow = np.where(
+        rng.random(200) < 0.5, rng.integers(0, 10, 200), rng.integers(90, 100, 200)
+    )  # truth often outside the draws
     assert uniformity_test(too_narrow, 99).p_value < 0.001
 
 
@@ -43,8 +44,9 @@ def _conjugate_sbc(n_sims: int, sd_factor: float, rng: np.random.Generator):
     ``sd_factor`` != 1 stands for a wrong posterior (a miscalibrated fit)."""
     mu = rng.normal(size=n_sims)
     y = rng.normal(mu, 1.0)
-    draws = rng.normal(y[:, None, None] / 2, np.sqrt(0.5) * sd_factor,
-                       size=(n_sims, 4, 250))
+    draws = rng.normal(
+        y[:, None, None] / 2, np.sqrt(0.5) * sd_factor, size=(n_sims, 4, 250)
+    )
     return mu[:, None], draws[..., None]
 
 
@@ -78,9 +80,11 @@ def test_fit_convergence_uses_arviz_estimators():
     """Per-simulation R-hat and ESS equal ArviZ's public az.rhat/az.ess."""
     rng = np.random.default_rng(1)
     draws = rng.normal(size=(2, 4, 300, 2)).cumsum(axis=2) * 0.1 + rng.normal(
-        size=(2, 4, 300, 2))
-    fits = fit_convergence(draws, np.zeros((2, 4, 300), bool), rng.normal(size=(2, 4, 300)),
-                           Thresholds())
+        size=(2, 4, 300, 2)
+    )
+    fits = fit_convergence(
+        draws, np.zeros((2, 4, 300), bool), rng.normal(size=(2, 4, 300)), Thresholds()
+    )
     for s in range(2):
         rh = [float(az.rhat(draws[s, :, :, j])) for j in range(2)]
         ess = [float(az.ess(draws[s, :, :, j], method="bulk")) for j in range(2)]

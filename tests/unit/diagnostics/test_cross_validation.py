@@ -45,15 +45,27 @@ LIMITS = Thresholds(rhat_max=1.02)
 @pytest.fixture(scope="module")
 def llm_evals():
     """The shipped binomial example: 6 LLMs, one aggregated row each."""
-    return load_data({"example": "llm_evals", "observed": "score", "aggregate": True,
-                      "categorical": ["group"], "rename": {"model": "group"}})
+    return load_data(
+        {
+            "example": "llm_evals",
+            "observed": "score",
+            "aggregate": True,
+            "categorical": ["group"],
+            "rename": {"model": "group"},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
 def shipped_fit(llm_evals):
     """two_level_group_binomial on the shipped example, its PSIS-LOO."""
-    result = fit_model(get_model("two_level_group_binomial"), llm_evals.features,
-                       {"prior_sigma_group_scale": 0.4}, SETTINGS, llm_evals.coords)
+    result = fit_model(
+        get_model("two_level_group_binomial"),
+        llm_evals.features,
+        {"prior_sigma_group_scale": 0.4},
+        SETTINGS,
+        llm_evals.coords,
+    )
     return result, information_criteria(result.idata)
 
 
@@ -71,8 +83,12 @@ def shipped_reloo(shipped_fit):
 
 def test_folds_are_seeded_and_keep_groups_whole():
     rng = np.random.default_rng(0)
-    table = pd.DataFrame({"model": rng.choice(list("abcdefghij"), size=200),
-                          "task": rng.choice(["x", "y"], size=200)})
+    table = pd.DataFrame(
+        {
+            "model": rng.choice(list("abcdefghij"), size=200),
+            "task": rng.choice(["x", "y"], size=200),
+        }
+    )
     groups = table[["model"]]
     folds = assign_folds(200, 5, seed=3, groups=groups)
     np.testing.assert_array_equal(folds, assign_folds(200, 5, seed=3, groups=groups))
@@ -94,16 +110,22 @@ def test_stratified_folds_spread_each_stratum():
 
 
 def test_cv_settings_errors_name_the_key(llm_evals):
-    for values, key in (({"method": "loo"}, "cv.method"), ({"k": 1}, "cv.k"),
-                        ({"max_refits": -1}, "cv.max_refits"), ({"nfolds": 3}, "nfolds"),
-                        ({"group_by": [1]}, "cv.group_by"), ({"seed": "x"}, "cv.seed")):
+    for values, key in (
+        ({"method": "loo"}, "cv.method"),
+        ({"k": 1}, "cv.k"),
+        ({"max_refits": -1}, "cv.max_refits"),
+        ({"nfolds": 3}, "nfolds"),
+        ({"group_by": [1]}, "cv.group_by"),
+        ({"seed": "x"}, "cv.seed"),
+    ):
         with pytest.raises(CVSettingsError, match=key):
             CVSettings.from_mapping(values)
     with pytest.raises(CVSettingsError, match="cv.group_by: column 'llm'"):
         group_labels(llm_evals.table, ["llm"], "group_by")
     # The data config renamed model -> group: both names work.
-    assert list(group_labels(llm_evals.table, ["model"], "group_by",
-                             {"model": "group"}).columns) == ["group"]
+    assert list(
+        group_labels(llm_evals.table, ["model"], "group_by", {"model": "group"}).columns
+    ) == ["group"]
     with pytest.raises(CVSettingsError, match="cv.k=7 is more than the 6"):
         assign_folds(6, 7, seed=0, groups=llm_evals.table[["group"]])
 
@@ -114,17 +136,25 @@ def test_cv_settings_errors_name_the_key(llm_evals):
 def _brute_force_elpd(features: dict, row: int, scale: float, seed: int) -> tuple:
     """Exact LOO of one row: a fresh NumPyro fit on the other rows, nothing shared."""
     keep = np.arange(len(features["obs"])) != row
-    train = {**features, **{k: np.asarray(features[k])[keep]
-                            for k in ("obs", "n_total", "group_index")}}
+    train = {
+        **features,
+        **{k: np.asarray(features[k])[keep] for k in ("obs", "n_total", "group_index")},
+    }
     program = get_model("two_level_group_binomial")(prior_sigma_group_scale=scale)
-    mcmc = MCMC(NUTS(program, target_accept_prob=0.95), num_warmup=SETTINGS.warmup,
-                num_samples=SETTINGS.samples, num_chains=SETTINGS.chains,
-                chain_method="vectorized", progress_bar=False)
+    mcmc = MCMC(
+        NUTS(program, target_accept_prob=0.95),
+        num_warmup=SETTINGS.warmup,
+        num_samples=SETTINGS.samples,
+        num_chains=SETTINGS.chains,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
     mcmc.run(jax.random.PRNGKey(seed), train)
     effects = np.asarray(mcmc.get_samples(group_by_chain=True)["group_effects"])
     g = int(features["group_index"][row])
-    log_lik = binom.logpmf(features["obs"][row], features["n_total"][row],
-                           expit(effects[..., g]))
+    log_lik = binom.logpmf(
+        features["obs"][row], features["n_total"][row], expit(effects[..., g])
+    )
     return _elpd_and_mc_se(log_lik)
 
 
@@ -132,8 +162,9 @@ def _elpd_and_mc_se(log_lik: np.ndarray) -> tuple[float, float]:
     """log mean exp over (chain, draw) draws, and its Monte Carlo SE (delta method)."""
     w = np.exp(log_lik - log_lik.max())
     ess = float(az.ess(w.reshape(log_lik.shape[0], -1)))
-    return float(logsumexp(log_lik) - np.log(log_lik.size)), float(w.std() / w.mean()
-                                                                    / np.sqrt(ess))
+    return float(logsumexp(log_lik) - np.log(log_lik.size)), float(
+        w.std() / w.mean() / np.sqrt(ess)
+    )
 
 
 @pytest.mark.slow
@@ -148,8 +179,10 @@ def test_auto_runs_reloo_where_every_k_is_bad(shipped_fit, shipped_reloo):
     assert (cv.pointwise["cv_method"] == "reloo").all()
     assert cv.metrics["elpd_cv"] == pytest.approx(cv.pointwise["elpd_cv_i"].sum())
     # Stored for comparisons, and PSIS overstated the fit as the issue measured.
-    np.testing.assert_allclose(result.idata["cross_validation"]["elpd_cv_i"].values,
-                               cv.pointwise["elpd_cv_i"].to_numpy())
+    np.testing.assert_allclose(
+        result.idata["cross_validation"]["elpd_cv_i"].values,
+        cv.pointwise["elpd_cv_i"].to_numpy(),
+    )
     assert cv.metrics["elpd_cv"] < float(criteria.loo.elpd_loo) - 2
 
 
@@ -171,11 +204,17 @@ def test_refits_compile_once_per_structure(shipped_reloo, llm_evals):
     assert compiled <= 1  # 0 when another test compiled this batch shape first
     assert cv.metrics["cv_compile_s"] >= 0
     # Another prior: same structure, so the refit batch reuses the executable.
-    other = fit_model(get_model("two_level_group_binomial"), llm_evals.features,
-                      {"prior_sigma_group_scale": 0.1}, SETTINGS, llm_evals.coords)
+    other = fit_model(
+        get_model("two_level_group_binomial"),
+        llm_evals.features,
+        {"prior_sigma_group_scale": 0.1},
+        SETTINGS,
+        llm_evals.coords,
+    )
     before = refit_compiles()
-    again = cross_validate(other, LIMITS, CVSettings(method="reloo"),
-                           information_criteria(other.idata))
+    again = cross_validate(
+        other, LIMITS, CVSettings(method="reloo"), information_criteria(other.idata)
+    )
     assert refit_compiles() == before
     assert again.metrics["cv_compile_s"] == 0.0
 
@@ -190,8 +229,12 @@ def test_auto_keeps_psis_when_every_k_is_good(quick):
     n = np.full(60, 20)
     obs = rng.binomial(n, expit(np.array([-1.0, 0.0, 0.5, 1.0])[group]))
     features = {"obs": obs, "n_total": n, "group_index": group, "num_group": 4}
-    result = fit_model(get_model("two_level_group_binomial"), features,
-                       {"prior_sigma_group_scale": 1.0}, quick)
+    result = fit_model(
+        get_model("two_level_group_binomial"),
+        features,
+        {"prior_sigma_group_scale": 1.0},
+        quick,
+    )
     criteria = information_criteria(result.idata)
     assert np.all(np.asarray(criteria.loo.pareto_k) <= criteria.loo.good_k)
     cv = cross_validate(result, LIMITS, CVSettings(), criteria)
@@ -204,12 +247,19 @@ def test_auto_keeps_psis_when_every_k_is_good(quick):
 def test_auto_switches_to_grouped_kfold_beyond_max_refits(shipped_fit, llm_evals):
     result, criteria = shipped_fit
     settings = CVSettings(max_refits=2, k=3, group_by=("model",), seed=5)
-    cv = cross_validate(result, LIMITS, settings, criteria, table=llm_evals.table,
-                        rename={"model": "group"})
+    cv = cross_validate(
+        result,
+        LIMITS,
+        settings,
+        criteria,
+        table=llm_evals.table,
+        rename={"model": "group"},
+    )
     assert cv.method == "kfold" and cv.metrics["cv_refits"] == 3
     folds = cv.folds["fold"].to_numpy()
     np.testing.assert_array_equal(
-        folds, assign_folds(6, 3, 5, groups=llm_evals.table[["group"]]))
+        folds, assign_folds(6, 3, 5, groups=llm_evals.table[["group"]])
+    )
     np.testing.assert_array_equal(cv.pointwise["cv_fold"].to_numpy(), folds)
     assert np.isfinite(cv.pointwise["elpd_cv_i"]).all()
     assert result.idata["cross_validation"].attrs["method"] == "kfold"
@@ -227,11 +277,15 @@ def test_per_trial_loo_equals_psis_on_disaggregated_bernoulli_rows(shipped_fit):
     p = expit(effects[..., features["group_index"]])  # (chain, draw, cell)
     columns = []
     for cell, (k, n) in enumerate(zip(features["obs"], features["n_total"])):
-        columns += [np.log(p[..., cell])] * int(k) + [np.log1p(-p[..., cell])] * int(n - k)
+        columns += [np.log(p[..., cell])] * int(k) + [np.log1p(-p[..., cell])] * int(
+            n - k
+        )
     bernoulli = az.InferenceData(
         posterior=result.idata.posterior,
-        log_likelihood=az.from_dict(log_likelihood={"y": np.stack(columns, axis=-1)})
-        .log_likelihood)
+        log_likelihood=az.from_dict(
+            log_likelihood={"y": np.stack(columns, axis=-1)}
+        ).log_likelihood,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         expected = az.loo(bernoulli, pointwise=True)
@@ -242,9 +296,13 @@ def test_per_trial_loo_equals_psis_on_disaggregated_bernoulli_rows(shipped_fit):
     bad = int(np.sum(np.asarray(expected.pareto_k) > expected.good_k))
     assert m["pareto_k_bad_trial"] == bad
     # The model's own per-trial probabilities, not a re-implementation, fed the metric.
-    log_p, _ = trial_log_probs(result.program,
-                               {k: np.asarray(result.idata.posterior[k].values)
-                                for k in result.program.sites.latent})
+    log_p, _ = trial_log_probs(
+        result.program,
+        {
+            k: np.asarray(result.idata.posterior[k].values)
+            for k in result.program.sites.latent
+        },
+    )
     np.testing.assert_allclose(np.exp(log_p), p, rtol=1e-4, atol=1e-6)
 
 
@@ -257,21 +315,29 @@ def cv_test_funnel(prior_log_sd_scale: float = 3.0) -> Model:
 
     def program(features):
         log_sd = numpyro.sample("log_sd", dist.Normal(0.0, prior_log_sd_scale))
-        z = numpyro.sample("z", dist.Normal(0.0, jnp.exp(log_sd))
-                           .expand([features["num_group"]]))
-        numpyro.sample("obs", dist.Binomial(features["n_total"],
-                                            logits=z[features["group_index"]]),
-                       obs=features["obs"])
+        z = numpyro.sample(
+            "z", dist.Normal(0.0, jnp.exp(log_sd)).expand([features["num_group"]])
+        )
+        numpyro.sample(
+            "obs",
+            dist.Binomial(features["n_total"], logits=z[features["group_index"]]),
+            obs=features["obs"],
+        )
 
     return program
 
 
 @pytest.mark.slow
 def test_a_refit_that_diverges_is_reported_not_used():
-    features = {"obs": np.array([1, 0, 2, 1, 1, 0, 2, 1]), "n_total": np.full(8, 2),
-                "group_index": np.arange(8), "num_group": 8}
-    settings = FitSettings(samples=300, warmup=300, chains=2, target_accept=0.6,
-                           prior_samples=0, seed=1)
+    features = {
+        "obs": np.array([1, 0, 2, 1, 1, 0, 2, 1]),
+        "n_total": np.full(8, 2),
+        "group_index": np.arange(8),
+        "num_group": 8,
+    }
+    settings = FitSettings(
+        samples=300, warmup=300, chains=2, target_accept=0.6, prior_samples=0, seed=1
+    )
     result = fit_model(cv_test_funnel, features, None, settings)
     criteria = information_criteria(result.idata)
     cv = cross_validate(result, LIMITS, CVSettings(method="kfold", k=2), criteria)
@@ -310,21 +376,30 @@ def test_every_cv_config_composes_into_settings(name):
 # ---- comparison on the cross-validated values ----------------------------------------
 
 
-def _fake_fit(rng: np.random.Generator, shift: float, method: str,
-              folds: np.ndarray | None = None) -> az.InferenceData:
+def _fake_fit(
+    rng: np.random.Generator, shift: float, method: str, folds: np.ndarray | None = None
+) -> az.InferenceData:
     """A posterior with a log-likelihood and a cross-validation group, no sampling."""
     import xarray as xr
 
     from hibayes.diagnostics.cross_validation import _attach
 
     log_lik = rng.normal(-3.0 - shift, 0.3, size=(2, 100, 6))
-    idata = az.from_dict(posterior={"mu": rng.normal(size=(2, 100))},
-                         log_likelihood={"obs": log_lik},
-                         observed_data={"obs": np.arange(6)})
+    idata = az.from_dict(
+        posterior={"mu": rng.normal(size=(2, 100))},
+        log_likelihood={"obs": log_lik},
+        observed_data={"obs": np.arange(6)},
+    )
     exact = logsumexp(log_lik.reshape(-1, 6), axis=0) - np.log(200) - 0.5
     fold = np.full(6, -1) if folds is None else folds
-    frame = pd.DataFrame({"elpd_cv_i": exact, "cv_method": method, "cv_fold": fold,
-                          "loo_pit": np.full(6, 0.5)})
+    frame = pd.DataFrame(
+        {
+            "elpd_cv_i": exact,
+            "cv_method": method,
+            "cv_fold": fold,
+            "loo_pit": np.full(6, 0.5),
+        }
+    )
     from hibayes.diagnostics.folds import folds_digest
 
     _attach(idata, frame, method, folds_digest(fold) if folds is not None else "")
@@ -341,7 +416,9 @@ def test_comparison_ranks_by_cross_validated_pointwise_values(tmp_path):
     # What hibayes.compare reads back from idata.nc.
     fits["good"] = load_idata(save_idata(fits["good"], tmp_path / "idata.nc"))
     assert fits["good"]["cross_validation"].attrs["method"] == "reloo"
-    assert set(fits["good"]["cross_validation"]["cv_method"].values.astype(str)) == {"reloo"}
+    assert set(fits["good"]["cross_validation"]["cv_method"].values.astype(str)) == {
+        "reloo"
+    }
     table = compare_fits(fits)
     assert list(table.index) == ["good", "worse"]
     assert list(table["cv_method"]) == ["reloo", "psis"]

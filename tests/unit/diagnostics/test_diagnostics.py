@@ -20,11 +20,19 @@ from hibayes.model import get_model
 def good_fit(group_data):
     features, coords, _ = group_data
     # Thirty trials a group: the non-centred model samples this well.
-    features = {**features, "n_total": np.full(8, 30),
-                "obs": np.array([8, 11, 14, 17, 18, 21, 24, 27])}
+    features = {
+        **features,
+        "n_total": np.full(8, 30),
+        "obs": np.array([8, 11, 14, 17, 18, 21, 24, 27]),
+    }
     settings = FitSettings(samples=1000, warmup=500, chains=4, prior_samples=0)
-    return fit_model(get_model("simplified_group_binomial_exponential"), features, None,
-                     settings, coords)
+    return fit_model(
+        get_model("simplified_group_binomial_exponential"),
+        features,
+        None,
+        settings,
+        coords,
+    )
 
 
 def test_every_metric_present_and_finite(good_fit):
@@ -42,8 +50,13 @@ def test_every_metric_present_and_finite(good_fit):
 def test_deliberately_bad_fit_is_not_converged(group_data):
     features, coords, _ = group_data
     settings = FitSettings(samples=100, warmup=1, chains=2, prior_samples=0, seed=3)
-    result = fit_model(get_model("simplified_group_binomial_exponential"), features, None,
-                       settings, coords)
+    result = fit_model(
+        get_model("simplified_group_binomial_exponential"),
+        features,
+        None,
+        settings,
+        coords,
+    )
     metrics = diagnose(result.idata)
     assert metrics["converged"] == 0.0
     reasons = convergence_failures(metrics, Thresholds())
@@ -51,12 +64,23 @@ def test_deliberately_bad_fit_is_not_converged(group_data):
 
 
 def test_thresholds_decide_the_verdict():
-    metrics = {"rhat_max": 1.02, "ess_bulk_min": 500, "ess_tail_min": 390,
-               "divergences": 2, "ebfmi_min": 0.2}
+    metrics = {
+        "rhat_max": 1.02,
+        "ess_bulk_min": 500,
+        "ess_tail_min": 390,
+        "divergences": 2,
+        "ebfmi_min": 0.2,
+    }
     reasons = convergence_failures(metrics, Thresholds())
-    assert reasons == ["R-hat 1.020 > 1.01", "tail ESS 390 < 400",
-                       "2 divergent transitions (max 0)", "E-BFMI 0.20 < 0.3"]
-    loose = Thresholds(rhat_max=1.05, ess_tail_min=100, divergences_max=5, ebfmi_min=0.1)
+    assert reasons == [
+        "R-hat 1.020 > 1.01",
+        "tail ESS 390 < 400",
+        "2 divergent transitions (max 0)",
+        "E-BFMI 0.20 < 0.3",
+    ]
+    loose = Thresholds(
+        rhat_max=1.05, ess_tail_min=100, divergences_max=5, ebfmi_min=0.1
+    )
     assert convergence_failures(metrics, loose) == []
     with pytest.raises(ValueError, match="unknown checks key"):
         Thresholds.from_mapping({"rhat": 1.0})

@@ -48,13 +48,16 @@ def test_agrees_with_arviz_psens(conjugate_idata):
     ours = sensitivity(conjugate_idata).table.set_index("parameter")
     for component in ("prior", "likelihood"):
         theirs = az.psens(conjugate_idata, component=component)
-        np.testing.assert_allclose(ours.loc["mu", component], float(theirs["mu"]),
-                                   rtol=1e-9)
-        np.testing.assert_allclose(ours.loc["tau", component], float(theirs["tau"]),
-                                   rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(
+            ours.loc["mu", component], float(theirs["mu"]), rtol=1e-9
+        )
+        np.testing.assert_allclose(
+            ours.loc["tau", component], float(theirs["tau"]), rtol=1e-9, atol=1e-12
+        )
         for j in range(2):
-            np.testing.assert_allclose(ours.loc[f"theta[{j}]", component],
-                                       float(theirs["theta"][j]), rtol=1e-9)
+            np.testing.assert_allclose(
+                ours.loc[f"theta[{j}]", component], float(theirs["theta"][j]), rtol=1e-9
+            )
 
 
 def test_power_scaled_means_follow_the_closed_form(conjugate_idata):
@@ -63,10 +66,17 @@ def test_power_scaled_means_follow_the_closed_form(conjugate_idata):
     for component in ("prior", "likelihood"):
         table = power_scaled_quantities(conjugate_idata, ["mu"], alphas, component)
         for alpha, (_, row) in zip(alphas, table.iterrows()):
-            kw = {"alpha_prior": alpha} if component == "prior" else {"alpha_lik": alpha}
+            kw = (
+                {"alpha_prior": alpha} if component == "prior" else {"alpha_lik": alpha}
+            )
             mean, sd = _conjugate(**kw)
             se = sd / np.sqrt(8000)
-            assert abs(row["mean"] - mean) < 5 * se + 1e-3, (component, alpha, row, mean)
+            assert abs(row["mean"] - mean) < 5 * se + 1e-3, (
+                component,
+                alpha,
+                row,
+                mean,
+            )
             assert abs(row["q0.05"] - (mean + sd * stats.norm.ppf(0.05))) < 0.03
             assert row["pareto_k"] < 0.5
 
@@ -81,7 +91,9 @@ def _intercept_fit(obs: int, n: int, loc: float, scale: float):
     settings = FitSettings(samples=500, warmup=300, chains=2, prior_samples=10, seed=2)
     features = {"obs": np.array([obs]), "n_total": np.array([n])}
     hyper = {"prior_intercept_loc": loc, "prior_intercept_scale": scale}
-    return fit_model(get_model("linear_group_binomial"), features, hyper, settings).idata
+    return fit_model(
+        get_model("linear_group_binomial"), features, hyper, settings
+    ).idata
 
 
 def test_prior_dominated_fit_is_flagged():
@@ -97,8 +109,9 @@ def test_prior_dominated_fit_is_flagged():
 def test_conflicting_prior_is_flagged_and_informative_data_are_not():
     """A tight prior far from plenty of data conflicts; a wide one is fine."""
     conflict = sensitivity(_intercept_fit(obs=900, n=1000, loc=-2.0, scale=0.1))
-    assert conflict.table.set_index("parameter").loc["intercept", "diagnosis"] == CONFLICT
+    assert (
+        conflict.table.set_index("parameter").loc["intercept", "diagnosis"] == CONFLICT
+    )
     fine = sensitivity(_intercept_fit(obs=700, n=1000, loc=0.0, scale=2.5))
     assert fine.flagged == [] and fine.tag() == "none"
     assert fine.metrics()["psense_prior_max"] < 0.05
-

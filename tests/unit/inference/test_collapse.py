@@ -9,8 +9,8 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
-from numpyro.infer.util import log_density
 from helpers.posterior import assert_same_posterior
+from numpyro.infer.util import log_density
 
 from hibayes.diagnostics import information_criteria
 from hibayes.inference import FitSettings, fit_model
@@ -38,26 +38,32 @@ def test_unique_rows_in_data_order_with_counts_and_the_way_back():
     assert (rows.n_rows, rows.n_unique) == (6, 4)
     for key in ("obs", "x", "pair"):
         np.testing.assert_array_equal(rows.arrays[key][rows.inverse], arrays[key])
-    np.testing.assert_array_equal(rows.expand(np.array([[10, 20, 30, 40]]), axis=1),
-                                  [[10, 20, 10, 30, 20, 40]])
+    np.testing.assert_array_equal(
+        rows.expand(np.array([[10, 20, 30, 40]]), axis=1), [[10, 20, 10, 30, 20, 40]]
+    )
 
 
 def test_weighted_distinct_rows_give_the_full_log_density(grader_data):
     """Exact: the density NUTS sees is the one over every row, at any parameter value."""
     factory = get_model("ordered_logistic_model")
     full = build_program(factory, grader_data.features, ORDINAL)
-    collapsed = build_program(factory, grader_data.features, ORDINAL,
-                              collapse_identical_rows=True)
+    collapsed = build_program(
+        factory, grader_data.features, ORDINAL, collapse_identical_rows=True
+    )
     assert full.rows is None
-    assert collapsed.rows is not None and collapsed.rows.n_unique < collapsed.rows.n_rows
+    assert (
+        collapsed.rows is not None and collapsed.rows.n_unique < collapsed.rows.n_rows
+    )
     assert collapsed.structure_key != full.structure_key
     for i in range(5):
         point = numpyro.infer.Predictive(full.fn, num_samples=1)(
-            jax.random.PRNGKey(i), full.arrays, full.hyper)
+            jax.random.PRNGKey(i), full.arrays, full.hyper
+        )
         params = {k: v[0] for k, v in point.items() if k in full.sites.latent}
         lp_full, _ = log_density(full.fn, (full.arrays, full.hyper), {}, params)
-        lp_coll, _ = log_density(collapsed.fn, (collapsed.sampled_arrays, collapsed.hyper),
-                                 {}, params)
+        lp_coll, _ = log_density(
+            collapsed.fn, (collapsed.sampled_arrays, collapsed.hyper), {}, params
+        )
         np.testing.assert_allclose(float(lp_coll), float(lp_full), rtol=2e-5)
 
 
@@ -65,10 +71,18 @@ def test_weighted_distinct_rows_give_the_full_log_density(grader_data):
 def test_collapsed_fit_has_the_same_posterior_and_per_row_outputs(grader_data):
     def fit(collapse: bool):
         return fit_model(
-            get_model("ordered_logistic_model"), grader_data.features, ORDINAL,
-            FitSettings(samples=600, warmup=400, chains=2, dense_mass=True,
-                        collapse_identical_rows=collapse, prior_samples=20,
-                        posterior_predictive_samples=50),
+            get_model("ordered_logistic_model"),
+            grader_data.features,
+            ORDINAL,
+            FitSettings(
+                samples=600,
+                warmup=400,
+                chains=2,
+                dense_mass=True,
+                collapse_identical_rows=collapse,
+                prior_samples=20,
+                posterior_predictive_samples=50,
+            ),
             grader_data.coords,
         )
 
@@ -78,21 +92,27 @@ def test_collapsed_fit_has_the_same_posterior_and_per_row_outputs(grader_data):
     assert idata.log_likelihood["obs"].shape == (2, 600, n_rows)
     assert idata.posterior_predictive["obs"].shape[-1] == n_rows
     assert idata.prior_predictive["obs"].shape[-1] == n_rows
-    np.testing.assert_array_equal(idata.observed_data["obs"], grader_data.features["obs"])
+    np.testing.assert_array_equal(
+        idata.observed_data["obs"], grader_data.features["obs"]
+    )
     assert idata.posterior.attrs["likelihood_rows"] == collapsed.program.rows.n_unique
     # The pointwise log-likelihood is what the full program gives for the same draws.
     full = reference.program
     draws = {k: idata.posterior[k].values for k in full.sites.latent}
-    direct = numpyro.infer.log_likelihood(full.fn, draws, full.arrays, full.hyper,
-                                          batch_ndims=2)["obs"]
-    np.testing.assert_allclose(idata.log_likelihood["obs"].values, np.asarray(direct),
-                               rtol=1e-5, atol=1e-5)
+    direct = numpyro.infer.log_likelihood(
+        full.fn, draws, full.arrays, full.hyper, batch_ndims=2
+    )["obs"]
+    np.testing.assert_allclose(
+        idata.log_likelihood["obs"].values, np.asarray(direct), rtol=1e-5, atol=1e-5
+    )
     # LOO and WAIC over distinct rows equal ArviZ's over every row.
     import arviz as az
 
     loo, waic = information_criteria(idata, collapsed.program.rows.inverse)
     ref_loo, ref_waic = az.loo(idata, pointwise=True), az.waic(idata, pointwise=True)
-    assert list(loo.index) == list(ref_loo.index) and list(waic.index) == list(ref_waic.index)
+    assert list(loo.index) == list(ref_loo.index) and list(waic.index) == list(
+        ref_waic.index
+    )
     for key in ("elpd_loo", "se", "p_loo"):
         np.testing.assert_allclose(loo[key], ref_loo[key], rtol=1e-5)
     for key in ("elpd_waic", "se", "p_waic"):
@@ -103,10 +123,15 @@ def test_collapsed_fit_has_the_same_posterior_and_per_row_outputs(grader_data):
     np.testing.assert_allclose(loo.pareto_k.values, ref_loo.pareto_k.values, rtol=1e-6)
     np.testing.assert_allclose(waic.waic_i.values, ref_waic.waic_i.values, rtol=1e-6)
     assert loo.loo_i.dims == ref_loo.loo_i.dims
-    np.testing.assert_array_equal(loo.loo_i[loo.loo_i.dims[0]], ref_loo.loo_i[loo.loo_i.dims[0]])
+    np.testing.assert_array_equal(
+        loo.loo_i[loo.loo_i.dims[0]], ref_loo.loo_i[loo.loo_i.dims[0]]
+    )
 
-    assert_same_posterior(reference, collapsed,
-                          ["intercept", "cutpoints", "grader_effects", "llm_effects"])
+    assert_same_posterior(
+        reference,
+        collapsed,
+        ["intercept", "cutpoints", "grader_effects", "llm_effects"],
+    )
 
 
 @model
@@ -134,11 +159,16 @@ def shared_rate(prior_scale: float = 1.0):
 
 def test_rows_stay_whole_when_a_site_is_per_row_or_nothing_repeats():
     repeated = {"obs": np.array([0, 1, 1, 0, 1])}
-    assert build_program(per_row_latent, repeated, collapse_identical_rows=True).rows is None
+    assert (
+        build_program(per_row_latent, repeated, collapse_identical_rows=True).rows
+        is None
+    )
     program = build_program(shared_rate, repeated, collapse_identical_rows=True)
     assert program.rows is not None and program.rows.n_unique == 2
     distinct = {"obs": np.array([0, 1]), "x": np.array([1.0, 2.0])}
-    assert build_program(shared_rate, distinct, collapse_identical_rows=True).rows is None
+    assert (
+        build_program(shared_rate, distinct, collapse_identical_rows=True).rows is None
+    )
 
 
 @pytest.mark.slow
@@ -146,7 +176,9 @@ def test_the_ordinal_model_collapses_rows_from_the_command_line(tmp_path):
     """Its config turns collapsing on; the run says so and LOO still has every row."""
     from helpers.mlflow_store import all_runs, run_module
 
-    done = run_module("hibayes.fit", tmp_path, "fit=quick", "model=ordered_logistic_model")
+    done = run_module(
+        "hibayes.fit", tmp_path, "fit=quick", "model=ordered_logistic_model"
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     (run,) = all_runs(tmp_path)
     assert run.data.params["fit.collapse_identical_rows"] == "True"
@@ -154,4 +186,6 @@ def test_the_ordinal_model_collapses_rows_from_the_command_line(tmp_path):
     assert tag.endswith("distinct of 600 (fit.collapse_identical_rows)"), tag
     assert int(tag.split()[0]) < 600
     pointwise = Path(run.data.tags["hibayes.output_dir"]) / "loo_pointwise.csv"
-    assert len(pointwise.read_text().strip().splitlines()) == 600 + 1  # header + every row
+    assert (
+        len(pointwise.read_text().strip().splitlines()) == 600 + 1
+    )  # header + every row

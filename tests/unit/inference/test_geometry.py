@@ -34,10 +34,20 @@ def assert_same_posterior_in_fewer_steps(reference, faster, var_names) -> None:
 def fit(data, relative: bool, dense: bool):
     """The ordinal model on the shipped grader scores, 4 x 1000 draws."""
     return fit_model(
-        get_model("ordered_logistic_model"), data.features,
-        {"main_effects": ["grader", "llm"], "sample_cutpoints_relative_to_intercept": relative},
-        FitSettings(samples=1000, warmup=500, chains=4, dense_mass=dense, prior_samples=0,
-                    posterior_predictive_samples=10),
+        get_model("ordered_logistic_model"),
+        data.features,
+        {
+            "main_effects": ["grader", "llm"],
+            "sample_cutpoints_relative_to_intercept": relative,
+        },
+        FitSettings(
+            samples=1000,
+            warmup=500,
+            chains=4,
+            dense_mass=dense,
+            prior_samples=0,
+            posterior_predictive_samples=10,
+        ),
         data.coords,
     )
 
@@ -50,20 +60,37 @@ def test_relative_cutpoints_and_dense_mass_give_the_same_posterior(grader_data):
     assert_same_posterior_in_fewer_steps(reference, faster, COMPARED)
 
 
-TWO_LEVEL = ["mu_overall", "sigma_overall", "z_overall", "overall_mean", "sigma_group",
-             "group_effects"]
+TWO_LEVEL = [
+    "mu_overall",
+    "sigma_overall",
+    "z_overall",
+    "overall_mean",
+    "sigma_group",
+    "group_effects",
+]
 
 
 def test_two_level_overall_mean_sampled_directly_gives_the_same_posterior():
-    data = features_from_config(example_path("llm_evals"), observed="score", aggregate=True,
-                                rename={"model": "group"}, categorical=["group"])
+    data = features_from_config(
+        example_path("llm_evals"),
+        observed="score",
+        aggregate=True,
+        rename={"model": "group"},
+        categorical=["group"],
+    )
 
     def two_level(directly: bool):
         return fit_model(
-            get_model("two_level_group_binomial"), data.features,
+            get_model("two_level_group_binomial"),
+            data.features,
             {"sample_overall_mean_directly": directly},
-            FitSettings(samples=1500, warmup=1000, chains=4, prior_samples=0,
-                        posterior_predictive_samples=10),
+            FitSettings(
+                samples=1500,
+                warmup=1000,
+                chains=4,
+                prior_samples=0,
+                posterior_predictive_samples=10,
+            ),
             data.coords,
         )
 
@@ -77,8 +104,14 @@ def test_two_level_overall_mean_sampled_directly_gives_the_same_posterior():
     assert divergent_new <= int(reference.idata.sample_stats["diverging"].sum())
 
 
-ORDINAL_DESIGN = ["intercept", "first_cutpoint", "cutpoints", "x1_effects", "x2_effects",
-                  "x1_x2_effects"]
+ORDINAL_DESIGN = [
+    "intercept",
+    "first_cutpoint",
+    "cutpoints",
+    "x1_effects",
+    "x2_effects",
+    "x1_x2_effects",
+]
 
 
 def _two_factor_scores(rows: int = 2000, n1: int = 4, n2: int = 6):
@@ -106,33 +139,63 @@ def _plain_numpyro_free_levels(features, samples: int, warmup: int, chains: int)
         e2 = numpyro.deterministic("x2_effects", jnp.append(f2, -f2.sum()))
         top = jnp.concatenate([f12, -f12.sum(1, keepdims=True)], axis=1)
         e12 = numpyro.deterministic(
-            "x1_x2_effects", jnp.concatenate([top, -top.sum(0, keepdims=True)], axis=0))
+            "x1_x2_effects", jnp.concatenate([top, -top.sum(0, keepdims=True)], axis=0)
+        )
         c1 = numpyro.sample("first_cutpoint", dist.Normal(-2, 1))
         diffs = numpyro.sample("cutpoint_diffs", dist.LogNormal(0, 0.5).expand([3]))
         cut = numpyro.deterministic(
-            "cutpoints", jnp.concatenate([c1[None], c1 + jnp.cumsum(diffs + 0.3)]))
+            "cutpoints", jnp.concatenate([c1[None], c1 + jnp.cumsum(diffs + 0.3)])
+        )
         eta = b0 + e1[i] + e2[j] + e12[i, j]
         numpyro.sample("obs", dist.OrderedLogistic(eta, cut), obs=obs)
 
-    mcmc = MCMC(NUTS(program), num_warmup=warmup, num_samples=samples, num_chains=chains,
-                chain_method="sequential", progress_bar=False)
-    mcmc.run(jax.random.PRNGKey(1), features["obs"], features["x1_index"],
-             features["x2_index"], extra_fields=("num_steps",))
+    mcmc = MCMC(
+        NUTS(program),
+        num_warmup=warmup,
+        num_samples=samples,
+        num_chains=chains,
+        chain_method="sequential",
+        progress_bar=False,
+    )
+    mcmc.run(
+        jax.random.PRNGKey(1),
+        features["obs"],
+        features["x1_index"],
+        features["x2_index"],
+        extra_fields=("num_steps",),
+    )
     idata = az.from_numpyro(mcmc, dims={"x1_x2_effects": ["x1", "x2"]})
-    return SimpleNamespace(idata=idata,
-                           steps=float(np.mean(mcmc.get_extra_fields()["num_steps"])))
+    return SimpleNamespace(
+        idata=idata, steps=float(np.mean(mcmc.get_extra_fields()["num_steps"]))
+    )
 
 
 def test_contrast_coordinates_give_the_plain_numpyro_posterior():
     """Independent path: the old parameterisation by hand in NumPyro, same posterior."""
     features = _two_factor_scores()
-    hyper = {"main_effects": ["x1", "x2"], "interactions": [["x1", "x2"]], "num_classes": 5,
-             "prior_first_cutpoint_loc": -2, "prior_first_cutpoint_scale": 1,
-             "prior_cutpoint_diffs_loc": 0, "prior_cutpoint_diffs_scale": 0.5}
-    new = fit_model(get_model("ordered_logistic_model"), features, hyper,
-                    FitSettings(samples=1000, warmup=500, chains=4, target_accept=0.8,
-                                collapse_identical_rows=True,
-                                prior_samples=0, posterior_predictive_samples=10))
+    hyper = {
+        "main_effects": ["x1", "x2"],
+        "interactions": [["x1", "x2"]],
+        "num_classes": 5,
+        "prior_first_cutpoint_loc": -2,
+        "prior_first_cutpoint_scale": 1,
+        "prior_cutpoint_diffs_loc": 0,
+        "prior_cutpoint_diffs_scale": 0.5,
+    }
+    new = fit_model(
+        get_model("ordered_logistic_model"),
+        features,
+        hyper,
+        FitSettings(
+            samples=1000,
+            warmup=500,
+            chains=4,
+            target_accept=0.8,
+            collapse_identical_rows=True,
+            prior_samples=0,
+            posterior_predictive_samples=10,
+        ),
+    )
     assert "x1_x2_effects_contrasts" in new.program.sites.latent
     assert "x1_x2_effects_constrained" in new.program.sites.deterministic
     reference = _plain_numpyro_free_levels(features, samples=1000, warmup=500, chains=4)

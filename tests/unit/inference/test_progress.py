@@ -17,8 +17,12 @@ from hibayes.model import get_model
 
 _COMPILES: list[str] = []
 jax.monitoring.register_event_duration_secs_listener(
-    lambda name, *a, **k: _COMPILES.append(name)
-    if name == "/jax/core/compile/backend_compile_duration" else None)
+    lambda name, *a, **k: (
+        _COMPILES.append(name)
+        if name == "/jax/core/compile/backend_compile_duration"
+        else None
+    )
+)
 
 
 class Clock:
@@ -33,8 +37,9 @@ class Clock:
 
 def test_lines_every_tenth_with_the_time_left():
     clock, said = Clock(), []
-    progress = SamplingProgress(chains=2, warmup=100, samples=300, say=said.append,
-                                clock=clock)
+    progress = SamplingProgress(
+        chains=2, warmup=100, samples=300, say=said.append, clock=clock
+    )
     assert progress.every == 4 and progress.total == 800
     for _ in range(40):  # 2 chains x 20 ticks x 4 iterations = 160 of 800: 20%
         clock.now += 0.5
@@ -42,8 +47,9 @@ def test_lines_every_tenth_with_the_time_left():
     assert said == progress.lines
     assert len(said) == 2  # at 10% and 20%
     # 20% after 20 s: 80 s left; 20% of 400 iterations per chain is warmup 80 of 100.
-    assert said[-1] == ("sampling 20% (warmup 80 of 100 per chain), 20 s so far, "
-                        "about 1 min 20 s left")
+    assert said[-1] == (
+        "sampling 20% (warmup 80 of 100 per chain), 20 s so far, about 1 min 20 s left"
+    )
     for _ in range(160):
         clock.now += 0.5
         progress.advance(progress.every)
@@ -53,12 +59,17 @@ def test_lines_every_tenth_with_the_time_left():
 
 def test_a_slow_stretch_still_gets_a_line():
     clock, said = Clock(), []
-    progress = SamplingProgress(chains=1, warmup=1000, samples=1000, say=said.append,
-                                clock=clock)
+    progress = SamplingProgress(
+        chains=1, warmup=1000, samples=1000, say=said.append, clock=clock
+    )
     clock.now += 45.0  # 45 s for the first 1%: a line although 10% is far
     progress.advance(20)
-    assert said == [("sampling 1% (warmup 20 of 1000 per chain), 45 s so far, "
-                     "about 1 h 14 min left")]
+    assert said == [
+        (
+            "sampling 1% (warmup 20 of 1000 per chain), 45 s so far, "
+            "about 1 h 14 min left"
+        )
+    ]
 
 
 class Interrupted(BaseException):
@@ -89,7 +100,8 @@ def test_expected_time_picks_the_long_fits():
     assert expected_sampling_s(1000, 2, 200_000, "parallel", cores=2) > 100
     one = expected_sampling_s(iterations, 4, 1000, "parallel", cores=4)
     assert expected_sampling_s(iterations, 4, 1000, "sequential", cores=4) == (
-        pytest.approx(4 * one))
+        pytest.approx(4 * one)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -98,14 +110,24 @@ def group_fit(group_data):
     features, coords, _ = group_data
     factory = get_model("two_level_group_binomial")
     out = {}
-    for name, after, scale in (("plain", 15.0, 0.5), ("ticks", 0.0, 0.5),
-                               ("again", 0.0, 0.2)):
+    for name, after, scale in (
+        ("plain", 15.0, 0.5),
+        ("ticks", 0.0, 0.5),
+        ("again", 0.0, 0.2),
+    ):
         lines: list[str] = []
-        settings = FitSettings(samples=200, warmup=200, chains=2, prior_samples=0,
-                               progress_after_s=after)
+        settings = FitSettings(
+            samples=200, warmup=200, chains=2, prior_samples=0, progress_after_s=after
+        )
         before = len(_COMPILES)
-        result = fit_model(factory, features, {"prior_sigma_group_scale": scale},
-                           settings, coords, progress=lines.append)
+        result = fit_model(
+            factory,
+            features,
+            {"prior_sigma_group_scale": scale},
+            settings,
+            coords,
+            progress=lines.append,
+        )
         out[name] = (result, lines, len(_COMPILES) - before)
     return out
 
@@ -125,8 +147,9 @@ def test_progress_changes_no_draw(group_fit):
     plain, _, _ = group_fit["plain"]
     ticks, _, _ = group_fit["ticks"]
     for site in plain.idata.posterior.data_vars:
-        np.testing.assert_array_equal(plain.idata.posterior[site].values,
-                                      ticks.idata.posterior[site].values)
+        np.testing.assert_array_equal(
+            plain.idata.posterior[site].values, ticks.idata.posterior[site].values
+        )
 
 
 def test_progress_compiles_once_per_structure(group_fit):

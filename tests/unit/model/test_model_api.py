@@ -24,7 +24,12 @@ def test_user_model_verbatim_registers_builds_and_fits(tmp_path, group_data, qui
     post = result.idata.posterior
     assert post["group_effects"].shape == (2, 300, 8)
     assert list(post["group_effects"].dims) == ["chain", "draw", "group"]
-    assert set(post.data_vars) == {"overall_mean", "sigma_group", "z_group", "group_effects"}
+    assert set(post.data_vars) == {
+        "overall_mean",
+        "sigma_group",
+        "z_group",
+        "group_effects",
+    }
     # Loading the same file again is a no-op, not a duplicate registration.
     assert load_models(str(path)) == []
 
@@ -39,7 +44,10 @@ def test_positional_arguments_bind_like_keywords():
 
 def test_unknown_factory_argument_suggests_the_right_one():
     factory = get_model("two_level_group_binomial")
-    with pytest.raises(ModelError, match="prior_sigma_grup_scale.*did you mean 'prior_sigma_group_scale'"):
+    with pytest.raises(
+        ModelError,
+        match="prior_sigma_grup_scale.*did you mean 'prior_sigma_group_scale'",
+    ):
         factory(prior_sigma_grup_scale=0.3)
 
 
@@ -61,15 +69,20 @@ def test_all_six_builtins_registered():
 
 def test_custom_model_may_not_replace_builtin(tmp_path):
     path = tmp_path / "clash.py"
-    path.write_text(textwrap.dedent('''
+    path.write_text(
+        textwrap.dedent("""
         from hibayes.model import model
         @model
         def two_level_group_binomial():
             def program(features):
                 pass
             return program
-    '''))
-    with pytest.raises(ModelError, match="may not replace the built-in model 'two_level_group_binomial'"):
+    """)
+    )
+    with pytest.raises(
+        ModelError,
+        match="may not replace the built-in model 'two_level_group_binomial'",
+    ):
         load_models(str(path))
 
 
@@ -94,7 +107,8 @@ def test_check_features_names_every_missing_feature():
 
 def test_obs_rules_name_the_model(tmp_path, group_data):
     path = tmp_path / "no_obs.py"
-    path.write_text(textwrap.dedent('''
+    path.write_text(
+        textwrap.dedent("""
         import numpyro, numpyro.distributions as dist
         from hibayes.model import model
         @model
@@ -102,22 +116,34 @@ def test_obs_rules_name_the_model(tmp_path, group_data):
             def program(features):
                 numpyro.sample("y", dist.Normal(prior_loc, 1.0), obs=features["obs"])
             return program
-    '''))
+    """)
+    )
     load_models(str(path))
     program = get_model("model_without_obs")()
-    with pytest.raises(ModelError, match="model 'model_without_obs' never samples a site named 'obs'"):
+    with pytest.raises(
+        ModelError, match="model 'model_without_obs' never samples a site named 'obs'"
+    ):
         import numpyro
 
         with numpyro.handlers.seed(rng_seed=0):
             program({"obs": np.zeros(3)})
     features, _, _ = group_data
     no_obs = {k: v for k, v in features.items() if k != "obs"}
-    with pytest.raises(ModelError, match="model 'two_level_group_binomial' needs a feature named 'obs'"):
+    with pytest.raises(
+        ModelError, match="model 'two_level_group_binomial' needs a feature named 'obs'"
+    ):
         get_model("two_level_group_binomial")()(no_obs)
 
 
 def test_invalid_prior_value_fails_before_sampling(group_data, quick):
     features, coords, _ = group_data
-    with pytest.raises(ModelError, match="two_level_group_binomial.*rejected its inputs"):
-        fit_model(get_model("two_level_group_binomial"), features,
-                  {"prior_sigma_group_scale": -1.0}, quick, coords)
+    with pytest.raises(
+        ModelError, match="two_level_group_binomial.*rejected its inputs"
+    ):
+        fit_model(
+            get_model("two_level_group_binomial"),
+            features,
+            {"prior_sigma_group_scale": -1.0},
+            quick,
+            coords,
+        )

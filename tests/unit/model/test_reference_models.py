@@ -17,10 +17,10 @@ import numpy as np
 import numpyro.distributions as dist
 import pandas as pd
 import pytest
+from helpers.server import all_runs, run_hibayes
 from numpyro.handlers import seed, substitute, trace
 from scipy.special import expit
 from scipy.stats import norm
-from helpers.server import all_runs, run_hibayes
 
 REFERENCE_STYLE_MODELS = '''
 from typing import List, Optional, Tuple
@@ -154,8 +154,9 @@ def test_single_level_interaction_is_zero_and_creates_no_site() -> None:
     from hibayes.model.utils import create_interaction_effects
 
     def program():
-        return create_interaction_effects("a", "b", {"num_a": 1, "num_b": 3},
-                                          dist.Normal(0, 1))
+        return create_interaction_effects(
+            "a", "b", {"num_a": 1, "num_b": 3}, dist.Normal(0, 1)
+        )
 
     tr = trace(seed(program, 0)).get_trace()
     assert len(tr) == 0
@@ -204,22 +205,38 @@ def workdir(tmp_path_factory) -> Path:
     task = rng.integers(0, 2, n)
     length = rng.normal(size=n)
     inter = _reference_matrix(np.array([0.6, -0.4]), 3, 2)
-    eta = (0.3 + np.array([-0.5, 0.0, 0.2, 0.4])[grader] + np.array([0.5, -0.2, -0.3])[llm]
-           + inter[llm, task] + TRUE_SLOPE * length)
-    pd.DataFrame({
-        "grader": [f"g{g}" for g in grader],
-        "llm": np.array(["A", "B", "C"])[llm],
-        "task": np.array(["t1", "t2"])[task],
-        "length_diff": length.round(4),
-        "y": rng.binomial(1, expit(eta)),
-    }).to_csv(root / "pairs.csv", index=False)
+    eta = (
+        0.3
+        + np.array([-0.5, 0.0, 0.2, 0.4])[grader]
+        + np.array([0.5, -0.2, -0.3])[llm]
+        + inter[llm, task]
+        + TRUE_SLOPE * length
+    )
+    pd.DataFrame(
+        {
+            "grader": [f"g{g}" for g in grader],
+            "llm": np.array(["A", "B", "C"])[llm],
+            "task": np.array(["t1", "t2"])[task],
+            "length_diff": length.round(4),
+            "y": rng.binomial(1, expit(eta)),
+        }
+    ).to_csv(root / "pairs.csv", index=False)
     return root
 
 
-DATA = ("data=table", "data.path=pairs.csv", "data.observed=y",
-        "data.categorical=[grader,llm,task]", "data.continuous=[length_diff]")
-MODEL = ("model.path=ref_models.py", "model.name=hierarchical_logistic_model",
-         "+model.main_effects=[llm,task]", "+model.continuous_effects=[length_diff]")
+DATA = (
+    "data=table",
+    "data.path=pairs.csv",
+    "data.observed=y",
+    "data.categorical=[grader,llm,task]",
+    "data.continuous=[length_diff]",
+)
+MODEL = (
+    "model.path=ref_models.py",
+    "model.name=hierarchical_logistic_model",
+    "+model.main_effects=[llm,task]",
+    "+model.continuous_effects=[length_diff]",
+)
 
 
 def _check_posterior(idata: az.InferenceData, interaction: bool) -> None:
@@ -239,15 +256,23 @@ def _check_posterior(idata: az.InferenceData, interaction: bool) -> None:
 
 @pytest.mark.slow
 def test_reference_style_model_runs_through_model_path(workdir: Path) -> None:
-    done = run_hibayes(workdir, *DATA, *MODEL, "+model.interactions=[[llm,task]]",
-                       "fit=quick", "tracking=none", "hydra.run.dir=single")
+    done = run_hibayes(
+        workdir,
+        *DATA,
+        *MODEL,
+        "+model.interactions=[[llm,task]]",
+        "fit=quick",
+        "tracking=none",
+        "hydra.run.dir=single",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     _check_posterior(az.from_netcdf(workdir / "single" / "idata.nc"), interaction=True)
 
 
 @pytest.mark.slow
 def test_reference_style_model_runs_as_two_tagged_variants(workdir: Path) -> None:
-    (workdir / "hibayes.yaml").write_text(textwrap.dedent("""\
+    (workdir / "hibayes.yaml").write_text(
+        textwrap.dedent("""\
         model:
           path: ref_models.py
           models:
@@ -262,18 +287,28 @@ def test_reference_style_model_runs_as_two_tagged_variants(workdir: Path) -> Non
                 tag: main_effects_only
                 main_effects: [llm, task]
                 continuous_effects: [length_diff]
-    """))
+    """)
+    )
     db = workdir / "mlflow.db"
-    done = run_hibayes(workdir, "models_file=hibayes.yaml", *DATA, "fit=quick",
-                       "fit.prior_samples=0", f"tracking.uri=sqlite:///{db}",
-                       "hydra.sweep.dir=sweep", "-m")
+    done = run_hibayes(
+        workdir,
+        "models_file=hibayes.yaml",
+        *DATA,
+        "fit=quick",
+        "fit.prior_samples=0",
+        f"tracking.uri=sqlite:///{db}",
+        "hydra.sweep.dir=sweep",
+        "-m",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     from mlflow import MlflowClient
 
     runs = all_runs(MlflowClient(f"sqlite:///{db}"))
     children = {r.info.run_name: r for r in runs if "mlflow.parentRunId" in r.data.tags}
-    assert sorted(children) == ["hierarchical_logistic_model [main_effects_only]",
-                                "hierarchical_logistic_model [with_interaction]"]
+    assert sorted(children) == [
+        "hierarchical_logistic_model [main_effects_only]",
+        "hierarchical_logistic_model [with_interaction]",
+    ]
     assert {r.info.status for r in runs} == {"FINISHED"}
     for job, interaction in ((0, True), (1, False)):  # jobs in the file's order
         idata = az.from_netcdf(workdir / "sweep" / str(job) / "idata.nc")

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from helpers.browser import CHROMIUM, CHROMIUM_FLAGS
 
-from hibayes.diagnostics.comparison import compare_fits
 from hibayes.data import example_path, features_from_config
 from hibayes.diagnostics import Thresholds, convergence_failures, diagnose
+from hibayes.diagnostics.comparison import compare_fits
 from hibayes.inference import FitSettings, fit_model, save_idata
 from hibayes.model import get_model
 from hibayes.outputs.report import FitRecord, swept_parameter, write_sweep_report
@@ -142,16 +142,19 @@ def test_power_scaling_verdict_sits_next_to_the_prior_panel(sweep, tmp_path):
     fits, idatas, _ = sweep
     with_csv = fits[1]
     write_sensitivity(idatas[with_csv.name], Path(with_csv.out_dir), plot=False)
-    page = write_sweep_report(tmp_path / "report.html", fits, title="t",
-                              idatas=idatas).read_text()
-    section = page[page.index("<h2>Prior vs posterior: sigma_group</h2>"):]
-    section = section[:section.index("<h2>", 5)]
+    page = write_sweep_report(
+        tmp_path / "report.html", fits, title="t", idatas=idatas
+    ).read_text()
+    section = page[page.index("<h2>Prior vs posterior: sigma_group</h2>") :]
+    section = section[: section.index("<h2>", 5)]
     assert "power-scaling sensitivity (Kallioinen et al. 2023)" in section
     for fit in fits[:2]:
         idata = idatas[fit.name]
         both = ["sigma_group", "overall_mean"]  # az.psens needs two to return a Dataset
         prior = float(az.psens(idata, component="prior", var_names=both)["sigma_group"])
-        lik = float(az.psens(idata, component="likelihood", var_names=both)["sigma_group"])
+        lik = float(
+            az.psens(idata, component="likelihood", var_names=both)["sigma_group"]
+        )
         assert f"power-scaling: prior {prior:.3f}, likelihood {lik:.3f}: " in section
         assert f"<td>{prior:.3f}</td>" in section
 
@@ -168,13 +171,21 @@ def test_figures_drawn_already_are_embedded_not_redrawn(sweep, tmp_path):
         fig.savefig(path)
         return base64.b64encode(path.read_bytes()).decode("ascii")
 
-    drawn = {name: tmp_path / f"{name}.png" for name in ("comparison", "forest_side_by_side")}
+    drawn = {
+        name: tmp_path / f"{name}.png" for name in ("comparison", "forest_side_by_side")
+    }
     expected = [png(path, name) for name, path in drawn.items()]
     finished = [f for f in fits if f.status == "FINISHED"]
     expected.append(png(Path(finished[0].out_dir) / "plots" / "ppc.png", "ppc"))
     try:
-        page = write_sweep_report(tmp_path / "report.html", fits, title="reused",
-                                  comparison=table, idatas=idatas, drawn=drawn).read_text()
+        page = write_sweep_report(
+            tmp_path / "report.html",
+            fits,
+            title="reused",
+            comparison=table,
+            idatas=idatas,
+            drawn=drawn,
+        ).read_text()
     finally:
         (Path(finished[0].out_dir) / "plots" / "ppc.png").unlink()
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)

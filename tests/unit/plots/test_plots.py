@@ -12,8 +12,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from hibayes import plots
-from hibayes.diagnostics.comparison import compare_fits
 from hibayes.data import example_path, features_from_config
+from hibayes.diagnostics.comparison import compare_fits
 from hibayes.inference import FitSettings, fit_model
 from hibayes.model import get_model
 
@@ -207,7 +207,8 @@ class _KillsTheWorker:
 
 
 def test_plot_worker_draws_in_order_gives_back_waiting_fits_and_survives_its_own_death(
-        binomial_fits, tmp_path):
+    binomial_fits, tmp_path
+):
     from concurrent.futures.process import BrokenProcessPool
 
     from hibayes.sweep.plot_worker import PlotWorker, wait_for_plots
@@ -219,10 +220,14 @@ def test_plot_worker_draws_in_order_gives_back_waiting_fits_and_survives_its_own
     try:
         first = worker.submit(idata, tmp_path / "first", loo)
         waiting = worker.submit(idata, tmp_path / "waiting", loo)
-        assert waiting.cancel()  # not yet in the worker's hands: the caller takes it back
+        assert (
+            waiting.cancel()
+        )  # not yet in the worker's hands: the caller takes it back
         files, seconds = first.result(timeout=300)
         assert {p.name for p in files} == expected and seconds > 0
-        assert all((tmp_path / "first" / name).stat().st_size > 1000 for name in expected)
+        assert all(
+            (tmp_path / "first" / name).stat().st_size > 1000 for name in expected
+        )
         assert not (tmp_path / "waiting").exists()
         doomed = worker.submit(idata, tmp_path / "doomed", _KillsTheWorker())
         with pytest.raises(BrokenProcessPool):

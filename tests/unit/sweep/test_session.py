@@ -16,11 +16,13 @@ JOBS = [["model.prior=0.1"], ["model.prior=0.2"], ["model.prior=0.3"]]
 
 def _session(tmp_path: Path) -> tuple[SweepSession, MlflowTracker]:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cfg = OmegaConf.create({
-        "hydra": {"sweep": {"dir": str(tmp_path / "sweep")}},
-        "tracking": {"enabled": True, "uri": uri, "experiment": "e"},
-        "model": {"name": "two_level_group_binomial"},
-    })
+    cfg = OmegaConf.create(
+        {
+            "hydra": {"sweep": {"dir": str(tmp_path / "sweep")}},
+            "tracking": {"enabled": True, "uri": uri, "experiment": "e"},
+            "model": {"name": "two_level_group_binomial"},
+        }
+    )
     return SweepSession(cfg, JOBS), MlflowTracker(uri=uri, experiment="e")
 
 
@@ -61,15 +63,28 @@ def test_runs_close_as_their_plots_arrive_and_the_rest_on_abort(tmp_path: Path) 
 def test_a_sweep_with_a_failed_job_ends_failed_naming_it(tmp_path: Path) -> None:
     session, store = _session(tmp_path)
     outcomes = [
-        {"status": "FINISHED", "name": "fit 1", "out_dir": "x", "metrics": {"converged": 1.0}},
-        {"status": "FAILED", "name": "fit 2", "out_dir": "y", "error": "ValueError: bad"},
+        {
+            "status": "FINISHED",
+            "name": "fit 1",
+            "out_dir": "x",
+            "metrics": {"converged": 1.0},
+        },
+        {
+            "status": "FAILED",
+            "name": "fit 2",
+            "out_dir": "y",
+            "error": "ValueError: bad",
+        },
         RuntimeError("worker lost"),
     ]
     with pytest.raises(SweepFailed) as failed:
         session.finish(outcomes)
     message = str(failed.value)
     assert "2 of 3 fits failed" in message
-    assert "fit 2: ValueError: bad" in message and "model.prior=0.3: RuntimeError" in message
+    assert (
+        "fit 2: ValueError: bad" in message
+        and "model.prior=0.3: RuntimeError" in message
+    )
     parent = store.get_run(session.parent_run_id)
     assert parent.info.status == "FAILED"
     assert parent.data.metrics["jobs_failed"] == 2.0

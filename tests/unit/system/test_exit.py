@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import atexit, logging, sys, threading, time
     from hibayes.system.exit import run_then_exit
 
@@ -27,23 +27,30 @@ SCRIPT = textwrap.dedent('''
         return {mode}
 
     run_then_exit(main)
-''')
+""")
 
 
-@pytest.mark.parametrize(("mode", "code", "stderr"), [
-    ("0", 0, ""),
-    ("3", 3, ""),
-    ("{'not': 'a status'}", 0, ""),
-    ("sys.exit(4)", 4, ""),
-    ("sys.exit('bad input: x')", 1, "bad input: x"),
-    ("sys.exit(None)", 0, ""),
-])
+@pytest.mark.parametrize(
+    ("mode", "code", "stderr"),
+    [
+        ("0", 0, ""),
+        ("3", 3, ""),
+        ("{'not': 'a status'}", 0, ""),
+        ("sys.exit(4)", 4, ""),
+        ("sys.exit('bad input: x')", 1, "bad input: x"),
+        ("sys.exit(None)", 0, ""),
+    ],
+)
 def test_status_threads_atexit_and_buffers_survive(tmp_path, mode, code, stderr):
     """Exit status as sys.exit gives it; threads joined, atexit run, streams flushed."""
     script = tmp_path / "cmd.py"
     script.write_text(SCRIPT.replace("{mode}", mode))
-    done = subprocess.run([sys.executable, str(script), str(tmp_path)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == code, done.stderr
     assert done.stdout == "no newline, still buffered"
     assert stderr in done.stderr
@@ -55,10 +62,13 @@ def test_status_threads_atexit_and_buffers_survive(tmp_path, mode, code, stderr)
 def test_an_exception_exits_the_usual_way(tmp_path):
     """Anything but SystemExit propagates: traceback and status 1 from Python itself."""
     script = tmp_path / "cmd.py"
-    script.write_text("from hibayes.system.exit import run_then_exit\n"
-                      "def main():\n    raise RuntimeError('boom')\n"
-                      "run_then_exit(main)\n")
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=60)
+    script.write_text(
+        "from hibayes.system.exit import run_then_exit\n"
+        "def main():\n    raise RuntimeError('boom')\n"
+        "run_then_exit(main)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 1
     assert "RuntimeError: boom" in done.stderr

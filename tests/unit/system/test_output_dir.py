@@ -20,8 +20,10 @@ def test_claim_dir_takes_the_name_then_suffixes(tmp_path):
 def test_claim_dir_gives_racing_threads_distinct_folders(tmp_path):
     wanted = tmp_path / "same"
     claimed: list = []
-    threads = [threading.Thread(target=lambda: claimed.append(claim_dir(wanted)))
-               for _ in range(16)]
+    threads = [
+        threading.Thread(target=lambda: claimed.append(claim_dir(wanted)))
+        for _ in range(16)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -32,7 +34,9 @@ def test_claim_dir_gives_racing_threads_distinct_folders(tmp_path):
 def test_explicit_dir_refused_when_it_holds_files(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "metrics.json").write_text("{}")
-    with pytest.raises(InputError, match=r"hydra.run.dir=.*out: the folder is not empty"):
+    with pytest.raises(
+        InputError, match=r"hydra.run.dir=.*out: the folder is not empty"
+    ):
         claim_explicit_dir(tmp_path / "out", "hydra.run.dir", reuse=False)
     assert (tmp_path / "out" / "metrics.json").read_text() == "{}"
 

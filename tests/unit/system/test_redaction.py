@@ -17,15 +17,27 @@ def _secret_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_params_by_key_by_value_and_in_urls() -> None:
-    out = redact({"tracking.api_key": "abc", "model.max_tokens": "512",
-                  "note": f"uses {TOKEN} inside", "uri": "http://u:pw99@host:5000/x"})
-    assert out == {"tracking.api_key": REDACTED, "model.max_tokens": "512",
-                   "note": REDACTED, "uri": f"http://u:{REDACTED}@host:5000/x"}
+    out = redact(
+        {
+            "tracking.api_key": "abc",
+            "model.max_tokens": "512",
+            "note": f"uses {TOKEN} inside",
+            "uri": "http://u:pw99@host:5000/x",
+        }
+    )
+    assert out == {
+        "tracking.api_key": REDACTED,
+        "model.max_tokens": "512",
+        "note": REDACTED,
+        "uri": f"http://u:{REDACTED}@host:5000/x",
+    }
 
 
 def test_free_text_keeps_its_shape() -> None:
-    text = (f"Traceback: cannot reach https://alice:hunter22@mlflow:443 with {TOKEN}\n"
-            "tracking.password=letmein99\n- data.path=results.csv\n")
+    text = (
+        f"Traceback: cannot reach https://alice:hunter22@mlflow:443 with {TOKEN}\n"
+        "tracking.password=letmein99\n- data.path=results.csv\n"
+    )
     out = scrub_text(text)
     assert TOKEN not in out and "hunter22" not in out and "letmein99" not in out
     assert "https://alice:***@mlflow:443" in out and "data.path=results.csv" in out
