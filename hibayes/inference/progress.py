@@ -26,8 +26,11 @@ from contextlib import contextmanager
 
 __all__ = ["SamplingProgress", "expected_sampling_s", "reporting", "tick", "tick_every"]
 
-#: Ticks per chain over a whole run (warmup + draws): progress in steps of 1%.
-TICKS_PER_CHAIN = 100
+#: Ticks per chain over a whole run (warmup + draws): progress in steps of 5%. Each
+#: tick is a host callback that waits for the GIL; 100 per chain cost ~1.7 ms each
+#: on case 1 of scripts/bench_fit.py (2 cores, 4 chains), 20 are enough for lines
+#: at every 10%.
+TICKS_PER_CHAIN = 20
 #: A line at every 10% of the run, or after this long without one.
 LINE_EVERY_FRACTION = 0.1
 LINE_EVERY_S = 30.0

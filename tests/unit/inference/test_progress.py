@@ -40,9 +40,9 @@ def test_lines_every_tenth_with_the_time_left():
     progress = SamplingProgress(
         chains=2, warmup=100, samples=300, say=said.append, clock=clock
     )
-    assert progress.every == 4 and progress.total == 800
-    for _ in range(40):  # 2 chains x 20 ticks x 4 iterations = 160 of 800: 20%
-        clock.now += 0.5
+    assert progress.every == 20 and progress.total == 800
+    for _ in range(8):  # 2 chains x 4 ticks x 20 iterations = 160 of 800: 20%
+        clock.now += 2.5
         progress.advance(progress.every)
     assert said == progress.lines
     assert len(said) == 2  # at 10% and 20%
@@ -50,8 +50,8 @@ def test_lines_every_tenth_with_the_time_left():
     assert said[-1] == (
         "sampling 20% (warmup 80 of 100 per chain), 20 s so far, about 1 min 20 s left"
     )
-    for _ in range(160):
-        clock.now += 0.5
+    for _ in range(32):
+        clock.now += 2.5
         progress.advance(progress.every)
     assert "draws 300 of 300" not in said[-1]  # no line at 100%: the stage line follows
     assert said[-1].startswith("sampling 90% (draws 260 of 300 per chain)")
