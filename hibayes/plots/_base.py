@@ -45,8 +45,11 @@ def _quiet() -> Iterator[None]:
 
 def _internal(name: str) -> bool:
     """Sampling-internal sites: non-centred ``z_*``, coded ``*_constrained/_raw``,
-    reparameterised ``*_offset`` (the model records the quantity itself too)."""
-    return name.startswith("z_") or name.endswith(("_constrained", "_raw", "_offset"))
+    reparameterised ``*_offset`` and ``*_contrasts`` (the model records the quantity
+    itself too)."""
+    return name.startswith("z_") or name.endswith(
+        ("_constrained", "_raw", "_offset", "_contrasts")
+    )
 
 
 def _category_dims(idata: az.InferenceData) -> set[str]:
