@@ -129,7 +129,8 @@ def compare_fits(
         fits that carry cross-validation, ``elpd_cv`` and ``p_cv`` replace
         ``elpd_loo`` and ``p_loo`` (all computed from the ``elpd_cv_i`` values,
         ``warning``: rows left unresolved), followed by ``cv_method`` (which
-        estimate each fit's number is) and the PSIS ``elpd_loo`` for reference. ArviZ's warnings
+        estimate each fit's number is) and PSIS's ``elpd_loo`` and ``p_loo`` for
+        reference. ArviZ's warnings
         are captured into ``table.attrs["warnings"]`` (and logged at debug level),
         not printed.
     :raises ValueError: fewer than two fits, an unknown ``ic``, fits whose
@@ -223,6 +224,8 @@ def _compare_cv(idatas: Mapping[str, az.InferenceData]) -> pd.DataFrame:
     table = table.rename(columns={"elpd_loo": "elpd_cv", "p_loo": "p_cv"})
     table["cv_method"] = [per_fit[n][1] for n in table.index]
     table["elpd_loo"] = [per_fit[n][3] for n in table.index]
+    # PSIS's own p_loo beside its elpd_loo (ArviZ's definition: lppd - elpd_loo).
+    table["p_loo"] = [per_fit[n][4] - per_fit[n][3] for n in table.index]
     return table
 
 
