@@ -17,7 +17,17 @@ Every case runs in a fresh process; each number is the median of --repeats runs.
    (``python -m hibayes.fit`` defaults) and 5-fold CV of ``nested_evals`` grouped by
    LLM, each against one sampling of the same fit (warm compile cache, fresh process).
 
+7. the ordered-logistic model on two crossed factors and their interaction
+   (``--designs``, default 20k rows of 10 x 20 levels and 200k of 30 x 50), one
+   fit per ``--seeds`` seed in one process (compiled once): leapfrog steps per
+   iteration, R-hat, ESS, convergence under the default checks and time, for the
+   parameterisation and mass matrix shipped before (free effect-coded levels,
+   dense mass) and now (orthonormal contrasts, ``dense_mass: auto``), collapsed
+   and per row (up to --per-row-max rows; --modes picks which), with plain NumPyro
+   NUTS on iid normals of the same dimension as a control.
+
     python scripts/bench_fit.py [--repeats 3] [--rows 20000,50000,200000] [--cases 1,2,3,5,6]
+    python scripts/bench_fit.py --cases 7 --designs 20000x10x20 --seeds 0,1,2,3,4
 """
 
 from __future__ import annotations
@@ -64,6 +74,19 @@ def ordinal_arrays(rows: int, seed: int = 0) -> dict[str, np.ndarray]:
     cdf = 1 / (1 + np.exp(-(cut[None] - eta[:, None])))
     obs = (rng.random(rows)[:, None] > cdf).sum(1)
     return {"obs": obs, "grader_index": g, "llm_index": llm}
+
+
+def ordinal_design(rows: int, n1: int, n2: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Scores 0..4 from two crossed factors (effect sds 0.5) and their interaction (0.2)."""
+    rng = np.random.default_rng(seed)
+    e1, e2 = 0.5 * rng.standard_normal(n1), 0.5 * rng.standard_normal(n2)
+    e12 = 0.2 * rng.standard_normal((n1, n2))
+    i, j = rng.integers(0, n1, rows), rng.integers(0, n2, rows)
+    eta = e1[i] + e2[j] + e12[i, j]
+    cut = np.array([-2.0, -0.7, 0.5, 1.8])
+    cdf = 1 / (1 + np.exp(-(cut[None] - eta[:, None])))
+    obs = (rng.random(rows)[:, None] > cdf).sum(1)
+    return {"obs": obs, "x1_index": i, "x2_index": j}
 
 
 def run(cmd: list[str], cwd: Path, env: dict | None = None) -> tuple[float, str]:
@@ -283,6 +306,121 @@ def cv_cases(work: Path, repeats: int, add: Any) -> None:
         )
 
 
+# Case 7: argv = arrays.npz cache collapse|per-row before|after seeds samples warmup chains
+DESIGN_ORDINAL = textwrap.dedent('''
+    import sys, time, json
+    import numpy as np
+    from hibayes.runtime import configure_compilation_cache, configure_host_devices
+    configure_host_devices()
+    from hibayes.inference import FitSettings, fit_model
+    from hibayes.diagnostics import Criteria, diagnose
+    from hibayes.model import get_model
+    configure_compilation_cache(sys.argv[2])
+    d = dict(np.load(sys.argv[1]))
+    d.update(num_x1=int(d["x1_index"].max()) + 1, num_x2=int(d["x2_index"].max()) + 1)
+    after = sys.argv[4] == "after"
+    hyper = {"main_effects": ["x1", "x2"], "interactions": [["x1", "x2"]], "num_classes": 5,
+             "prior_first_cutpoint_loc": -2, "prior_first_cutpoint_scale": 1,
+             "prior_cutpoint_diffs_loc": 0, "prior_cutpoint_diffs_scale": 0.5,
+             "sample_effects_as_contrasts": after}
+    samples, warmup, chains = (int(v) for v in sys.argv[6:9])
+    for seed in [int(v) for v in sys.argv[5].split(",")]:
+        t0 = time.perf_counter()
+        r = fit_model(get_model("ordered_logistic_model"), d, hyper,
+                      FitSettings(samples=samples, warmup=warmup, chains=chains, seed=seed,
+                                  target_accept=0.8, dense_mass="auto" if after else True,
+                                  collapse_identical_rows=sys.argv[3] == "collapse",
+                                  prior_samples=0, posterior_predictive_samples=10))
+        wall = time.perf_counter() - t0
+        m = diagnose(r.idata, criteria=Criteria(None, None))
+        print(json.dumps({"seed": seed, "compile": r.timings["compile"],
+                          "run": r.timings["sampling"], "wall": wall,
+                          "steps": float(r.idata.sample_stats.n_steps.mean()),
+                          "rhat_max": m["rhat_max"], "ess_bulk_min": m["ess_bulk_min"],
+                          "ess_tail_min": m["ess_tail_min"], "converged": m["converged"],
+                          "mass": r.idata.posterior.attrs["mass_matrix"]}), flush=True)
+''')
+
+
+# Case 7 control: argv = dims seeds samples warmup chains. Plain NumPyro NUTS on iid
+# N(0, 1) in ``dims`` dimensions: the best-conditioned posterior there is, for what the
+# default checks say about NUTS's draws of that size.
+CONTROL_GAUSSIAN = textwrap.dedent('''
+    import sys, time, json
+    import numpyro
+    numpyro.set_host_device_count(2)
+    import jax, numpyro.distributions as dist, arviz as az
+    from numpyro.infer import MCMC, NUTS
+    from hibayes.diagnostics import Criteria, diagnose
+    dims = int(sys.argv[1])
+    samples, warmup, chains = (int(v) for v in sys.argv[3:6])
+    def model():
+        numpyro.sample("x", dist.Normal(0, 1).expand([dims]))
+    for seed in [int(v) for v in sys.argv[2].split(",")]:
+        mcmc = MCMC(NUTS(model, target_accept_prob=0.8), num_warmup=warmup,
+                    num_samples=samples, num_chains=chains, progress_bar=False)
+        t0 = time.perf_counter()
+        mcmc.run(jax.random.PRNGKey(seed), extra_fields=("num_steps", "energy"))
+        run = time.perf_counter() - t0
+        m = diagnose(az.from_numpyro(mcmc), criteria=Criteria(None, None))
+        print(json.dumps({"seed": seed, "compile": 0.0, "run": run, "wall": run,
+                          "steps": float(mcmc.get_extra_fields()["num_steps"].mean()),
+                          "rhat_max": m["rhat_max"], "ess_bulk_min": m["ess_bulk_min"],
+                          "ess_tail_min": m["ess_tail_min"], "converged": m["converged"],
+                          "mass": "diagonal"}), flush=True)
+''')
+
+
+def all_json(text: str) -> list[dict]:
+    """Every JSON object line a script printed."""
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def steps_range(fits: list[dict]) -> str:
+    """Median leapfrog steps per iteration over fits, with their range."""
+    steps = [f["steps"] for f in fits]
+    return f"{med(steps):.0f} ({min(steps):.0f}-{max(steps):.0f})"
+
+
+def design_case(args: argparse.Namespace, work: Path) -> list[tuple[str, ...]]:
+    """Case 7: before/after on crossed-factor ordinal designs; one table row per fit set."""
+    script = work / "design_ordinal.py"
+    script.write_text(DESIGN_ORDINAL)
+    control = work / "control_gaussian.py"
+    control.write_text(CONTROL_GAUSSIAN)
+    out = []
+
+    def add(what: str, mode: str, variant: str, fits: list[dict]) -> None:
+        rhat = [f["rhat_max"] for f in fits]
+        row = (what, mode, variant, fits[0]["mass"], steps_range(fits),
+               f"{min(rhat):.3f}-{max(rhat):.3f}",
+               f"{min(f['ess_bulk_min'] for f in fits):.0f}",
+               f"{min(f['ess_tail_min'] for f in fits):.0f}",
+               f"{sum(f['converged'] == 1.0 for f in fits)}/{len(fits)}",
+               f"{fits[0]['compile']:.1f}", f"{med([f['run'] for f in fits]):.1f}",
+               f"{med([f['wall'] for f in fits[1:] or fits]):.1f}")
+        print(" | ".join(row), flush=True)
+        out.append(row)
+
+    for design in filter(None, args.designs.split(",")):
+        rows, n1, n2 = (int(v) for v in design.split("x"))
+        arrays = work / f"design-{design}.npz"
+        np.savez(arrays, **ordinal_design(rows, n1, n2))
+        modes = ("collapse", "per-row") if rows <= args.per_row_max else ("collapse",)
+        for mode in [m for m in modes if m in args.modes.split(",")]:
+            for variant in args.variants.split(","):
+                _, text = run([PY, str(script), str(arrays), str(work / "design-cache"), mode,
+                               variant, args.seeds, str(args.samples), str(args.warmup),
+                               str(args.chains)], work)
+                add(f"{rows} rows, {n1}x{n2}", mode, variant, all_json(text))
+    if args.control:
+        _, text = run([PY, str(control), str(args.control), args.seeds, str(args.samples),
+                       str(args.warmup), str(args.chains)], work)
+        add(f"control: iid N(0, 1) in {args.control} dims", "-", "plain NumPyro",
+            all_json(text))
+    return out
+
+
 def last_json(text: str) -> dict:
     """The last JSON object line a script printed."""
     for line in reversed(text.strip().splitlines()):
@@ -311,6 +449,17 @@ def main() -> None:
         default=20000,
         help="also time the per-row likelihood up to this many rows",
     )
+    parser.add_argument("--designs", default="20000x10x20,200000x30x50",
+                        help="case 7: ROWSxLEVELS1xLEVELS2, comma-separated")
+    parser.add_argument("--seeds", default="0,1,2,3,4", help="case 7: one fit per seed")
+    parser.add_argument("--modes", default="collapse,per-row",
+                        help="case 7: likelihoods to time (per-row only up to --per-row-max)")
+    parser.add_argument("--control", type=int, default=210,
+                        help="case 7: dims of the iid Gaussian control (0: skip)")
+    parser.add_argument("--variants", default="before,after",
+                        help="case 7: before (free levels, dense mass), after (contrasts, auto)")
+    parser.add_argument("--samples", type=int, default=500, help="case 7: draws per chain")
+    parser.add_argument("--warmup", type=int, default=500, help="case 7: warmup per chain")
     args = parser.parse_args()
     cases = set(args.cases.split(","))
     work = Path(tempfile.mkdtemp(prefix="hibayes-bench-"))
@@ -531,6 +680,8 @@ def main() -> None:
         print("progress sampling s, plain:", first["sampling"]["plain"])
         print("progress sampling s, ticks:", first["sampling"]["ticks"])
 
+    design_rows = design_case(args, work) if "7" in cases else []
+
     print()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
@@ -549,6 +700,17 @@ def main() -> None:
     print("|" + "---|" * len(header))
     for row in rows_out:
         print("| " + " | ".join(row) + " |")
+    if design_rows:
+        print(f"\ncase 7: {args.chains} chains x ({args.warmup} warmup + {args.samples} draws), "
+              f"target_accept 0.8, seeds {args.seeds}; wall s per fit excludes the first "
+              "(compiling) fit")
+        header = ("design", "likelihood", "parameterisation", "mass", "steps/iter (range)",
+                  "R-hat max", "min bulk ESS", "min tail ESS", "converged", "compile s",
+                  "sampling s", "wall s")
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for row in design_rows:
+            print("| " + " | ".join(row) + " |")
     shutil.rmtree(work, ignore_errors=True)
 
 
