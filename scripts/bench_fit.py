@@ -310,7 +310,7 @@ def cv_cases(work: Path, repeats: int, add: Any) -> None:
 DESIGN_ORDINAL = textwrap.dedent('''
     import sys, time, json
     import numpy as np
-    from hibayes.runtime import configure_compilation_cache, configure_host_devices
+    from hibayes.inference.runtime import configure_compilation_cache, configure_host_devices
     configure_host_devices()
     from hibayes.inference import FitSettings, fit_model
     from hibayes.diagnostics import Criteria, diagnose
