@@ -307,7 +307,7 @@ def cv_cases(work: Path, repeats: int, add: Any) -> None:
 
 
 # Case 7: argv = arrays.npz cache collapse|per-row before|after seeds samples warmup chains
-DESIGN_ORDINAL = textwrap.dedent('''
+DESIGN_ORDINAL = textwrap.dedent("""
     import sys, time, json
     import numpy as np
     from hibayes.inference.runtime import configure_compilation_cache, configure_host_devices
@@ -339,13 +339,13 @@ DESIGN_ORDINAL = textwrap.dedent('''
                           "rhat_max": m["rhat_max"], "ess_bulk_min": m["ess_bulk_min"],
                           "ess_tail_min": m["ess_tail_min"], "converged": m["converged"],
                           "mass": r.idata.posterior.attrs["mass_matrix"]}), flush=True)
-''')
+""")
 
 
 # Case 7 control: argv = dims seeds samples warmup chains. Plain NumPyro NUTS on iid
 # N(0, 1) in ``dims`` dimensions: the best-conditioned posterior there is, for what the
 # default checks say about NUTS's draws of that size.
-CONTROL_GAUSSIAN = textwrap.dedent('''
+CONTROL_GAUSSIAN = textwrap.dedent("""
     import sys, time, json
     import numpyro
     numpyro.set_host_device_count(2)
@@ -368,7 +368,7 @@ CONTROL_GAUSSIAN = textwrap.dedent('''
                           "rhat_max": m["rhat_max"], "ess_bulk_min": m["ess_bulk_min"],
                           "ess_tail_min": m["ess_tail_min"], "converged": m["converged"],
                           "mass": "diagonal"}), flush=True)
-''')
+""")
 
 
 def all_json(text: str) -> list[dict]:
@@ -392,13 +392,20 @@ def design_case(args: argparse.Namespace, work: Path) -> list[tuple[str, ...]]:
 
     def add(what: str, mode: str, variant: str, fits: list[dict]) -> None:
         rhat = [f["rhat_max"] for f in fits]
-        row = (what, mode, variant, fits[0]["mass"], steps_range(fits),
-               f"{min(rhat):.3f}-{max(rhat):.3f}",
-               f"{min(f['ess_bulk_min'] for f in fits):.0f}",
-               f"{min(f['ess_tail_min'] for f in fits):.0f}",
-               f"{sum(f['converged'] == 1.0 for f in fits)}/{len(fits)}",
-               f"{fits[0]['compile']:.1f}", f"{med([f['run'] for f in fits]):.1f}",
-               f"{med([f['wall'] for f in fits[1:] or fits]):.1f}")
+        row = (
+            what,
+            mode,
+            variant,
+            fits[0]["mass"],
+            steps_range(fits),
+            f"{min(rhat):.3f}-{max(rhat):.3f}",
+            f"{min(f['ess_bulk_min'] for f in fits):.0f}",
+            f"{min(f['ess_tail_min'] for f in fits):.0f}",
+            f"{sum(f['converged'] == 1.0 for f in fits)}/{len(fits)}",
+            f"{fits[0]['compile']:.1f}",
+            f"{med([f['run'] for f in fits]):.1f}",
+            f"{med([f['wall'] for f in fits[1:] or fits]):.1f}",
+        )
         print(" | ".join(row), flush=True)
         out.append(row)
 
@@ -409,15 +416,41 @@ def design_case(args: argparse.Namespace, work: Path) -> list[tuple[str, ...]]:
         modes = ("collapse", "per-row") if rows <= args.per_row_max else ("collapse",)
         for mode in [m for m in modes if m in args.modes.split(",")]:
             for variant in args.variants.split(","):
-                _, text = run([PY, str(script), str(arrays), str(work / "design-cache"), mode,
-                               variant, args.seeds, str(args.samples), str(args.warmup),
-                               str(args.chains)], work)
+                _, text = run(
+                    [
+                        PY,
+                        str(script),
+                        str(arrays),
+                        str(work / "design-cache"),
+                        mode,
+                        variant,
+                        args.seeds,
+                        str(args.samples),
+                        str(args.warmup),
+                        str(args.chains),
+                    ],
+                    work,
+                )
                 add(f"{rows} rows, {n1}x{n2}", mode, variant, all_json(text))
     if args.control:
-        _, text = run([PY, str(control), str(args.control), args.seeds, str(args.samples),
-                       str(args.warmup), str(args.chains)], work)
-        add(f"control: iid N(0, 1) in {args.control} dims", "-", "plain NumPyro",
-            all_json(text))
+        _, text = run(
+            [
+                PY,
+                str(control),
+                str(args.control),
+                args.seeds,
+                str(args.samples),
+                str(args.warmup),
+                str(args.chains),
+            ],
+            work,
+        )
+        add(
+            f"control: iid N(0, 1) in {args.control} dims",
+            "-",
+            "plain NumPyro",
+            all_json(text),
+        )
     return out
 
 
@@ -449,17 +482,34 @@ def main() -> None:
         default=20000,
         help="also time the per-row likelihood up to this many rows",
     )
-    parser.add_argument("--designs", default="20000x10x20,200000x30x50",
-                        help="case 7: ROWSxLEVELS1xLEVELS2, comma-separated")
+    parser.add_argument(
+        "--designs",
+        default="20000x10x20,200000x30x50",
+        help="case 7: ROWSxLEVELS1xLEVELS2, comma-separated",
+    )
     parser.add_argument("--seeds", default="0,1,2,3,4", help="case 7: one fit per seed")
-    parser.add_argument("--modes", default="collapse,per-row",
-                        help="case 7: likelihoods to time (per-row only up to --per-row-max)")
-    parser.add_argument("--control", type=int, default=210,
-                        help="case 7: dims of the iid Gaussian control (0: skip)")
-    parser.add_argument("--variants", default="before,after",
-                        help="case 7: before (free levels, dense mass), after (contrasts, auto)")
-    parser.add_argument("--samples", type=int, default=500, help="case 7: draws per chain")
-    parser.add_argument("--warmup", type=int, default=500, help="case 7: warmup per chain")
+    parser.add_argument(
+        "--modes",
+        default="collapse,per-row",
+        help="case 7: likelihoods to time (per-row only up to --per-row-max)",
+    )
+    parser.add_argument(
+        "--control",
+        type=int,
+        default=210,
+        help="case 7: dims of the iid Gaussian control (0: skip)",
+    )
+    parser.add_argument(
+        "--variants",
+        default="before,after",
+        help="case 7: before (free levels, dense mass), after (contrasts, auto)",
+    )
+    parser.add_argument(
+        "--samples", type=int, default=500, help="case 7: draws per chain"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=500, help="case 7: warmup per chain"
+    )
     args = parser.parse_args()
     cases = set(args.cases.split(","))
     work = Path(tempfile.mkdtemp(prefix="hibayes-bench-"))
@@ -701,12 +751,25 @@ def main() -> None:
     for row in rows_out:
         print("| " + " | ".join(row) + " |")
     if design_rows:
-        print(f"\ncase 7: {args.chains} chains x ({args.warmup} warmup + {args.samples} draws), "
-              f"target_accept 0.8, seeds {args.seeds}; wall s per fit excludes the first "
-              "(compiling) fit")
-        header = ("design", "likelihood", "parameterisation", "mass", "steps/iter (range)",
-                  "R-hat max", "min bulk ESS", "min tail ESS", "converged", "compile s",
-                  "sampling s", "wall s")
+        print(
+            f"\ncase 7: {args.chains} chains x ({args.warmup} warmup + {args.samples} draws), "
+            f"target_accept 0.8, seeds {args.seeds}; wall s per fit excludes the first "
+            "(compiling) fit"
+        )
+        header = (
+            "design",
+            "likelihood",
+            "parameterisation",
+            "mass",
+            "steps/iter (range)",
+            "R-hat max",
+            "min bulk ESS",
+            "min tail ESS",
+            "converged",
+            "compile s",
+            "sampling s",
+            "wall s",
+        )
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))
         for row in design_rows:
