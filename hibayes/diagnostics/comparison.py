@@ -20,7 +20,6 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy.special import logsumexp
 
 from .cross_validation import CV_GROUP
 
@@ -161,9 +160,8 @@ def _cv_values(idata: az.InferenceData) -> tuple[np.ndarray, str, str, float, fl
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         loo = az.loo(idata, pointwise=True)
-    log_lik = np.asarray(idata.log_likelihood["obs"].values, dtype=np.float64)
-    flat = log_lik.reshape(-1, log_lik.shape[-1])
-    lppd = float(np.sum(logsumexp(flat, axis=0) - np.log(flat.shape[0])))
+    # ArviZ's own lppd (its p_loo is lppd - elpd_loo), so p_cv of a PSIS fit is its p_loo.
+    lppd = float(loo.p_loo) + float(loo.elpd_loo)
     if CV_GROUP not in idata.groups():
         values = np.asarray(loo.loo_i.values, dtype=np.float64).ravel()
         return values, "psis", "leave-one-out", float(loo.elpd_loo), lppd

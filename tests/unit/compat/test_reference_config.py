@@ -628,12 +628,16 @@ def test_a_command_line_sweep_runs_for_every_model(tmp_path):
         "model: {models: [two_level_group_binomial, "
         "simplified_group_binomial_exponential]}\n",
     )
-    # fit.samples=-1 fails every job before sampling: only the job list matters here
+    # A table with a negative count fails every job when it reads its data, before
+    # sampling: only the job list matters here.
+    (tmp_path / "bad.csv").write_text("model,score,n\na,3,10\nb,-1,10\n")
     done = run_fit(
         tmp_path,
         "models_file=hibayes.yaml",
         "fit.seed=0,1",
-        "fit.samples=-1",
+        "data.path=bad.csv",
+        "data.n_total=n",
+        "data.aggregate=false",
         "tracking=none",
         "-m",
     )
@@ -642,5 +646,5 @@ def test_a_command_line_sweep_runs_for_every_model(tmp_path):
     for model in ("two_level_group_binomial", "simplified_group_binomial_exponential"):
         for seed in (0, 1):
             assert f"model={model} models_file=hibayes.yaml fit.seed={seed}" in log
-    assert "4 of 4 fits failed" in log  # and the command-line value beat conf/fit's
-    assert "fit.samples must be > 0, got -1" in log
+    assert "4 of 4 fits failed" in log
+    assert "bad.csv" in log and "negative" in log
