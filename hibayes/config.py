@@ -35,6 +35,7 @@ __all__ = [
     "ConfigError",
     "ModelSpec",
     "checked_sections",
+    "data_settings",
     "to_plain",
     "model_spec",
     "fit_settings",
@@ -164,26 +165,30 @@ class ConfigError(InputError):
 def checked_sections(
     cfg: Mapping[str, Any], model_choice: str | None = None
 ) -> tuple[ModelSpec, FitSettings, Thresholds]:
-    """The model, fit and checks sections, every one checked before any work.
+    """The model, data, fit and checks sections, every one checked before any work.
+
+    The data section is checked without reading its table (:func:`data_settings`).
 
     :raises ConfigError: one line per problem found in any of them.
     """
     problems: list[str] = []
-    results: list[Any] = []
-    for build in (
-        lambda: model_spec(cfg["model"], model_choice),
-        lambda: fit_settings(cfg["fit"]),
-        lambda: thresholds(cfg["checks"]),
-    ):
+
+    def checked(build: Any) -> Any:
         try:
-            results.append(build())
+            return build()
         except ConfigError as exc:
             problems.extend(exc.problems())
         except InputError as exc:
             problems.extend(str(exc).splitlines())
+        return None
+
+    spec = checked(lambda: model_spec(cfg["model"], model_choice))
+    if "data" in cfg:
+        checked(lambda: data_settings(cfg["data"], spec))
+    settings = checked(lambda: fit_settings(cfg["fit"]))
+    limits = checked(lambda: thresholds(cfg["checks"]))
     if problems:
         raise ConfigError.listing(problems)
-    spec, settings, limits = results
     return spec, settings, limits
 
 
@@ -233,7 +238,7 @@ def cv_settings(
 def data_source(section: Mapping[str, Any]) -> str:
     """The path of the table a data section reads (a shipped example or a file)."""
     values = to_plain(section)
-    if values.get("path"):
+    if values.get("path") and values["path"] != "???":  # ???: OmegaConf's "missing"
         return str(values["path"])
     if values.get("example"):
         return str(example_path(str(values["example"])))
@@ -282,16 +287,7 @@ def load_data(
     :param settings: the fit's settings: counts beyond what its precision holds
         exactly are refused.
     """
-    values = dict(to_plain(section))
-    path = data_source(values)
-    for key in ("path", "example"):
-        values.pop(key, None)
-    fmt = values.pop("format", None)
-    reader = values.pop("reader", None) or "table"
-    declared = getattr(model.factory, "outcome", None) if model else None
-    values["outcome"] = resolve_outcome(
-        values.get("outcome"), declared, model.name if model else None
-    )
+    path, reader, fmt, values = _data_arguments(section, model)
     if settings is not None:
         values["count_limit"] = _count_limit(settings)
     if reader == "inspect":
@@ -300,6 +296,43 @@ def load_data(
         return features_from_inspect_logs(
             path, options=values.pop("inspect", None), **values
         )
-    if reader != "table":
-        raise ValueError(f"data.reader must be 'table' or 'inspect', got {reader!r}")
     return features_from_config(path, fmt=fmt, **values)
+
+
+def _data_arguments(
+    section: Mapping[str, Any], model: ModelSpec | None
+) -> tuple[str, str, str | None, dict[str, Any]]:
+    """Source path, reader, format and ``make_features`` arguments of a data section."""
+    values = dict(to_plain(section))
+    path = data_source(values)
+    for key in ("path", "example"):
+        values.pop(key, None)
+    fmt = values.pop("format", None)
+    reader = values.pop("reader", None) or "table"
+    if reader not in ("table", "inspect"):
+        raise ValueError(f"data.reader must be 'table' or 'inspect', got {reader!r}")
+    declared = getattr(model.factory, "outcome", None) if model else None
+    values["outcome"] = resolve_outcome(
+        values.get("outcome"), declared, model.name if model else None
+    )
+    return path, reader, fmt, values
+
+
+def data_settings(section: Mapping[str, Any], model: ModelSpec | None = None) -> None:
+    """The data section checked without reading its table: source, reader, roles.
+
+    :raises InputError: one line naming the problem (``data.path`` missing, a
+        reader that does not exist, column roles no table can satisfy).
+    """
+    from .data.features import check_arguments
+
+    try:
+        path, _, _, values = _data_arguments(section, model)
+    except ValueError as exc:  # data_source's and the reader's plain ValueErrors
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(str(exc)) from exc
+    if not Path(path).exists():
+        raise InputError(f"{path}: file not found (data.path)")
+    values.pop("inspect", None)
+    check_arguments(source=path, **values)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -36,7 +36,7 @@ from .outcomes import (
     outcome_kind,
 )
 
-__all__ = ["FeatureSet", "features_from_config", "make_features"]
+__all__ = ["FeatureSet", "check_arguments", "features_from_config", "make_features"]
 
 
 @dataclass(frozen=True)
@@ -196,6 +196,123 @@ def _standardize_names(
     return names
 
 
+class _Arguments(NamedTuple):
+    """``make_features``' arguments in role names, checked against each other."""
+
+    rename: dict[str, str]
+    to_role: Any
+    observed: str
+    n_total: str | None
+    categorical: list[str]
+    continuous: list[str]
+    passthrough: list[str]
+    category_order: dict[str, Sequence]
+    binomial: bool
+    kind: str
+    to_scale: list[str]
+    ctx: RowContext
+
+
+def _checked_arguments(
+    observed: str,
+    n_total: str | None,
+    categorical: Sequence[str],
+    continuous: Sequence[str],
+    rename: Mapping[str, str] | None,
+    aggregate: bool,
+    category_order: Mapping[str, Sequence] | None,
+    standardize: bool | Sequence[str],
+    passthrough: Sequence[str],
+    num_classes: int | None,
+    outcome: str,
+    source: str,
+) -> _Arguments:
+    """The arguments in role names; any combination no table can satisfy refused."""
+    rename = {str(k): str(v) for k, v in (rename or {}).items()}
+    to_role = role_namer(rename)
+    ctx = RowContext(source, True, {new: old for old, new in rename.items()})
+    observed = to_role(observed)
+    n_total = to_role(n_total) if n_total is not None else None
+    categorical = [to_role(c) for c in _names(categorical)]
+    continuous = [to_role(c) for c in _names(continuous)]
+    passthrough = [to_role(c) for c in _names(passthrough)]
+    if not isinstance(standardize, bool):
+        standardize = [to_role(c) for c in _names(standardize)]
+    binomial = aggregate or n_total is not None
+    _check_roles(
+        observed,
+        n_total,
+        categorical,
+        continuous,
+        passthrough,
+        aggregate,
+        num_classes,
+        ctx,
+    )
+    kind = outcome_kind(outcome, binomial, num_classes, ctx)
+    order = {to_role(k): v for k, v in (category_order or {}).items()}
+    stray = [c for c in order if c not in categorical]
+    if stray:
+        raise ctx.error(
+            f"category_order given for {stray}, which are not "
+            f"categorical columns {categorical}"
+        )
+    to_scale = _standardize_names(standardize, continuous, ctx)
+    return _Arguments(
+        rename,
+        to_role,
+        observed,
+        n_total,
+        categorical,
+        continuous,
+        passthrough,
+        order,
+        binomial,
+        kind,
+        to_scale,
+        ctx,
+    )
+
+
+def check_arguments(
+    *,
+    observed: str,
+    n_total: str | None = None,
+    categorical: Sequence[str] = (),
+    continuous: Sequence[str] = (),
+    rename: Mapping[str, str] | None = None,
+    aggregate: bool = False,
+    category_order: Mapping[str, Sequence] | None = None,
+    standardize: bool | Sequence[str] = False,
+    passthrough: Sequence[str] = (),
+    num_classes: int | None = None,
+    outcome: str = "auto",
+    source: str = "<table>",
+    **_table_steps: Any,
+) -> None:
+    """Refuse :func:`make_features` arguments no table can satisfy, before any file is read.
+
+    Takes :func:`make_features`' keyword arguments (the ones that need the table,
+    such as ``filters``, are accepted and not checked).
+
+    :raises DataError: the first bad combination, naming the source.
+    """
+    _checked_arguments(
+        observed,
+        n_total,
+        categorical,
+        continuous,
+        rename,
+        aggregate,
+        category_order,
+        standardize,
+        passthrough,
+        num_classes,
+        outcome,
+        source,
+    )
+
+
 def make_features(
     df: pd.DataFrame,
     *,
@@ -259,43 +376,33 @@ def make_features(
     :raises DataError: any bad argument or bad value; the message names the
         source, column and an example row with its value.
     """
-    rename = {str(k): str(v) for k, v in (rename or {}).items()}
-    to_role = role_namer(rename)
+    args = _checked_arguments(
+        observed,
+        n_total,
+        categorical,
+        continuous,
+        rename,
+        aggregate,
+        category_order,
+        standardize,
+        passthrough,
+        num_classes,
+        outcome,
+        source,
+    )
+    rename, to_role = args.rename, args.to_role
+    observed, n_total = args.observed, args.n_total
+    categorical, continuous = args.categorical, args.continuous
+    passthrough, category_order = args.passthrough, args.category_order
+    binomial, kind, to_scale = args.binomial, args.kind, args.to_scale
     positional = (
         isinstance(df.index, pd.RangeIndex)
         and df.index.start == 0
         and df.index.step == 1
     )
-    ctx = RowContext(source, positional, {new: old for old, new in rename.items()})
-    observed = to_role(observed)
-    n_total = to_role(n_total) if n_total is not None else None
-    categorical = [to_role(c) for c in _names(categorical)]
-    continuous = [to_role(c) for c in _names(continuous)]
-    passthrough = [to_role(c) for c in _names(passthrough)]
-    if not isinstance(standardize, bool):
-        standardize = [to_role(c) for c in _names(standardize)]
-    binomial = aggregate or n_total is not None
-    _check_roles(
-        observed,
-        n_total,
-        categorical,
-        continuous,
-        passthrough,
-        aggregate,
-        num_classes,
-        ctx,
-    )
-    kind = outcome_kind(outcome, binomial, num_classes, ctx)
-    category_order = {to_role(k): v for k, v in (category_order or {}).items()}
-    stray = [c for c in category_order if c not in categorical]
-    if stray:
-        raise ctx.error(
-            f"category_order given for {stray}, which are not "
-            f"categorical columns {categorical}"
-        )
+    ctx = RowContext(source, positional, args.ctx.renamed)
     if len(df) == 0:
         raise ctx.error("table has no rows")
-    to_scale = _standardize_names(standardize, continuous, ctx)
 
     table = apply_rename(df, rename, ctx)
     if filters:

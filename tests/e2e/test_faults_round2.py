@@ -107,12 +107,16 @@ def test_reused_explicit_folder_refused_then_emptied_on_request(tmp_path, mode):
     empties it first, so old outputs never sit next to new ones."""
     folder = tmp_path / "named"
     (folder / ".hydra").mkdir(parents=True)
+    (tmp_path / "negative.csv").write_text("group,obs,n\na,3,10\nb,-1,10\n")
     (folder / "idata.nc").write_text("the previous job's posterior")
     uri, _ = _store(tmp_path)
     args = (
         *(["-m"] if mode == "sweep" else []),
         "data=table",
-        "data.path=missing.csv",
+        "data.path=negative.csv",
+        "data.observed=obs",
+        "data.n_total=n",
+        "data.aggregate=false",
         uri,
         f"hydra.{mode}.dir=named",
     )
@@ -123,8 +127,8 @@ def test_reused_explicit_folder_refused_then_emptied_on_request(tmp_path, mode):
     assert _check_store(tmp_path) == []  # refused before any run was opened
 
     again = run_hibayes(tmp_path, *args, "reuse_output_dir=true")
-    assert again.returncode == 1  # the data file is missing: the fit itself fails
-    _one_line(again.stderr, "missing.csv: file not found")
+    assert again.returncode == 1  # a negative count: the fit itself fails on its data
+    _one_line(again.stderr, "negative.csv: column 'obs': negative")
     assert not (folder / "idata.nc").exists()
     runs = _check_store(tmp_path)
     # One run, or the default prior sweep's three jobs and their parent: all FAILED.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,16 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
-from hibayes.config import fit_settings, load_data, model_spec, thresholds
+from hibayes.config import (
+    ConfigError,
+    checked_sections,
+    data_settings,
+    fit_settings,
+    load_data,
+    model_spec,
+    thresholds,
+)
+from hibayes.errors import InputError
 from hibayes.model import ModelError
 
 CONF = Path(__file__).resolve().parents[2] / "hibayes" / "conf"
@@ -87,6 +97,50 @@ def test_table_data_config_reads_a_users_file(tmp_path):
     data = load_data(cfg.data)
     assert data.features["num_grader"] == 2
     assert data.features["num_classes"] == 11
+
+
+@pytest.mark.parametrize(
+    "name", [o for o in options("data") if o not in ("table", "inspect")]
+)
+def test_every_shipped_data_config_passes_the_check_before_reading(name):
+    data_settings(composed(f"data={name}").data)
+
+
+# Data sections no table can satisfy: (overrides, what the one line says).
+BAD_DATA = [
+    (("data.n_total=n",), "n_total must not be given with aggregate=True"),
+    (("data.standardize=[zz]",), "standardize names ['zz'] that are not continuous"),
+    (("data.category_order={task: [a]}",), "category_order given for ['task']"),
+    (("data.outcome=ordinal",), "outcome"),
+    (("data.continuous=[x]",), "cannot be used with aggregate=True"),
+    (("data.passthrough=[group]",), "more than one role"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD_DATA)
+def test_a_bad_data_section_is_refused_before_reading_as_after(overrides, message):
+    cfg = composed(*overrides)
+    with pytest.raises(ConfigError, match=re.escape(message)) as before:
+        checked_sections(cfg, "two_level_group_binomial")
+    assert len(str(before.value).splitlines()) == 1
+    # The independent path: the same section refused when the table is read.
+    with pytest.raises(InputError) as after:
+        load_data(cfg.data, model_spec(cfg.model, "two_level_group_binomial"))
+    assert str(before.value) == str(after.value)
+
+
+def test_data_source_problems_are_one_line_each(tmp_path):
+    with pytest.raises(ConfigError, match="missing.csv: file not found"):
+        checked_sections(composed("data=table", "data.path=missing.csv"))
+    with pytest.raises(ConfigError, match=r"data.path is not set"):
+        checked_sections(composed("data=table"))
+    both = composed("data=table", "data.path=missing.csv", "fit.samples=0")
+    with pytest.raises(ConfigError, match="2 problems") as caught:
+        checked_sections(both)
+    assert caught.value.problems() == [
+        "missing.csv: file not found (data.path)",
+        "fit.samples must be > 0, got 0",
+    ]
 
 
 @pytest.mark.parametrize("name", options("tracking"))
