@@ -27,7 +27,7 @@ from hibayes.outputs.comparison import write_comparison
 from hibayes.system.command import one_line_errors, run_command
 
 # Imported before MLflow: it switches MLflow's telemetry and URL printing off.
-from .tracking import resolve_tracking_uri
+from .tracking import TrackingError, check_store_exists, resolve_tracking_uri
 
 log = logging.getLogger("hibayes.compare")
 
@@ -323,6 +323,10 @@ def compare(cfg: DictConfig, out_dir: Path | None = None) -> ComparisonResult:
 
         out_dir = Path(HydraConfig.get().runtime.output_dir)
     uri = resolve_tracking_uri(cfg.tracking.get("uri"))
+    try:
+        check_store_exists(uri)
+    except TrackingError as exc:
+        raise CompareError(str(exc)) from exc
     client = MlflowClient(uri)
     runs = select_runs(
         client,

@@ -333,6 +333,10 @@ def data_settings(section: Mapping[str, Any], model: ModelSpec | None = None) ->
             raise
         raise InputError(str(exc)) from exc
     if not Path(path).exists():
-        raise InputError(f"{path}: file not found (data.path)")
+        # Relative paths name the current folder, which hydra.job.chdir=true moves.
+        where = (
+            "" if Path(path).is_absolute() else f", resolved to {Path(path).resolve()}"
+        )
+        raise InputError(f"{path}: file not found (data.path{where})")
     values.pop("inspect", None)
     check_arguments(source=path, **values)

@@ -254,8 +254,13 @@ def check_data(fit: RecordedFit, allow_change: bool = False) -> None:
     recorded = fit.run.data.tags["hibayes.data_digest"]
     try:
         now = data_digest(fit.cfg.data)
-    except DataError as exc:
-        now = f"unreadable ({exc})"
+    except (DataError, OSError, ValueError) as exc:
+        # Nothing to fit: --force could only produce a FAILED run, so it is not offered.
+        raise ReproduceError(
+            f"cannot read the data of run {fit.run_id} ({fit.run.info.run_name}): "
+            f"{exc}; restore {fit.source} (the run recorded digest {recorded}) "
+            "and re-run"
+        ) from exc
     if now == recorded:
         return
     message = (
@@ -489,9 +494,18 @@ def reproduce(
     :raises DataChanged: before anything runs, when any fit's data changed.
     :raises ReproduceError: the run is not found, not a fit, or lacks artifacts.
     """
-    from .tracking import MlflowTracker, TrackingError, resolve_tracking_uri
+    from .tracking import (
+        MlflowTracker,
+        TrackingError,
+        check_store_exists,
+        resolve_tracking_uri,
+    )
 
     uri = resolve_tracking_uri(tracking_uri)
+    try:
+        check_store_exists(uri)
+    except TrackingError as exc:
+        raise ReproduceError(str(exc)) from exc
     reader = MlflowTracker(uri=uri)
     try:
         run = reader.get_run(run_id)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -190,7 +189,7 @@ def _ebfmi(energy: np.ndarray) -> np.ndarray:
 def fit_convergence(
     draws: np.ndarray, diverging: np.ndarray, energy: np.ndarray, thresholds: Thresholds
 ) -> pd.DataFrame:
-    """The convergence checks of every simulated fit (ArviZ's estimators).
+    """The convergence checks of every simulated fit (ArviZ's estimators, vectorised).
 
     :param draws: (simulation, chain, draw, element).
     :param diverging: (simulation, chain, draw).
@@ -200,26 +199,14 @@ def fit_convergence(
         ``problems`` (in words), plus per element ``rhat`` and ``ess_bulk``
         in the ``per_element`` attribute (simulation, element).
     """
-    from arviz.stats.diagnostics import _ess_bulk, _ess_tail, _rhat_rank
+    from .batched import ess_bulk, ess_tail, rhat_rank
 
-    s, _, _, p = draws.shape
-    rhat = np.full((s, p), np.nan)
-    bulk = np.full((s, p), np.nan)
-    tail = np.full((s, p), np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for i in range(s):
-            for j in range(p):
-                x = draws[i, :, :, j]
-                if (
-                    np.ptp(x) == 0
-                ):  # constant: no R-hat or ESS (metrics.py does the same)
-                    continue
-                rhat[i, j], bulk[i, j], tail[i, j] = (
-                    _rhat_rank(x),
-                    _ess_bulk(x),
-                    _ess_tail(x),
-                )
+    s = draws.shape[0]
+    # (simulation, element, chain, draw): every quantity of every fit in one pass.
+    per_quantity = np.moveaxis(np.asarray(draws), -1, 1)
+    rhat = rhat_rank(per_quantity)
+    bulk = ess_bulk(per_quantity)
+    tail = ess_tail(per_quantity)
     t = thresholds
     frame = pd.DataFrame(
         {

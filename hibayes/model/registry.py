@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -60,12 +61,27 @@ def get_model(name: str) -> ModelFactory:
     try:
         return _REGISTRY[name]
     except KeyError:
+        plain = _undecorated(name)
+        if plain:
+            raise ModelError(
+                f"model '{name}' in {plain} is a plain function, not a model: put "
+                "@model above it (from hibayes.model import model)"
+            ) from None
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise ModelError(
             f"unknown model '{name}'.{hint} Known models: {', '.join(sorted(_REGISTRY))}. "
             "Custom models are loaded from model.path (a .py file or module name)."
         ) from None
+
+
+def _undecorated(name: str) -> str | None:
+    """The custom model file that defines ``name`` as a function without ``@model``."""
+    for path, module_name in _LOADED_FILES.items():
+        found = getattr(sys.modules.get(module_name), name, None)
+        if inspect.isfunction(found):
+            return str(path)
+    return None
 
 
 def model_origin(name: str) -> str:
@@ -77,6 +93,11 @@ def _import_file(path: Path) -> str:
     resolved = path.expanduser().resolve()
     if resolved in _LOADED_FILES:
         return _LOADED_FILES[resolved]
+    if resolved.is_dir():
+        raise ModelError(
+            f"model.path {path} is a folder ({resolved}): give the .py file that "
+            "defines the model"
+        )
     if not resolved.is_file():
         raise ModelError(
             f"custom model file not found: {path} (resolved to {resolved})"

@@ -11,7 +11,9 @@ stdout and stderr) and then leaves with ``os._exit``.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -30,23 +32,49 @@ def _exit_code(status: object) -> int:
     return 1
 
 
+def _signal_number(exc: KeyboardInterrupt) -> int:
+    """The signal behind an interrupt (``"signal 15"`` from :mod:`.interrupts`); SIGINT
+    for a plain Ctrl-C."""
+    words = str(exc).split()
+    if len(words) == 2 and words[0] == "signal" and words[1].isdigit():
+        return int(words[1])
+    return int(signal.SIGINT)
+
+
 def run_then_exit(main: Callable[[], object]) -> NoReturn:
     """Run a command's ``main`` and exit with its status, minus the final collection.
 
     An integer ``main`` returns is the exit status (as in ``sys.exit(main())``);
-    anything else returned means 0. Exceptions other than ``SystemExit`` propagate
-    and the interpreter exits the usual way, traceback and all.
+    anything else returned means 0. An interrupt (SIGINT, or SIGTERM through
+    :mod:`.interrupts`) is one line, ``interrupted: SIGTERM``, and status 128 + the
+    signal's number. Other exceptions propagate and the interpreter exits the usual
+    way, traceback and all.
     """
     try:
         result = main()
         code = result if isinstance(result, int) and not isinstance(result, bool) else 0
     except SystemExit as exc:
         code = _exit_code(exc.code)
+    except KeyboardInterrupt as exc:
+        # The user's (or the scheduler's) stop: whatever ran has ended its runs
+        # KILLED by now, so the stack says nothing a user needs.
+        signum = _signal_number(exc)
+        name = signal.Signals(signum).name
+        print(f"interrupted: {name}", file=sys.stderr)
+        # No waiting on what is still computing (XLA does not cancel a running
+        # sampler, and shutdown would join it): flush the logs and go.
+        logging.shutdown()
+        _flush_and_exit(128 + signum)  # the shell's status for a signal's stop
     shutdown = getattr(threading, "_shutdown", None)
     if shutdown is None:  # a Python without it: let the interpreter do it all
         sys.exit(code)
     shutdown()  # what Py_FinalizeEx does first: join non-daemon threads, executors
     atexit._run_exitfuncs()  # logging.shutdown flushes every handler, Hydra's log file too
+    _flush_and_exit(code)
+
+
+def _flush_and_exit(code: int) -> NoReturn:
+    """Flush stdout and stderr, then leave at once with ``code``."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -25,7 +25,7 @@ from hibayes.tracking.mlflow_tracker import NOT_FINITE_TAG, MlflowTracker
 from hibayes.tracking.null_tracker import NullTracker
 from hibayes.tracking.params import flatten_config, redact
 from hibayes.tracking.provenance import provenance_tags
-from hibayes.tracking.store import resolve_tracking_uri
+from hibayes.tracking.store import check_store_exists, resolve_tracking_uri
 
 __all__ = [
     "NOT_FINITE_TAG",
@@ -34,6 +34,7 @@ __all__ = [
     "NullTracker",
     "Tracker",
     "TrackingError",
+    "check_store_exists",
     "flatten_config",
     "provenance_tags",
     "redact",

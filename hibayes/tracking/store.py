@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_TRACKING_URI",
     "check_http_reachable",
     "check_sqlite_openable",
+    "check_store_exists",
     "default_artifact_location",
     "is_http_uri",
     "resolve_tracking_uri",
@@ -98,6 +99,23 @@ def sqlite_init_lock(uri: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def check_store_exists(uri: str) -> None:
+    """Refuse a SQLite store that does not exist, for commands that only read runs.
+
+    MLflow would create an empty database and then report "run not found", which
+    points the wrong way when the command was simply started in another folder.
+
+    :raises TrackingError: naming the file and how to point at the right store.
+    """
+    path = sqlite_db_path(uri)
+    if path is not None and not path.exists():
+        raise TrackingError(
+            f"no tracking store at {path}: run this from the folder that holds "
+            "mlflow.db, or name the store (--tracking-uri / tracking.uri= / "
+            "$MLFLOW_TRACKING_URI)"
+        )
 
 
 def check_sqlite_openable(uri: str) -> None:

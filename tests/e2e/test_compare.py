@@ -233,3 +233,11 @@ def test_run_without_finite_elpd_refused_and_named(store, tmp_path):
         f"'nan elpd' ({run.info.run_id}): elpd_loo = nan"
     ) in done.stderr
     assert len(all_runs(workdir)) == before  # no comparison run recorded
+
+
+def test_compare_where_no_store_is_refused_without_creating_one(tmp_path: Path) -> None:
+    done = run_module("hibayes.compare", tmp_path, "parent=0123456789abcdef")
+    assert done.returncode == 2, done.stdout + done.stderr[-3000:]
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("refused:")]
+    assert f"no tracking store at {tmp_path / 'mlflow.db'}" in line
+    assert not (tmp_path / "mlflow.db").exists()

@@ -270,7 +270,8 @@ def test_interrupted_sweep_ends_its_runs_killed(tmp_path, sig):
     )
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=300)
-    assert proc.returncode != 0
+    assert proc.returncode == 128 + sig, out[-3000:]
+    assert f"interrupted: {sig.name}" in out and "Traceback" not in out, out[-3000:]
     runs = _sqlite_runs(db)
     statuses = sorted(r.info.status for r in runs)
     assert "RUNNING" not in statuses, out[-3000:]
@@ -296,7 +297,9 @@ def test_sigterm_ends_a_single_fit_killed(tmp_path):
     )
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=300)
-    assert proc.returncode != 0
+    assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
+    assert out.rstrip().endswith("interrupted: SIGTERM"), out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
     (run,) = _sqlite_runs(db)
     assert run.info.status == "KILLED", out[-3000:]
 

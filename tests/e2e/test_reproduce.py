@@ -255,3 +255,25 @@ def test_reproduce_refuses_changed_data(tmp_path: Path) -> None:
     )
     assert forced.returncode == 0, forced.stdout + forced.stderr[-3000:]
     assert "IDENTICAL" in forced.stdout
+
+    # The data file gone: nothing can be fitted, so --force is not what to advise.
+    data.unlink()
+    gone = run_module(
+        "hibayes.reproduce", elsewhere, store, original.info.run_id, "--force"
+    )
+    assert gone.returncode == 2, gone.stdout + gone.stderr[-3000:]
+    (line,) = [x for x in gone.stderr.splitlines() if x.startswith("refused:")]
+    assert f"restore {data}" in line and "--force" not in line
+    assert (
+        len(fit_runs(store)) == 2
+    )  # the original and the forced re-run: no FAILED one
+
+    # Started where no store is: refused, and no empty mlflow.db is left behind.
+    nowhere = tmp_path / "no-store-here" / "mlflow.db"
+    nowhere.parent.mkdir()
+    lost = run_module(
+        "hibayes.reproduce", nowhere.parent, nowhere, original.info.run_id
+    )
+    assert lost.returncode == 2, lost.stdout + lost.stderr[-3000:]
+    assert f"no tracking store at {nowhere}" in lost.stderr
+    assert not nowhere.exists()

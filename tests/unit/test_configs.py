@@ -138,7 +138,7 @@ def test_data_source_problems_are_one_line_each(tmp_path):
     with pytest.raises(ConfigError, match="2 problems") as caught:
         checked_sections(both)
     assert caught.value.problems() == [
-        "missing.csv: file not found (data.path)",
+        f"missing.csv: file not found (data.path, resolved to {Path.cwd()}/missing.csv)",
         "fit.samples must be > 0, got 0",
     ]
 

@@ -93,6 +93,29 @@ def test_custom_model_file_errors_are_named(tmp_path):
     bad.write_text("def oops(:\n    pass\n")
     with pytest.raises(ModelError, match="broken.py has a syntax error at line 1"):
         load_models(str(bad))
+    with pytest.raises(ModelError, match=r"model.path .* is a folder .*give the .py"):
+        load_models(str(tmp_path))
+
+
+def test_a_plain_function_is_named_as_missing_its_decorator(tmp_path):
+    path = tmp_path / "undecorated.py"
+    path.write_text(
+        textwrap.dedent("""
+        def my_plain_model(mu=0.0):
+            def program(features):
+                pass
+            return program
+    """)
+    )
+    load_models(str(path))
+    with pytest.raises(ModelError) as caught:
+        get_model("my_plain_model")
+    assert str(caught.value) == (
+        f"model 'my_plain_model' in {path.resolve()} is a plain function, not a "
+        "model: put @model above it (from hibayes.model import model)"
+    )
+    with pytest.raises(ModelError, match="unknown model 'elsewhere'"):
+        get_model("elsewhere")  # a name no loaded file defines: the usual message
 
 
 def test_check_features_names_every_missing_feature():
