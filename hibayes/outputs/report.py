@@ -56,7 +56,10 @@ _METRIC_COLUMNS = (
     ("tail ESS min", "ess_tail_min", 0),
     ("divergences", "divergences", 0),
     ("E-BFMI min", "ebfmi_min", 2),
-    ("Pareto k > 0.7", "pareto_k_bad", 0),
+    # Rows PSIS-LOO cannot trust (k above ArviZ's sample-size threshold), and the
+    # rows still untrusted after cross-validation refitted them (blank without CV).
+    ("bad Pareto k (PSIS)", "pareto_k_bad", 0),
+    ("unresolved after CV", "pareto_k_bad_after", 0),
     ("time (s)", "time_total_s", 1),
 )
 # Suffixes of prior hyperparameter names: prior_<parameter>_<suffix>.
@@ -247,7 +250,10 @@ def _convergence_section(fits: Sequence[FitRecord], keys: Sequence[str]) -> str:
         "<h2>Convergence</h2>"
         + _table(header, rows, text)
         + '<p class="note">A fit converged when R-hat, bulk and tail ESS, divergences '
-        "and E-BFMI all pass the checks' thresholds (Vehtari et al. 2021).</p>"
+        "and E-BFMI all pass the checks' thresholds (Vehtari et al. 2021). A bad "
+        "Pareto k marks a row whose PSIS-LOO value cannot be trusted; cross-validation "
+        "(cv=auto, reloo, kfold) replaces those values by exact refits, and the last "
+        "count is what is still untrusted after it (a failed refit).</p>"
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import re
 import shutil
@@ -253,3 +254,28 @@ def test_report_renders_in_headless_chromium(sweep, tmp_path):
         out.mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, out / "report.png")
         shutil.copy(path, out / "report.html")
+
+
+def test_convergence_table_shows_pareto_k_before_and_after_cross_validation(
+    sweep, tmp_path
+):
+    fits, _, _ = sweep
+    psis_only, refitted = fits[0], fits[1]
+    metrics = {**refitted.metrics, "pareto_k_bad": 4.0, "pareto_k_bad_after": 1.0}
+    refitted = dataclasses.replace(refitted, metrics=metrics)
+    page = write_sweep_report(
+        tmp_path / "r.html", [psis_only, refitted], title="cv"
+    ).read_text()
+    section = page[page.index("<h2>Convergence</h2>") :]
+    header = re.findall(r"<th[^>]*>([^<]*)</th>", section.split("</tr>")[0])
+    rows = [
+        re.findall(r"<td[^>]*>(.*?)</td>", row)
+        for row in section.split("</table>")[0].split("<tr>")[2:]
+    ]
+    before = header.index("bad Pareto k (PSIS)")
+    after = header.index("unresolved after CV")
+    assert after == before + 1
+    assert rows[1][before] == "4" and rows[1][after] == "1"
+    # A fit without cross-validation: its PSIS count, and a blank after-CV cell.
+    assert rows[0][before] == f"{psis_only.metrics['pareto_k_bad']:.0f}"
+    assert rows[0][after] == ""
