@@ -122,8 +122,18 @@ def read_reference_config(path: str | Path) -> ReferenceConfig:
     try:
         data = yaml.safe_load(file.read_text())
     except yaml.YAMLError as exc:
-        raise ReferenceConfigError(f"{file}: not valid YAML: {exc}") from exc
+        raise ReferenceConfigError(
+            f"{file}: not valid YAML: {_yaml_problem(exc)}"
+        ) from exc
     return parse_reference_config(data, source=str(file), base_dir=file.parent)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's error as one line: what and where (1-based line and column)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"{problem}{where}"
 
 
 def parse_reference_config(

@@ -594,6 +594,34 @@ def test_misspelt_prior_key_is_refused_before_any_run(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "model: [unclosed\n",
+            "hibayes.yaml: not valid YAML: expected ',' or ']', but got '<stream end>' "
+            "at line 2, column 1",
+        ),
+        (
+            "model: {models: [no_such_model]}\n",
+            "hibayes.yaml: model.models[0] (no_such_model): unknown model "
+            "'no_such_model'",
+        ),
+    ],
+    ids=["not_yaml", "unknown_model"],
+)
+def test_models_file_problems_are_one_line(tmp_path, text, message):
+    write_example(tmp_path, text)
+    done = run_fit(tmp_path, "models_file=hibayes.yaml", "tracking=none", "-m")
+    assert done.returncode == 1
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: ") and message in line, done.stderr
+    assert not (tmp_path / "multirun").exists() or not list(
+        (tmp_path / "multirun").rglob("idata.nc")
+    )
+
+
+@pytest.mark.slow
 def test_models_file_without_multirun_is_refused(tmp_path):
     write_example(tmp_path)
     done = run_fit(tmp_path, "models_file=hibayes.yaml", "tracking=none")
