@@ -125,6 +125,7 @@ def bind_hyperparameters(
         raise ModelError(
             f"model '{name}': {exc}; it accepts: {', '.join(accepted)}"
         ) from exc
+    _check_numbers(name, sig, kwargs)
     bound.apply_defaults()
     values = dict(bound.arguments)
     for p in sig.parameters.values():
@@ -133,6 +134,24 @@ def bind_hyperparameters(
         elif p.kind == p.VAR_POSITIONAL:
             values.pop(p.name, None)
     return values
+
+
+def _check_numbers(name: str, sig: inspect.Signature, given: Mapping[str, Any]) -> None:
+    """Refuse text, null or true/false where the factory's default is a number.
+
+    Found here, before sampling, instead of as a NumPy type error deep in a
+    distribution. Arrays and lists stay allowed (vector-valued priors, traced values).
+    """
+    for key, value in given.items():
+        param = sig.parameters.get(key)
+        default = param.default if param is not None else None
+        if isinstance(default, bool) or not isinstance(default, int | float):
+            continue
+        if value is None or isinstance(value, bool | str | bytes):
+            raise ModelError(
+                f"model '{name}': {key} must be a number (its default is "
+                f"{default!r}), got {value!r}"
+            )
 
 
 def _wrap_program(name: str, program: Callable[..., Any]) -> Model:

@@ -162,6 +162,11 @@ CASES = [
         ("model.prior_sigma_group_scale=0",),
         "must be > 0: prior_sigma_group_scale=0",
     ),
+    (
+        "text_prior_value",
+        ("model.prior_sigma_group_scale=abc",),
+        "prior_sigma_group_scale must be a number (its default is 0.1), got 'abc'",
+    ),
     ("zero_samples", ("fit.samples=0",), "fit.samples must be > 0, got 0"),
     ("negative_chains", ("fit.chains=-2",), "fit.chains must be > 0, got -2"),
     ("zero_chains", ("fit.chains=0",), "fit.chains must be > 0, got 0"),

@@ -170,3 +170,16 @@ def test_invalid_prior_value_fails_before_sampling(group_data, quick):
             quick,
             coords,
         )
+
+
+def test_a_prior_value_that_is_not_a_number_is_refused_by_name():
+    factory = get_model("two_level_group_binomial")
+    for bad in ("abc", None, True):
+        with pytest.raises(
+            ModelError, match="prior_sigma_group_scale must be a number"
+        ):
+            factory(prior_sigma_group_scale=bad)
+    factory(
+        prior_sigma_group_scale=np.array(0.3)
+    )  # arrays (traced values) stay allowed
+    factory(prior_sigma_group_scale=1)  # an int where the default is a float
