@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
 from hibayes.errors import HibayesError, Refused
+from hibayes.system.atomic import write_errno
 from hibayes.system.exit import run_then_exit
 from hibayes.system.redaction import scrub_text
 
@@ -34,9 +35,22 @@ _MLFLOW_ENVIRONMENT = {
 
 
 def command_environment() -> None:
-    """Set the MLflow environment every command runs with, unless the user set it."""
+    """Set the MLflow environment every command runs with, unless the user set it,
+    and keep a library's echoes of a failed write off stderr."""
     for name, value in _MLFLOW_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
+    sys.unraisablehook = _unraisable
+
+
+def _unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """A failed write echoed from a destructor (h5py closing a file on a full disk)
+    goes to the log: the write itself has already failed with one line."""
+    if unraisable.exc_value is not None and write_errno(unraisable.exc_value):
+        logging.getLogger("hibayes").debug(
+            "ignored in %r: %s", unraisable.object, unraisable.exc_value
+        )
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def exit_status(exc: HibayesError) -> int:
