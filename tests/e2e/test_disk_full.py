@@ -13,7 +13,7 @@ Sizes of a ``SHORT_FIT`` of the shipped example (2 chains x 100 draws), measured
 
 | file | bytes | pages |
 |---|---|---|
-| .hydra/{config,hydra,overrides}.yaml, config.yaml, overrides.yaml, fit.log | 150-4,037 each | 6-7 in all |
+| .hydra/*.yaml (3), config.yaml, overrides.yaml, fit.log | 150-4,037 each | 6-7 |
 | idata.nc | 215,325 | 53 |
 | summary.csv, loo_pointwise.csv, metrics.json | 3,341; 739; 1,092 | 3 |
 | plots/trace.png (drawn first), forest, ppc, pareto_k, loo_pit | 303,317; 24-35 k | 75; 7-9 each |
