@@ -126,7 +126,14 @@ class SweepSession:
             len(self.jobs),
             varying_keys(self.jobs),
         )
-        write_text(self.sweep_dir / SWEEP_FILE, json.dumps(asdict(self.info), indent=2))
+        try:
+            write_text(
+                self.sweep_dir / SWEEP_FILE, json.dumps(asdict(self.info), indent=2)
+            )
+        except HibayesError as exc:  # a full disk: no job could run; say so on the run
+            self.tracker.set_tags(self.parent_run_id, {"hibayes.error": str(exc)})
+            self.tracker.end_run(self.parent_run_id, "FAILED")
+            raise
         self.tracker.log_text(
             self.parent_run_id,
             "\n".join(" ".join(j) for j in self.jobs) + "\n",

@@ -40,6 +40,28 @@ def command_environment() -> None:
     for name, value in _MLFLOW_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
     sys.unraisablehook = _unraisable
+    logging.FileHandler.handleError = _log_file_failed  # type: ignore[method-assign]
+
+
+_HANDLE_ERROR = logging.FileHandler.handleError
+_FULL_LOGS: set[str] = set()
+
+
+def _log_file_failed(handler: logging.FileHandler, record: logging.LogRecord) -> None:
+    """A log file that cannot be written (a full disk) is said once, in one line,
+    instead of a traceback per log line; the console keeps logging."""
+    exc = sys.exc_info()[1]
+    code = write_errno(exc) if exc is not None else None
+    if code is None:
+        _HANDLE_ERROR(handler, record)
+        return
+    if handler.baseFilename not in _FULL_LOGS:
+        _FULL_LOGS.add(handler.baseFilename)
+        print(
+            f"warning: cannot write the log {handler.baseFilename}: "
+            f"{os.strerror(code)}",
+            file=sys.stderr,
+        )
 
 
 def _unraisable(unraisable: sys.UnraisableHookArgs) -> None:

@@ -6,7 +6,10 @@ The run is opened on a thread while the data loads and JAX compiles and samples
 meanwhile leaves its records in the job's ``upload_pending.json``
 (:mod:`hibayes.tracking.deferred`), never the fit undone. Leaving the block with
 an exception ends the run FAILED (KILLED for an interrupt) with its traceback; in
-a sweep a failed fit is reported and the sweep goes on.
+a sweep a failed fit is reported and the sweep goes on. A run ends FINISHED only
+with every file of its contract (:mod:`hibayes.outputs.contract`) on disk; an
+output that cannot be written (a full disk) fails it, the error kept on the run
+when the disk cannot take it and on disk when the store cannot.
 """
 
 from __future__ import annotations

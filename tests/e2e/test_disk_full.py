@@ -25,6 +25,7 @@ So 128 KiB holds the files written before sampling and not idata.nc, and
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import uuid
 from pathlib import Path
@@ -151,6 +152,27 @@ def test_disk_full_at_plot_time(tmp_path, small_disk):
     for name in ALWAYS:  # written before the plots: the sizing holds
         assert (out / name).stat().st_size > 0, name
     assert not (out / "plots" / "trace.png").exists()
+    _no_partial_files(out)
+
+
+def test_disk_already_full_when_the_fit_starts(tmp_path, small_disk):
+    """Room for Hydra's own files and little more: the fit stops before sampling,
+    its run (opened meanwhile) FAILED, the log file's failure said once."""
+    disk = small_disk("64k")
+    (disk / "filler").write_bytes(bytes(48 * 1024))  # 16 KiB left: 4 pages
+    out = disk / "out"
+    done = _fit(tmp_path, f"hydra.run.dir={out}")
+    assert done.returncode == 1, done.stderr[-3000:]
+    (line,) = _error_lines(done.stderr)
+    assert re.fullmatch(
+        rf"error: cannot write {re.escape(str(out))}/(config|overrides)\.yaml: "
+        + NO_SPACE,
+        line,
+    ), line
+    assert "--- Logging error ---" not in done.stderr
+    (run,) = _check_store(tmp_path)
+    assert run.info.status == "FAILED"
+    assert "hibayes.structure_key" not in run.data.tags  # nothing was sampled
     _no_partial_files(out)
 
 
