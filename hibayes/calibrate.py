@@ -29,7 +29,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from hibayes.errors import InputError
+from hibayes.errors import HibayesError, InputError
 from hibayes.system.command import one_line_errors, run_command
 from hibayes.tracking.run import open_tracker, run_params
 
@@ -299,22 +299,31 @@ def calibrate(
 def _record_failure(
     tracker: Any, run_id: str, exc: BaseException, out_dir: Path, status: str
 ) -> None:
-    """Best effort: traceback on disk and on the run, the run ended with ``status``."""
+    """Best effort: traceback on disk and on the run, the run ended with ``status``.
+
+    Each is tried on its own: a full disk must not keep the error off the run.
+    """
+    import traceback
+
     from hibayes.outputs.files import write_traceback
 
-    try:
-        path = write_traceback(exc, out_dir)
-        tracker.log_artifact(run_id, path)
-        tracker.set_tags(
-            run_id, {"hibayes.error": f"{type(exc).__name__}: {exc}"[:5000]}
-        )
-    except Exception as log_exc:  # noqa: BLE001 - the store may be why we failed
-        log.warning("could not record the failure on the run: %s", log_exc)
-    finally:
+    def traceback_on_run() -> None:
         try:
-            tracker.end_run(run_id, status)
-        except Exception as end_exc:  # noqa: BLE001
-            log.warning("could not mark run %s as %s: %s", run_id, status, end_exc)
+            tracker.log_artifact(run_id, write_traceback(exc, out_dir))
+        except HibayesError:  # a full disk: sent from memory instead
+            text = "".join(traceback.format_exception(exc))
+            tracker.log_text(run_id, text, "traceback.txt")
+
+    error = {"hibayes.error": f"{type(exc).__name__}: {exc}"[:5000]}
+    for what, record in (
+        ("the traceback", traceback_on_run),
+        ("the error", lambda: tracker.set_tags(run_id, error)),
+        ("the status", lambda: tracker.end_run(run_id, status)),
+    ):
+        try:
+            record()
+        except Exception as log_exc:  # noqa: BLE001 - the store may be why we failed
+            log.warning("could not record %s on run %s: %s", what, run_id, log_exc)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="calibrate")

@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 
 from hibayes.errors import Refused
 from hibayes.outputs.comparison import write_comparison
+from hibayes.outputs.files import write_csv
 from hibayes.system.command import one_line_errors, run_command
 
 # Imported before MLflow: it switches MLflow's telemetry and URL printing off.
@@ -352,7 +353,7 @@ def compare(cfg: DictConfig, out_dir: Path | None = None) -> ComparisonResult:
     check_finite_elpd(table, str(cfg.get("ic", "loo")), runs, labels)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_comparison(out_dir, table, idatas)
-    runs_table.to_csv(out_dir / "runs.csv", index=False)
+    write_csv(runs_table, out_dir / "runs.csv", index=False)
     run_id = (
         _log_run(cfg, uri, runs, out_dir, runs_table)
         if cfg.tracking.get("log_run", True)

@@ -9,7 +9,7 @@ bug and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["HibayesError", "InputError", "Refused"]
+__all__ = ["CannotWrite", "HibayesError", "InputError", "Refused"]
 
 
 class HibayesError(Exception):
@@ -22,3 +22,20 @@ class InputError(HibayesError, ValueError):
 
 class Refused(HibayesError):
     """A command declined a request it cannot honour faithfully (compare, reproduce)."""
+
+
+class CannotWrite(HibayesError):
+    """An output file could not be written (a full disk, a read-only folder...).
+
+    Printed as ``error: cannot write <path>: <reason>``; nothing half-written is
+    left at ``path`` (see :mod:`hibayes.system.atomic`).
+    """
+
+    def __init__(self, path: object, reason: str) -> None:
+        """Name the file and why (kept as ``args`` so the error pickles)."""
+        super().__init__(path, reason)
+        self.path, self.reason = str(path), reason
+
+    def __str__(self) -> str:
+        """``cannot write <path>: <reason>``."""
+        return f"cannot write {self.path}: {self.reason}"

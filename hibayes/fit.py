@@ -72,6 +72,7 @@ def run_pipeline(
         summarize,
     )
     from hibayes.inference import fit_model
+    from hibayes.outputs.contract import fit_contract
     from hibayes.outputs.files import write_fit_outputs
     from hibayes.outputs.sensitivity import write_sensitivity
 
@@ -141,6 +142,12 @@ def run_pipeline(
         table=data.table,
         source=source,
         data_digest=digest,
+        contract=fit_contract(
+            loo=criteria.loo is not None,
+            folds=cv.folds is not None,
+            sensitivity=sens is not None and sens.result is not None,
+            groups=result.idata.groups(),
+        ),
     )
 
 

@@ -33,6 +33,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from hibayes.errors import Refused
+from hibayes.system.atomic import write_text
 from hibayes.system.command import run_command
 from hibayes.tracking.base import Tracker
 
@@ -399,8 +400,9 @@ def _run_one(
     started = time.perf_counter()
     job.out_dir.mkdir(parents=True, exist_ok=True)
     # fit() uploads the job directory: keep the original's overrides with the new run.
-    (job.out_dir / "overrides.yaml").write_text(
-        OmegaConf.to_yaml(OmegaConf.create(fit.overrides))
+    write_text(
+        job.out_dir / "overrides.yaml",
+        OmegaConf.to_yaml(OmegaConf.create(fit.overrides)),
     )
     try:
         outcome = run_fit(fit.cfg, job, extra_tags={REPRODUCED_FROM: fit.run_id})

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from hibayes.diagnostics.calibration import Calibration
+from hibayes.outputs.files import write_csv
+from hibayes.system.atomic import write_bytes, write_text
 
 __all__ = ["write_calibration_outputs"]
 
@@ -51,7 +53,7 @@ def _plot(result: Calibration, path: Path) -> bytes | None:
     except Exception as exc:  # noqa: BLE001 - a plot must never stop a calibration
         log.warning("skipped calibration plot: %s: %s", type(exc).__name__, exc)
         return None
-    path.write_bytes(buf.getvalue())
+    write_bytes(path, buf.getvalue())
     return buf.getvalue()
 
 
@@ -157,14 +159,14 @@ def write_calibration_outputs(
     result: Calibration, out_dir: Path, *, title: str, settings: Mapping[str, Any]
 ) -> list[Path]:
     """Write ranks.csv, calibration.csv, fits.csv, calibration.png and report.html."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / n for n in ("ranks.csv", "calibration.csv", "fits.csv")]
-    result.ranks.to_csv(paths[0], index=False)
-    result.quantities.to_csv(paths[1], index=False)
-    result.fits.to_csv(paths[2])
+    paths = [
+        write_csv(result.ranks, out_dir / "ranks.csv", index=False),
+        write_csv(result.quantities, out_dir / "calibration.csv", index=False),
+        write_csv(result.fits, out_dir / "fits.csv"),
+    ]
     png = _plot(result, out_dir / "calibration.png")
     if png is not None:
         paths.append(out_dir / "calibration.png")
     report = out_dir / "report.html"
-    report.write_text(_report(result, title, settings, png), encoding="utf-8")
+    write_text(report, _report(result, title, settings, png))
     return [*paths, report]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import warnings
 from collections.abc import Mapping
@@ -9,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from hibayes.diagnostics.comparison import comparison_to_csv
+from hibayes.system.atomic import atomic_path, write_bytes
 
-__all__ = ["write_comparison"]
+__all__ = ["write_comparison", "write_comparison_csv"]
 
 log = logging.getLogger(__name__)
 
@@ -29,21 +31,28 @@ def write_comparison(
     from hibayes.plots import plot_comparison, plot_forest_side_by_side
 
     plots = out_dir / "plots"
-    plots.mkdir(parents=True, exist_ok=True)
-    written = [comparison_to_csv(table, out_dir / "comparison.csv")]
-    with warnings.catch_warnings():
-        # Long run names squeeze the axes; bbox_inches="tight" still fits them in.
-        warnings.filterwarnings("ignore", message="constrained_layout not applied")
-        path = plots / "comparison.png"
-        plot_comparison(table).savefig(path, dpi=100, bbox_inches="tight")
-        written.append(path)
-        try:
-            path = plots / "forest_side_by_side.png"
-            plot_forest_side_by_side(dict(idatas)).savefig(
-                path, dpi=100, bbox_inches="tight"
-            )
-            written.append(path)
-        except ValueError as exc:  # the fits share no parameter: nothing side by side
-            log.warning("no side-by-side forest plot: %s", exc)
+    written = [write_comparison_csv(table, out_dir / "comparison.csv")]
+    figures = {"comparison": lambda: plot_comparison(table)}
+    figures["forest_side_by_side"] = lambda: plot_forest_side_by_side(dict(idatas))
+    for name, draw in figures.items():
+        png = io.BytesIO()
+        with warnings.catch_warnings():
+            # Long run names squeeze the axes; bbox_inches="tight" still fits them in.
+            warnings.filterwarnings("ignore", message="constrained_layout not applied")
+            try:
+                draw().savefig(png, format="png", dpi=100, bbox_inches="tight")
+            except ValueError as exc:  # the fits share no parameter: no forest
+                if name == "comparison":
+                    raise
+                log.warning("no side-by-side forest plot: %s", exc)
+                continue
+        written.append(write_bytes(plots / f"{name}.png", png.getvalue()))
     plt.close("all")
     return written
+
+
+def write_comparison_csv(table: Any, path: Path) -> Path:
+    """Write a comparison table as CSV, whole or not at all; return ``path``."""
+    with atomic_path(path) as tmp:
+        comparison_to_csv(table, tmp)
+    return path

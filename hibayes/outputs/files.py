@@ -2,14 +2,19 @@
 
 Everything a run holds in MLflow is first written here, so a fit's results
 survive a tracking store that is down; tracking then uploads this directory.
+Every file is written whole or not at all (:mod:`hibayes.system.atomic`): a write
+that fails raises :class:`~hibayes.errors.CannotWrite` and leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import logging
+import sys
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,13 +23,20 @@ from omegaconf import DictConfig, OmegaConf
 
 from hibayes.diagnostics import Criteria, pointwise_loo
 from hibayes.inference import save_idata
+from hibayes.system.atomic import atomic_path, write_text
 
 if TYPE_CHECKING:
     import arviz as az
 
     from hibayes.diagnostics import CrossValidation
 
-__all__ = ["write_fit_outputs", "write_traceback", "write_config", "write_json"]
+__all__ = [
+    "write_config",
+    "write_csv",
+    "write_fit_outputs",
+    "write_json",
+    "write_traceback",
+]
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +46,14 @@ def write_json(data: Mapping[str, Any], path: Path) -> Path:
     clean = {
         k: (None if isinstance(v, float) and v != v else v) for k, v in data.items()
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(clean, indent=2, sort_keys=True, default=str) + "\n")
-    return path
+    return write_text(
+        path, json.dumps(clean, indent=2, sort_keys=True, default=str) + "\n"
+    )
 
 
 def write_config(cfg: DictConfig, out_dir: Path) -> Path:
     """Write the resolved config as ``config.yaml``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "config.yaml"
-    path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    return path
+    return write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
 
 def write_fit_outputs(
@@ -59,16 +68,16 @@ def write_fit_outputs(
 ) -> list[Path]:
     """Write idata.nc, summary.csv, loo_pointwise.csv, metrics.json, plots/ and,
     after K-fold cross-validation, cv_folds.csv."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = [save_idata(idata, out_dir / "idata.nc")]
-    summary.to_csv(out_dir / "summary.csv")
-    written.append(out_dir / "summary.csv")
+    written = [out_dir / "idata.nc"]
+    with atomic_path(written[0]) as tmp, _hdf5_echoes_logged():
+        save_idata(idata, tmp)
+    tables = {"summary.csv": summary}
     if criteria.loo is not None:
-        pointwise_loo(idata, criteria).to_csv(out_dir / "loo_pointwise.csv")
-        written.append(out_dir / "loo_pointwise.csv")
+        tables["loo_pointwise.csv"] = pointwise_loo(idata, criteria)
     if cv is not None and cv.folds is not None:
-        cv.folds.to_csv(out_dir / "cv_folds.csv")
-        written.append(out_dir / "cv_folds.csv")
+        tables["cv_folds.csv"] = cv.folds
+    for name, table in tables.items():
+        written.append(write_csv(table, out_dir / name))
     written.append(write_json(metrics, out_dir / "metrics.json"))
     if plots:
         from hibayes.plots import (
@@ -79,9 +88,42 @@ def write_fit_outputs(
     return written
 
 
+@contextlib.contextmanager
+def _hdf5_echoes_logged() -> Iterator[None]:
+    """Log, not print, what HDF5 echoes around a failed netCDF write.
+
+    On a full disk h5py raises once, and prints a traceback for every object it
+    cannot flush or close as they are freed; they are freed here, before stderr's
+    hooks are put back.
+    """
+    hooks = sys.excepthook, sys.unraisablehook
+
+    def logged(*args: object) -> None:
+        log.debug("while writing idata.nc: %s", args[1] if len(args) > 1 else args[0])
+
+    sys.excepthook = sys.unraisablehook = logged
+    try:
+        yield
+    except Exception as exc:
+        cause: BaseException | None = exc
+        while cause is not None:  # frames still holding h5py objects: free them now
+            traceback.clear_frames(cause.__traceback__)
+            cause = cause.__cause__ or cause.__context__
+        gc.collect()
+        raise
+    finally:
+        sys.excepthook, sys.unraisablehook = hooks
+
+
+def write_csv(table: pd.DataFrame, path: Path, **to_csv: Any) -> Path:
+    """Write a table as CSV (``to_csv`` options passed on); return ``path``."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, **to_csv)
+    return path
+
+
 def write_traceback(exc: BaseException, out_dir: Path) -> Path:
     """Write the traceback of a failed fit as ``traceback.txt``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "traceback.txt"
-    path.write_text("".join(traceback.format_exception(exc)))
-    return path
+    return write_text(
+        out_dir / "traceback.txt", "".join(traceback.format_exception(exc))
+    )

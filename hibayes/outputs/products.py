@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["FitProducts"]
@@ -20,6 +20,7 @@ class FitProducts:
     :param table: the data as fitted (logged as the run's MLflow dataset).
     :param source: the data file, absolute.
     :param data_digest: the digest that says "same data" across runs.
+    :param contract: the files a FINISHED fit has (:mod:`hibayes.outputs.contract`).
     """
 
     idata: Any
@@ -30,3 +31,4 @@ class FitProducts:
     table: Any
     source: str
     data_digest: str
+    contract: list[str] = field(default_factory=list)

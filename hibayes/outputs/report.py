@@ -27,6 +27,8 @@ import arviz as az
 import pandas as pd
 from matplotlib.figure import Figure
 
+from hibayes.system.atomic import write_text
+
 __all__ = ["FitRecord", "swept_parameter", "write_sweep_report"]
 
 log = logging.getLogger(__name__)
@@ -571,6 +573,4 @@ def write_sweep_report(
         + "\n".join(body)
         + "</body></html>\n"
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    return path
+    return write_text(path, page)

@@ -2,11 +2,13 @@
 
 What is logged (metrics ``psense_*``, tag ``hibayes.sensitivity``) comes back
 as a :class:`SensitivityRecord` for the entry point to hand to its tracker. A
-plot that cannot be drawn is skipped with a warning, never failing the fit.
+plot that cannot be drawn is skipped with a warning, never failing the fit; a
+file that cannot be written fails it (:class:`~hibayes.errors.CannotWrite`).
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from dataclasses import dataclass, field
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hibayes.diagnostics.sensitivity import Sensitivity, sensitivity
+from hibayes.system.atomic import atomic_path, write_bytes
 
 if TYPE_CHECKING:
     import arviz as az
@@ -62,7 +65,6 @@ def write_sensitivity(
             {SENSITIVITY_TAG: "not available (no " + " or ".join(missing) + ")"},
         )
     result = sensitivity(idata)
-    out_dir.mkdir(parents=True, exist_ok=True)
     table = result.table.copy()
     # Say why a likelihood column should not be read, next to the number itself.
     table["note"] = [
@@ -72,7 +74,8 @@ def write_sensitivity(
         for ok, k in zip(table["likelihood_reliable"], table["likelihood_pareto_k"])
     ]
     paths = [out_dir / "sensitivity.csv"]
-    table.to_csv(paths[0], index=False)
+    with atomic_path(paths[0]) as tmp:
+        table.to_csv(tmp, index=False)
     seconds = time.perf_counter() - start
     if plot:
         paths.extend(_plot(idata, result, out_dir / "plots" / "sensitivity.png"))
@@ -81,12 +84,12 @@ def write_sensitivity(
 
 
 def _plot(idata: az.InferenceData, result: Sensitivity, path: Path) -> list[Path]:
-    try:
+    png = io.BytesIO()
+    try:  # drawn in memory: only what cannot be drawn is skipped
         from hibayes.plots.sensitivity_plot import plot_sensitivity
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        plot_sensitivity(idata, result).savefig(path, dpi=100)
+        plot_sensitivity(idata, result).savefig(png, format="png", dpi=100)
     except Exception as exc:  # noqa: BLE001 - a plot must never stop a run
         log.warning("skipped sensitivity plot: %s: %s", type(exc).__name__, exc)
         return []
-    return [path]
+    return [write_bytes(path, png.getvalue())]

@@ -6,7 +6,8 @@ drop the reference (or save it) and it is gone. Axes are labelled by category
 name, never ``<var>_dim_0``. Large posteriors are capped (at most
 :data:`MAX_TRACE_VARS` trace rows, :data:`MAX_FOREST_ROWS` forest rows) so a plot
 stays readable and fast. :func:`save_fit_plots` never raises for a plot it cannot
-draw: it logs a warning and skips it. Nothing here fits or compares models.
+draw: it logs a warning and skips it; a file it cannot write is an error.
+Nothing here fits or compares models.
 """
 
 from ._base import (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 
 import arviz as az
 from matplotlib.figure import Figure
+
+from hibayes.system.atomic import write_bytes
 
 from ._base import (
     MAX_FOREST_ROWS,
@@ -118,25 +121,26 @@ def save_fit_plots(
     ``loo_pit.png`` after cross-validation) to a folder.
 
     A plot that cannot be drawn (no log-likelihood, no predictive draws...) is
-    skipped with a logged warning; this function never raises for one.
+    skipped with a logged warning; this function never raises for one. A plot
+    that cannot be *saved* (a full disk) is an error: each file is written whole
+    or not at all.
 
     :param loo: the fit's pointwise PSIS-LOO, if computed already (else recomputed).
     :return: the files written, in the order above.
+    :raises hibayes.errors.CannotWrite: a file could not be written.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     plot_fns = {**FIT_PLOTS, "pareto_k": functools.partial(plot_pareto_k, loo=loo)}
     if "cross_validation" in idata.groups():  # calibration of the reliable estimate
         plot_fns["loo_pit"] = plot_loo_pit
     for name, plot_fn in plot_fns.items():
-        path = out_dir / f"{name}.png"
-        try:
+        png = io.BytesIO()
+        try:  # drawn in memory: only what cannot be drawn is skipped
             with _quiet():
-                fig = plot_fn(idata)
-                fig.savefig(path, dpi=dpi)
+                plot_fn(idata).savefig(png, format="png", dpi=dpi)
         except Exception as exc:  # noqa: BLE001 - a plot must never stop a run
             log.warning("skipped %s plot: %s: %s", name, type(exc).__name__, exc)
             continue
-        written.append(path)
+        written.append(write_bytes(out_dir / f"{name}.png", png.getvalue()))
     return written

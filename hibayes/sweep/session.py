@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hibayes.errors import HibayesError
 from hibayes.system import interrupts
+from hibayes.system.atomic import write_text
 from hibayes.tracking.base import Tracker
 from hibayes.tracking.job import SWEEP_FILE, SweepInfo, read_sweep_info
 
@@ -125,9 +126,14 @@ class SweepSession:
             len(self.jobs),
             varying_keys(self.jobs),
         )
-        (self.sweep_dir / SWEEP_FILE).write_text(
-            json.dumps(asdict(self.info), indent=2)
-        )
+        try:
+            write_text(
+                self.sweep_dir / SWEEP_FILE, json.dumps(asdict(self.info), indent=2)
+            )
+        except HibayesError as exc:  # a full disk: no job could run; say so on the run
+            self.tracker.set_tags(self.parent_run_id, {"hibayes.error": str(exc)})
+            self.tracker.end_run(self.parent_run_id, "FAILED")
+            raise
         self.tracker.log_text(
             self.parent_run_id,
             "\n".join(" ".join(j) for j in self.jobs) + "\n",
@@ -139,6 +145,7 @@ class SweepSession:
             tuple[str, Future, Callable[[float | None], str | None]]
         ] = []
         self._closed: dict[str, str | None] = {}  # out_dir -> its pending-upload file
+        self._failed_late: dict[str, str] = {}  # out_dir -> why closing its run failed
         self._posteriors: dict[str, Any] = {}
         self._kept_bytes = 0
         self.plot_worker = None
@@ -175,12 +182,9 @@ class SweepSession:
             try:
                 self._closed[out_dir] = close_run(timeout)
             except Exception as exc:  # noqa: BLE001 - the other runs still close
-                log.error(
-                    "could not close the run of %s: %s: %s",
-                    out_dir,
-                    type(exc).__name__,
-                    exc,
-                )
+                # The run ended FAILED (its plots could not be saved): the sweep's
+                # failure summary names it, though its job had returned.
+                self._failed_late[out_dir] = f"{type(exc).__name__}: {exc}"
 
     def defer_plots(
         self,
@@ -192,8 +196,10 @@ class SweepSession:
     ) -> Future:
         """Draw a finished fit's plots on the worker while the next fit runs.
 
-        :param close: ``close(seconds)`` ends the fit's run once its plots are in
-            (``seconds`` None if they never came) and returns its pending-upload file.
+        :param close: ``close(seconds, error)`` ends the fit's run once its plots are
+            in (``seconds`` None if they never came; ``error`` why they could not be
+            saved, which fails the run and is raised) and returns its pending-upload
+            file.
         :return: the worker's future for the plots.
         """
         from hibayes.sweep.plot_worker import wait_for_plots
@@ -201,13 +207,15 @@ class SweepSession:
         plots_dir = Path(out_dir) / "plots"
         assert self.plot_worker is not None, "defer_plots needs the sweep's plot worker"
         plots = self.plot_worker.submit(idata, plots_dir, loo)
-        self.hand_over(
-            str(out_dir),
-            plots,
-            lambda timeout: close(
-                wait_for_plots(plots, idata, loo, plots_dir, timeout, prefix)
-            ),
-        )
+
+        def close_run(timeout: float | None) -> str | None:
+            try:
+                seconds = wait_for_plots(plots, idata, loo, plots_dir, timeout, prefix)
+            except Exception as exc:  # noqa: BLE001 - e.g. a full disk: the run fails
+                return close(None, exc)
+            return close(seconds)
+
+        self.hand_over(str(out_dir), plots, close_run)
         self.keep_posterior(str(out_dir), idata)
         return plots
 
@@ -281,14 +289,9 @@ class SweepSession:
             self._restore_signals()
 
     def _finish(self, outcomes: Sequence[dict[str, Any] | BaseException]) -> None:
-        failures, finished = [], []
-        for job, outcome in zip(self.jobs, outcomes):
-            if isinstance(outcome, BaseException):
-                failures.append(f"{' '.join(job)}: {type(outcome).__name__}: {outcome}")
-            elif outcome.get("status") != "FINISHED":
-                failures.append(f"{outcome.get('name')}: {outcome.get('error')}")
-            else:
-                finished.append(outcome)
+        finished = [
+            o for o in outcomes if isinstance(o, dict) and o.get("status") == "FINISHED"
+        ]
         compared: tuple[Any, dict[str, Any]] = (None, {})
         try:
             compared = self._compare(finished)
@@ -307,6 +310,20 @@ class SweepSession:
         for outcome in outcomes:  # a run closed after its job returned
             if isinstance(outcome, dict) and self._closed.get(outcome.get("out_dir")):
                 outcome["upload_pending"] = self._closed[outcome["out_dir"]]
+            if (
+                isinstance(outcome, dict)
+                and outcome.get("out_dir") in self._failed_late
+            ):
+                outcome["status"] = "FAILED"
+                outcome["error"] = self._failed_late[outcome["out_dir"]]
+        failures = [
+            f"{' '.join(job)}: {type(o).__name__}: {o}"
+            if isinstance(o, BaseException)
+            else f"{o.get('name')}: {o.get('error')}"
+            for job, o in zip(self.jobs, outcomes)
+            if isinstance(o, BaseException) or o.get("status") != "FINISHED"
+        ]
+        finished = [o for o in finished if o.get("status") == "FINISHED"]
         self._report(outcomes, *compared)
         self.tracker.log_metrics(
             self.parent_run_id,
@@ -347,13 +364,9 @@ class SweepSession:
         :return: the comparison table (None with fewer than two fits) and the fits
             it loaded, by name, for the report.
         """
-        from hibayes.diagnostics.comparison import (
-            compare_fits,
-            comparison_to_csv,
-            group_by_data,
-        )
+        from hibayes.diagnostics.comparison import compare_fits, group_by_data
         from hibayes.inference import load_idata
-        from hibayes.outputs.comparison import write_comparison
+        from hibayes.outputs.comparison import write_comparison, write_comparison_csv
 
         by_dir = {o["out_dir"]: o for o in finished}
         by_digest = group_by_data({d: o.get("data_digest") for d, o in by_dir.items()})
@@ -377,7 +390,7 @@ class SweepSession:
         out = self.sweep_dir / "parent_artifacts"
         write_comparison(out, table, idatas)
         self.tracker.log_artifacts(self.parent_run_id, out)
-        comparison_to_csv(table, self.sweep_dir / "comparison.csv")
+        write_comparison_csv(table, self.sweep_dir / "comparison.csv")
         by = "elpd_cv" if "elpd_cv" in table.columns else "LOO"
         log.info("comparison of %d fits (%s):\n%s", len(group), by, table.to_string())
         return table, idatas

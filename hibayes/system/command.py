@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
 from hibayes.errors import HibayesError, Refused
+from hibayes.system.atomic import write_errno
 from hibayes.system.exit import run_then_exit
 from hibayes.system.redaction import scrub_text
 
@@ -34,9 +35,44 @@ _MLFLOW_ENVIRONMENT = {
 
 
 def command_environment() -> None:
-    """Set the MLflow environment every command runs with, unless the user set it."""
+    """Set the MLflow environment every command runs with, unless the user set it,
+    and keep a library's echoes of a failed write off stderr."""
     for name, value in _MLFLOW_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
+    sys.unraisablehook = _unraisable
+    logging.FileHandler.handleError = _log_file_failed  # type: ignore[method-assign]
+
+
+_HANDLE_ERROR = logging.FileHandler.handleError
+_FULL_LOGS: set[str] = set()
+
+
+def _log_file_failed(handler: logging.FileHandler, record: logging.LogRecord) -> None:
+    """A log file that cannot be written (a full disk) is said once, in one line,
+    instead of a traceback per log line; the console keeps logging."""
+    exc = sys.exc_info()[1]
+    code = write_errno(exc) if exc is not None else None
+    if code is None:
+        _HANDLE_ERROR(handler, record)
+        return
+    if handler.baseFilename not in _FULL_LOGS:
+        _FULL_LOGS.add(handler.baseFilename)
+        print(
+            f"warning: cannot write the log {handler.baseFilename}: "
+            f"{os.strerror(code)}",
+            file=sys.stderr,
+        )
+
+
+def _unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """A failed write echoed from a destructor (h5py closing a file on a full disk)
+    goes to the log: the write itself has already failed with one line."""
+    if unraisable.exc_value is not None and write_errno(unraisable.exc_value):
+        logging.getLogger("hibayes").debug(
+            "ignored in %r: %s", unraisable.object, unraisable.exc_value
+        )
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def exit_status(exc: HibayesError) -> int:

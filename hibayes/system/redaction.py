@@ -21,6 +21,8 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from hibayes.system.atomic import write_text
+
 __all__ = [
     "REDACTED",
     "TEXT_SUFFIXES",
@@ -129,7 +131,7 @@ def scrub_file(path: Path) -> bool:
     clean = scrub_text(text)
     if clean == text:
         return False
-    path.write_text(clean, encoding="utf-8")
+    write_text(path, clean)
     return True
 
 

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from hibayes.system.atomic import is_temporary, write_text
 from hibayes.system.interrupts import shielded
 from hibayes.system.redaction import scrub_text, scrub_tree
 from hibayes.tracking import MlflowTracker, TrackingError, redact
@@ -141,10 +142,7 @@ class DeferringTracker:
             "pending": [op["op"] for op in self.ops],
             "ops": self.ops,
         }
-        self.pending_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.pending_file.with_name(self.pending_file.name + ".tmp")
-        tmp.write_text(json.dumps(record, indent=1, default=str) + "\n")
-        tmp.replace(self.pending_file)  # never a half-written record
+        write_text(self.pending_file, json.dumps(record, indent=1, default=str) + "\n")
 
     def _send(self, op: dict[str, Any], call: Callable[[], _T]) -> _T | None:
         """Make the call while the store answers; once it fails, record instead."""
@@ -453,7 +451,11 @@ class DeferringTracker:
 
 def _files(root: Path) -> Iterator[Path]:
     for path in sorted(root.rglob("*")):
-        if path.is_file() and not path.name.startswith(PENDING_FILE):
+        if (
+            path.is_file()
+            and not path.name.startswith(PENDING_FILE)
+            and not is_temporary(path)  # a write cut short: not an output
+        ):
             yield path
 
 

@@ -6,16 +6,19 @@ The run is opened on a thread while the data loads and JAX compiles and samples
 meanwhile leaves its records in the job's ``upload_pending.json``
 (:mod:`hibayes.tracking.deferred`), never the fit undone. Leaving the block with
 an exception ends the run FAILED (KILLED for an interrupt) with its traceback; in
-a sweep a failed fit is reported and the sweep goes on.
+a sweep a failed fit is reported and the sweep goes on. A run ends FINISHED only
+with every file of its contract (:mod:`hibayes.outputs.contract`) on disk; an
+output that cannot be written (a full disk) fails it, the error kept on the run
+when the disk cannot take it and on disk when the store cannot.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import socket
 import time
+import traceback
 from collections.abc import Mapping
 from concurrent.futures import Future
 from pathlib import Path
@@ -23,9 +26,12 @@ from types import TracebackType
 
 from omegaconf import DictConfig
 
+from hibayes.errors import HibayesError
+from hibayes.outputs.contract import check_outputs
 from hibayes.outputs.files import write_config, write_json, write_traceback
 from hibayes.outputs.products import FitProducts
 from hibayes.system import interrupts
+from hibayes.system.atomic import write_bytes
 from hibayes.system.background import in_background, preload
 from hibayes.tracking.base import Tracker, TrackingError
 from hibayes.tracking.job import FitOutcome, JobContext, SweepInfo, read_sweep_info
@@ -115,10 +121,16 @@ class FitRun:
             lambda: _open_run(store, pending_file, self.name, tags, parent, params),
             "hibayes-open-run",
         )
-        write_config(self._cfg, self.out_dir)
-        overrides_file = self.out_dir / ".hydra" / "overrides.yaml"
-        if overrides_file.exists():
-            shutil.copy(overrides_file, self.out_dir / "overrides.yaml")
+        try:
+            write_config(self._cfg, self.out_dir)
+            overrides_file = self.out_dir / ".hydra" / "overrides.yaml"
+            if overrides_file.exists():
+                write_bytes(
+                    self.out_dir / "overrides.yaml", overrides_file.read_bytes()
+                )
+        except BaseException as exc:  # the body never runs: end the run here
+            self._record(exc)
+            raise
         return self
 
     @property
@@ -144,6 +156,11 @@ class FitRun:
             "ess_bulk_per_s": ess / total,
         }
         write_json(metrics, self.out_dir / "metrics.json")
+        # Never FINISHED with less than the contract: the plots a sweep's worker
+        # draws are checked when it has drawn them (_close_once_plotted).
+        plots = [f for f in products.contract if f.startswith("plots/")]
+        deferred = plots if self.job.plots is not None else []
+        check_outputs(self.out_dir, [f for f in products.contract if f not in deferred])
         tracker.log_dataset(
             run_id,
             products.table,
@@ -174,7 +191,9 @@ class FitRun:
                 self.out_dir,
                 products.idata,
                 products.loo,
-                lambda seconds: self._close_once_plotted(metrics, seconds),
+                lambda seconds, error=None: self._close_once_plotted(
+                    metrics, plots, seconds, error
+                ),
                 self.prefix,
             )
         self.outcome.status = "FINISHED"
@@ -195,6 +214,15 @@ class FitRun:
         """
         if exc is None:
             return False
+        interrupted = self._record(exc)
+        if isinstance(exc, SystemExit) and self.sweep is None:
+            raise _as_error(exc) from exc  # one line, exit 1, not the fit's own code
+        return not interrupted and self.sweep is not None
+
+    def _record(self, exc: BaseException) -> bool:
+        """End the run FAILED (KILLED for an interrupt) with ``exc`` recorded where it
+        can be: on the run and on disk, either alone when the other fails (a full disk,
+        a store gone). Return whether it was an interrupt."""
         interrupted = isinstance(exc, KeyboardInterrupt)
         if interrupted:
             interrupts.acknowledge()  # handled here: the run ends KILLED
@@ -204,7 +232,7 @@ class FitRun:
         if tracker is None:
             tracker, run_id = self._opened_after_failure()
         if tracker is None:
-            write_traceback(exc, self.out_dir)
+            _write_traceback(exc, self.out_dir)
         else:
             _record_failure(tracker, run_id, exc, self.out_dir, self.outcome.status)
         log.error(
@@ -215,10 +243,8 @@ class FitRun:
             self.outcome.error,
         )
         if not interrupted and tracker is not None:
-            self.outcome.upload_pending = settle_uploads(tracker, self.prefix)
-        if isinstance(exc, SystemExit) and self.sweep is None:
-            raise _as_error(exc) from exc  # one line, exit 1, not the fit's own code
-        return not interrupted and self.sweep is not None
+            self.outcome.upload_pending = _settled(tracker, self.prefix)
+        return interrupted
 
     def _opened(self) -> tuple[Tracker, str]:
         """The tracker and run id once the opening thread is done (its error if not)."""
@@ -243,11 +269,28 @@ class FitRun:
         return None, ""
 
     def _close_once_plotted(
-        self, metrics: dict[str, float], seconds: float | None
+        self,
+        metrics: dict[str, float],
+        plots: list[str],
+        seconds: float | None,
+        error: BaseException | None = None,
     ) -> str | None:
-        """Upload the plots the sweep's worker drew and end the run FINISHED."""
+        """Upload the plots the sweep's worker drew and end the run FINISHED.
+
+        :param plots: the plots of the fit's contract, all present by now.
+        :param seconds: how long they took; ``None``: not drawn in time (the
+            sweep was interrupted): the run ends KILLED.
+        :param error: why they could not be drawn or saved: the run ends FAILED.
+        :raises Exception: ``error``, or the plots missing, once the run is ended.
+        """
         tracker, run_id = self._opened()
-        if seconds is not None:
+        if error is None and seconds is None:
+            self._record(KeyboardInterrupt("stopped before its plots were drawn"))
+            return self.outcome.upload_pending
+        try:
+            if error is not None:
+                raise error
+            check_outputs(self.out_dir, plots)
             tracker.log_metrics(run_id, {"time_plots_s": seconds})
             tracker.log_artifact(
                 run_id,
@@ -255,9 +298,11 @@ class FitRun:
                     {**metrics, "time_plots_s": seconds}, self.out_dir / "metrics.json"
                 ),
             )
-        plots_dir = self.out_dir / "plots"
-        if plots_dir.is_dir():
-            tracker.log_artifacts(run_id, plots_dir, "plots")
+            if (self.out_dir / "plots").is_dir():
+                tracker.log_artifacts(run_id, self.out_dir / "plots", "plots")
+        except Exception as exc:
+            self._record(exc)
+            raise
         tracker.end_run(run_id, "FINISHED")
         return settle_uploads(tracker, self.prefix)
 
@@ -449,20 +494,52 @@ def _as_error(exc: SystemExit) -> BaseException:
     )
 
 
+def _write_traceback(exc: BaseException, out_dir: Path) -> Path | None:
+    """``traceback.txt`` in the job folder, or ``None`` if it cannot be written."""
+    try:
+        return write_traceback(exc, out_dir)
+    except HibayesError as write_exc:  # a full disk: the run still records it
+        log.warning("no traceback.txt on disk: %s", write_exc)
+        return None
+
+
+def _settled(tracker: Tracker, prefix: str) -> str | None:
+    """:func:`settle_uploads`, when the disk may be too full to note what waits."""
+    try:
+        return settle_uploads(tracker, prefix)
+    except HibayesError as exc:
+        log.warning("%snot every record reached the store, and %s", prefix, exc)
+        return None
+
+
 def _record_failure(
     tracker: Tracker, run_id: str, exc: BaseException, out_dir: Path, status: str
 ) -> None:
-    """Best effort: traceback on disk and on the run, run ended with ``status``."""
-    path = write_traceback(exc, out_dir)
-    try:
-        tracker.log_artifact(run_id, path)
-        tracker.set_tags(
-            run_id, {"hibayes.error": f"{type(exc).__name__}: {exc}"[:5000]}
-        )
-    except Exception as log_exc:  # the store may be why we failed
-        log.warning("could not record the failure on the run: %s", log_exc)
-    finally:
+    """Best effort: traceback on disk and on the run, run ended with ``status``.
+
+    A full disk leaves the traceback on the run only (``traceback.txt`` sent from
+    memory), a store gone leaves it on disk only; the run is ended either way.
+    """
+    path = _write_traceback(exc, out_dir)
+    text = "".join(traceback.format_exception(exc))
+    for what, record in (
+        (
+            "the traceback",
+            lambda: (
+                tracker.log_artifact(run_id, path)
+                if path is not None
+                else tracker.log_text(run_id, text, "traceback.txt")
+            ),
+        ),
+        (
+            "the error",
+            lambda: tracker.set_tags(
+                run_id, {"hibayes.error": f"{type(exc).__name__}: {exc}"[:5000]}
+            ),
+        ),
+        ("the status", lambda: tracker.end_run(run_id, status)),
+    ):
         try:
-            tracker.end_run(run_id, status)
-        except Exception as end_exc:
-            log.warning("could not mark run %s as %s: %s", run_id, status, end_exc)
+            record()
+        except Exception as log_exc:  # noqa: BLE001 - the store may be why we failed
+            log.warning("could not record %s on run %s: %s", what, run_id, log_exc)
