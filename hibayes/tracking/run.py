@@ -6,7 +6,10 @@ The run is opened on a thread while the data loads and JAX compiles and samples
 meanwhile leaves its records in the job's ``upload_pending.json``
 (:mod:`hibayes.tracking.deferred`), never the fit undone. Leaving the block with
 an exception ends the run FAILED (KILLED for an interrupt) with its traceback; in
-a sweep a failed fit is reported and the sweep goes on.
+a sweep a failed fit is reported and the sweep goes on. Until the run's end is
+recorded, ``.hibayes_run.json`` in the job folder names this process, so that
+``python -m hibayes.sync`` can end a run whose process was killed hard
+(:mod:`hibayes.tracking.marker`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 import shutil
 import socket
 import time
+import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future
 from pathlib import Path
@@ -29,12 +33,14 @@ from hibayes.system import interrupts
 from hibayes.system.background import in_background, preload
 from hibayes.tracking.base import Tracker, TrackingError
 from hibayes.tracking.job import FitOutcome, JobContext, SweepInfo, read_sweep_info
+from hibayes.tracking.marker import RunMarker
 
 log = logging.getLogger("hibayes.fit")
 
 __all__ = [
     "FitRun",
     "checked",
+    "open_marker",
     "open_tracker",
     "run_name",
     "run_params",
@@ -88,6 +94,7 @@ class FitRun:
         self._cv_method = ""  # which estimate elpd_cv is, once the fit is recorded
         self._tracker: Tracker | None = None
         self._opening: Future | None = None
+        self._marker: RunMarker | None = None
         self._started = time.perf_counter()
         self._store = store_tracker(cfg)
         # An unusable store stops a single fit here, before any work. A sweep's job (its
@@ -111,8 +118,22 @@ class FitRun:
         pending_file = self.out_dir / _pending_file_name()
         store, tags, params = self._store, self._tags, run_params(self._cfg)
         parent = self.sweep.parent_run_id if self.sweep else None
+        run_key = uuid.uuid4().hex
+        self._marker = open_marker(
+            store,
+            self.out_dir,
+            "fit",
+            run_key,
+            self.name,
+            tags,
+            parent,
+            params,
+            plots_deferred=not self.draws_plots,
+        )
         self._opening = in_background(
-            lambda: _open_run(store, pending_file, self.name, tags, parent, params),
+            lambda: _open_run(
+                store, pending_file, self.name, tags, parent, params, run_key
+            ),
             "hibayes-open-run",
         )
         write_config(self._cfg, self.out_dir)
@@ -164,6 +185,7 @@ class FitRun:
             tracker.log_artifacts(run_id, self.out_dir)
             interrupts.check()  # a signal the fit has not acted on yet: not FINISHED
             tracker.end_run(run_id, "FINISHED")
+            self._release()
             self.outcome.upload_pending = settle_uploads(tracker, self.prefix)
         else:  # the sweep ends the run once its worker has drawn the plots
             tracker.log_artifacts(
@@ -207,6 +229,7 @@ class FitRun:
             write_traceback(exc, self.out_dir)
         else:
             _record_failure(tracker, run_id, exc, self.out_dir, self.outcome.status)
+            self._release()
         log.error(
             "%s%s %s: %s",
             self.prefix,
@@ -259,7 +282,14 @@ class FitRun:
         if plots_dir.is_dir():
             tracker.log_artifacts(run_id, plots_dir, "plots")
         tracker.end_run(run_id, "FINISHED")
+        self._release()
         return settle_uploads(tracker, self.prefix)
+
+    def _release(self) -> None:
+        """The run's end is recorded: this process no longer holds it open."""
+        if self._marker is not None:
+            self._marker.release()
+            self._marker = None
 
     def _run_tags(
         self, cfg: DictConfig, extra: Mapping[str, str] | None
@@ -346,13 +376,15 @@ def checked(
     pending_file: Path | None = None,
     *,
     defer_unreachable: bool = False,
+    run_key: str | None = None,
 ) -> Tracker:
     """``tracker`` once its store answered (a TrackingError naming the URI if not).
 
     With ``pending_file`` the tracker records what the store fails to take there
     (:mod:`hibayes.tracking.deferred`) instead of failing the fit; with
     ``defer_unreachable`` an unreachable store does not stop the fit either:
-    everything is recorded for ``python -m hibayes.sync``.
+    everything is recorded for ``python -m hibayes.sync``. ``run_key`` is the
+    run's ``hibayes.run_key`` tag, when chosen already (see :func:`open_marker`).
     """
     from hibayes.system.redaction import scrub_text
     from hibayes.tracking.deferred import DeferringTracker
@@ -370,8 +402,42 @@ def checked(
             scrub_text(str(exc)),
             pending_file,
         )
-        return DeferringTracker(tracker, pending_file, offline_reason=str(exc))
-    return tracker if pending_file is None else DeferringTracker(tracker, pending_file)
+        return DeferringTracker(
+            tracker, pending_file, offline_reason=str(exc), run_key=run_key
+        )
+    if pending_file is None:
+        return tracker
+    return DeferringTracker(tracker, pending_file, run_key=run_key)
+
+
+def open_marker(
+    store: Tracker,
+    out_dir: Path,
+    kind: str,
+    run_key: str | None,
+    name: str,
+    tags: Mapping[str, str],
+    parent_run_id: str | None,
+    params: Mapping[str, str] | None = None,
+    plots_deferred: bool = False,
+) -> RunMarker | None:
+    """Say in ``out_dir`` that this process holds the run open (MLflow stores only).
+
+    :param run_key: the run's ``hibayes.run_key`` tag; default that of ``store``,
+        a :class:`~hibayes.tracking.deferred.DeferringTracker` that opened the run.
+    """
+    from hibayes.tracking import MlflowTracker
+    from hibayes.tracking.deferred import DeferringTracker
+
+    if isinstance(store, DeferringTracker):
+        run_key = run_key or store.run_key
+        store = store.store
+    if not isinstance(store, MlflowTracker):
+        return None
+    opening = DeferringTracker(
+        store, out_dir / _pending_file_name(), run_key=run_key
+    ).opening_record(name, tags, parent_run_id, params)
+    return RunMarker.create(out_dir, kind, opening, plots_deferred)
 
 
 def settle_uploads(tracker: Tracker, prefix: str = "") -> str | None:
@@ -427,11 +493,12 @@ def _open_run(
     tags: dict[str, str],
     parent_run_id: str | None,
     params: dict[str, str],
+    run_key: str,
 ) -> tuple[Tracker, str]:
     """Open the store, start the run and log its params (on the opening thread)."""
     from hibayes.tracking import provenance_tags
 
-    tracker = checked(tracker, pending_file, defer_unreachable=True)
+    tracker = checked(tracker, pending_file, defer_unreachable=True, run_key=run_key)
     run_id = tracker.start_run(
         name, tags={**provenance_tags(), **tags}, parent_run_id=parent_run_id
     )
