@@ -174,8 +174,10 @@ def test_sweep_killed_mid_way_ends_parent_and_children_and_its_helpers(tmp_path)
     _wait_for(
         proc,
         log,
-        lambda text: re.search(r"\[job 2/3\][^\n]*: sampling", text)
-        and (sweep / "0" / "plots" / "loo_pit.png").exists(),
+        lambda text: (
+            re.search(r"\[job 2/3\][^\n]*: sampling", text)
+            and (sweep / "0" / "plots" / "loo_pit.png").exists()
+        ),
         "job 2 sampling after job 1's plots",
     )
     helpers = _children(proc.pid)
