@@ -5,14 +5,16 @@ half of what a fit in a warm sweep costs besides sampling. Matplotlib holds the
 GIL while it draws, so a thread would not overlap it with anything; a spawned
 process does, on the machine's other core. The worker imports ArviZ and
 matplotlib while the sweep's first fit compiles, ignores Ctrl-C (its parent
-decides what an interrupt means), and draws whatever it is sent, one fit at a
-time. A worker that dies costs nothing but time: the plots are then drawn here.
+decides what an interrupt means), exits as soon as its parent is gone (even after
+a SIGKILL), and draws whatever it is sent, one fit at a time. A worker that dies
+costs nothing but time: the plots are then drawn here.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import threading
 import time
@@ -22,6 +24,8 @@ from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
+
+from hibayes.system.processes import die_with_parent
 
 __all__ = ["PlotWorker", "draw_fit_plots", "plot_inputs", "wait_for_plots"]
 
@@ -60,7 +64,10 @@ def draw_fit_plots(idata: Any, plots_dir: Path, loo: Any) -> tuple[list[Path], f
     return written, time.perf_counter() - start
 
 
-def _start_worker() -> None:
+def _start_worker(parent_pid: int) -> None:
+    # A sweep killed hard (SIGKILL, OOM killer) cannot stop its worker: it goes too,
+    # and with it the last holder of multiprocessing's resource tracker pipe.
+    die_with_parent(parent_pid)
     # Ctrl-C reaches the whole process group: the parent ends the runs, the worker
     # finishes the plot in hand.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -80,6 +87,7 @@ class PlotWorker:
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
+            initargs=(os.getpid(),),
         )
         self._waiting: deque[tuple[Future, tuple]] = deque()
         self._busy = False

@@ -94,7 +94,7 @@ class SweepSession:
             posteriors to the comparison (:meth:`hand_over`, :meth:`keep_posterior`).
         """
         from hibayes.tracking import TrackingError, provenance_tags
-        from hibayes.tracking.run import open_tracker
+        from hibayes.tracking.run import open_marker, open_tracker
 
         self.cfg = cfg
         self.jobs = [list(j) for j in jobs]
@@ -134,6 +134,16 @@ class SweepSession:
             self.tracker.set_tags(self.parent_run_id, {"hibayes.error": str(exc)})
             self.tracker.end_run(self.parent_run_id, "FAILED")
             raise
+        # Until the parent's end is recorded: `hibayes.sync` ends it if we are killed.
+        self._marker = open_marker(
+            self.tracker,
+            self.sweep_dir,
+            "sweep",
+            None,
+            name,
+            tags,
+            None,
+        )
         self.tracker.log_text(
             self.parent_run_id,
             "\n".join(" ".join(j) for j in self.jobs) + "\n",
@@ -250,6 +260,7 @@ class SweepSession:
                 self._kill_running_children()
                 try:
                     self.tracker.end_run(self.parent_run_id, status)
+                    self._release_marker()
                 except Exception as exc:
                     log.warning("could not end the sweep's parent run: %s", exc)
         finally:
@@ -336,6 +347,7 @@ class SweepSession:
             },
         )
         self.tracker.end_run(self.parent_run_id, "FAILED" if failures else "FINISHED")
+        self._release_marker()
         pending = [
             str(Path(o["upload_pending"]).parent)
             for o in outcomes
@@ -357,6 +369,11 @@ class SweepSession:
             )
         if problems:
             raise SweepFailed("\n".join(problems))
+
+    def _release_marker(self) -> None:
+        if self._marker is not None:
+            self._marker.release()
+            self._marker = None
 
     def _compare(self, finished: list[dict[str, Any]]) -> tuple[Any, dict[str, Any]]:
         """comparison.csv, comparison plot and side-by-side forest on the parent.

@@ -33,6 +33,7 @@ from hibayes.system.atomic import is_temporary, write_text
 from hibayes.system.interrupts import shielded
 from hibayes.system.redaction import scrub_text, scrub_tree
 from hibayes.tracking import MlflowTracker, TrackingError, redact
+from hibayes.tracking.marker import MARKER_FILE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -59,6 +60,7 @@ class DeferringTracker:
     :param pending_file: where to record calls the store did not take.
     :param offline_reason: why the store is known to be unreachable already; the
         wrapper then records from the first call.
+    :param run_key: the run's ``hibayes.run_key`` tag; a new random one if None.
     """
 
     def __init__(
@@ -66,11 +68,12 @@ class DeferringTracker:
         tracker: MlflowTracker,
         pending_file: Path,
         offline_reason: str | None = None,
+        run_key: str | None = None,
     ) -> None:
         self.tracker = tracker
         self.uri = scrub_text(tracker.uri)
         self.pending_file = Path(pending_file).resolve()
-        self.run_key = uuid.uuid4().hex
+        self.run_key = run_key or uuid.uuid4().hex
         self.run_id: str | None = None
         self.reason = scrub_text(offline_reason) if offline_reason else None
         self.ops: list[dict[str, Any]] = []
@@ -85,6 +88,11 @@ class DeferringTracker:
     def pending(self) -> bool:
         """Whether some calls wait in :attr:`pending_file` for the store."""
         return bool(self.ops)
+
+    @property
+    def recorded_run_id(self) -> str:
+        """The id this tracker's calls take: the run's, or a placeholder until created."""
+        return self._public_id()
 
     @property
     def store(self) -> MlflowTracker:
@@ -107,7 +115,25 @@ class DeferringTracker:
             raise ValueError(
                 f"{path}: not a readable pending-upload record: {exc}"
             ) from exc
-        if not isinstance(record, dict) or record.get("version") != _VERSION:
+        return cls.from_record(record, path, uri=uri, source=path)
+
+    @classmethod
+    def from_record(
+        cls,
+        record: Mapping[str, Any],
+        pending_file: Path,
+        uri: str | None = None,
+        source: Path | None = None,
+    ) -> DeferringTracker:
+        """A tracker that replays ``record`` (the pending-upload format) to its store.
+
+        :param pending_file: where to keep what is still unsent meanwhile.
+        :param uri: the store to send to; default the one recorded.
+        :param source: the file the record came from, for messages.
+        :raises ValueError: the record is not a pending-upload record.
+        """
+        path = source or pending_file
+        if not isinstance(record, Mapping) or record.get("version") != _VERSION:
             raise ValueError(
                 f"{path}: not a pending-upload record (version {_VERSION})"
             )
@@ -123,15 +149,19 @@ class DeferringTracker:
             artifact_location=record.get("artifact_location"),
         )
         self = cls(
-            store, path, offline_reason=record.get("reason") or "recorded earlier"
+            store,
+            pending_file,
+            offline_reason=record.get("reason") or "recorded earlier",
+            run_key=record["run_key"],
         )
-        self.run_key = record["run_key"]
         self.run_id = record.get("run_id")
         self.ops = list(record["ops"])
         return self
 
-    def _save(self) -> None:
-        record = {
+    def record(self, ops: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """This run's record in the pending-upload format (with ``ops``, or its own)."""
+        ops = self.ops if ops is None else ops
+        return {
             "version": _VERSION,
             "tracking_uri": self.uri,
             "experiment": self.tracker.experiment,
@@ -139,9 +169,25 @@ class DeferringTracker:
             "run_key": self.run_key,
             "run_id": self.run_id,
             "reason": self.reason,
-            "pending": [op["op"] for op in self.ops],
-            "ops": self.ops,
+            "pending": [op["op"] for op in ops],
+            "ops": ops,
         }
+
+    def opening_record(
+        self,
+        run_name: str,
+        tags: Mapping[str, str] | None,
+        parent_run_id: str | None,
+        params: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The record of the calls that open this run (for a run marker)."""
+        ops = [_start_op(run_name, tags, parent_run_id, self.run_key)]
+        if params is not None:
+            ops.append(_params_op(params))
+        return self.record(ops)
+
+    def _save(self) -> None:
+        record = self.record()
         write_text(self.pending_file, json.dumps(record, indent=1, default=str) + "\n")
 
     def _send(self, op: dict[str, Any], call: Callable[[], _T]) -> _T | None:
@@ -192,19 +238,14 @@ class DeferringTracker:
             raise ValueError(
                 "a DeferringTracker records one run; it was started already"
             )
-        op = {
-            "op": "start_run",
-            "run_name": scrub_text(run_name),
-            "tags": _scrub_map({**(tags or {}), RUN_KEY_TAG: self.run_key}),
-            "parent_run_id": parent_run_id,
-        }
+        op = _start_op(run_name, tags, parent_run_id, self.run_key)
         self.run_id = self._send(op, lambda: self._apply_start(op))
         return self._public_id()
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         """Log params (redacted), or record them."""
         self._check_run(run_id)
-        op = {"op": "log_params", "params": redact(_scrub_map(params))}
+        op = _params_op(params)
         self._send(op, lambda: self._apply(op))
 
     def log_metrics(
@@ -450,13 +491,34 @@ class DeferringTracker:
 
 
 def _files(root: Path) -> Iterator[Path]:
+    """The files of a run's folder to upload: not this module's or the marker's
+    records, not a file still being written under a temporary name."""
     for path in sorted(root.rglob("*")):
+        name = path.name
         if (
             path.is_file()
-            and not path.name.startswith(PENDING_FILE)
+            and not name.startswith((PENDING_FILE, MARKER_FILE))
             and not is_temporary(path)  # a write cut short: not an output
         ):
             yield path
+
+
+def _start_op(
+    run_name: str,
+    tags: Mapping[str, str] | None,
+    parent_run_id: str | None,
+    run_key: str,
+) -> dict[str, Any]:
+    return {
+        "op": "start_run",
+        "run_name": scrub_text(run_name),
+        "tags": _scrub_map({**(tags or {}), RUN_KEY_TAG: run_key}),
+        "parent_run_id": parent_run_id,
+    }
+
+
+def _params_op(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {"op": "log_params", "params": redact(_scrub_map(params))}
 
 
 def _scrub_map(values: Mapping[str, Any]) -> dict[str, str]:

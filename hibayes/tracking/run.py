@@ -9,7 +9,10 @@ an exception ends the run FAILED (KILLED for an interrupt) with its traceback; i
 a sweep a failed fit is reported and the sweep goes on. A run ends FINISHED only
 with every file of its contract (:mod:`hibayes.outputs.contract`) on disk; an
 output that cannot be written (a full disk) fails it, the error kept on the run
-when the disk cannot take it and on disk when the store cannot.
+when the disk cannot take it and on disk when the store cannot. Until the run's
+end is recorded, ``.hibayes_run.json`` in the job folder names this process, so
+that ``python -m hibayes.sync`` can end a run whose process was killed hard
+(:mod:`hibayes.tracking.marker`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import os
 import socket
 import time
 import traceback
+import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future
 from pathlib import Path
@@ -35,12 +39,14 @@ from hibayes.system.atomic import write_bytes
 from hibayes.system.background import in_background, preload
 from hibayes.tracking.base import Tracker, TrackingError
 from hibayes.tracking.job import FitOutcome, JobContext, SweepInfo, read_sweep_info
+from hibayes.tracking.marker import RunMarker
 
 log = logging.getLogger("hibayes.fit")
 
 __all__ = [
     "FitRun",
     "checked",
+    "open_marker",
     "open_tracker",
     "run_name",
     "run_params",
@@ -94,6 +100,7 @@ class FitRun:
         self._cv_method = ""  # which estimate elpd_cv is, once the fit is recorded
         self._tracker: Tracker | None = None
         self._opening: Future | None = None
+        self._marker: RunMarker | None = None
         self._started = time.perf_counter()
         self._store = store_tracker(cfg)
         # An unusable store stops a single fit here, before any work. A sweep's job (its
@@ -117,8 +124,22 @@ class FitRun:
         pending_file = self.out_dir / _pending_file_name()
         store, tags, params = self._store, self._tags, run_params(self._cfg)
         parent = self.sweep.parent_run_id if self.sweep else None
+        run_key = uuid.uuid4().hex
+        self._marker = open_marker(
+            store,
+            self.out_dir,
+            "fit",
+            run_key,
+            self.name,
+            tags,
+            parent,
+            params,
+            plots_deferred=not self.draws_plots,
+        )
         self._opening = in_background(
-            lambda: _open_run(store, pending_file, self.name, tags, parent, params),
+            lambda: _open_run(
+                store, pending_file, self.name, tags, parent, params, run_key
+            ),
             "hibayes-open-run",
         )
         try:
@@ -181,6 +202,7 @@ class FitRun:
             tracker.log_artifacts(run_id, self.out_dir)
             interrupts.check()  # a signal the fit has not acted on yet: not FINISHED
             tracker.end_run(run_id, "FINISHED")
+            self._release()
             self.outcome.upload_pending = settle_uploads(tracker, self.prefix)
         else:  # the sweep ends the run once its worker has drawn the plots
             tracker.log_artifacts(
@@ -235,6 +257,7 @@ class FitRun:
             _write_traceback(exc, self.out_dir)
         else:
             _record_failure(tracker, run_id, exc, self.out_dir, self.outcome.status)
+            self._release()
         log.error(
             "%s%s %s: %s",
             self.prefix,
@@ -304,7 +327,14 @@ class FitRun:
             self._record(exc)
             raise
         tracker.end_run(run_id, "FINISHED")
+        self._release()
         return settle_uploads(tracker, self.prefix)
+
+    def _release(self) -> None:
+        """The run's end is recorded: this process no longer holds it open."""
+        if self._marker is not None:
+            self._marker.release()
+            self._marker = None
 
     def _run_tags(
         self, cfg: DictConfig, extra: Mapping[str, str] | None
@@ -391,13 +421,15 @@ def checked(
     pending_file: Path | None = None,
     *,
     defer_unreachable: bool = False,
+    run_key: str | None = None,
 ) -> Tracker:
     """``tracker`` once its store answered (a TrackingError naming the URI if not).
 
     With ``pending_file`` the tracker records what the store fails to take there
     (:mod:`hibayes.tracking.deferred`) instead of failing the fit; with
     ``defer_unreachable`` an unreachable store does not stop the fit either:
-    everything is recorded for ``python -m hibayes.sync``.
+    everything is recorded for ``python -m hibayes.sync``. ``run_key`` is the
+    run's ``hibayes.run_key`` tag, when chosen already (see :func:`open_marker`).
     """
     from hibayes.system.redaction import scrub_text
     from hibayes.tracking.deferred import DeferringTracker
@@ -415,8 +447,42 @@ def checked(
             scrub_text(str(exc)),
             pending_file,
         )
-        return DeferringTracker(tracker, pending_file, offline_reason=str(exc))
-    return tracker if pending_file is None else DeferringTracker(tracker, pending_file)
+        return DeferringTracker(
+            tracker, pending_file, offline_reason=str(exc), run_key=run_key
+        )
+    if pending_file is None:
+        return tracker
+    return DeferringTracker(tracker, pending_file, run_key=run_key)
+
+
+def open_marker(
+    store: Tracker,
+    out_dir: Path,
+    kind: str,
+    run_key: str | None,
+    name: str,
+    tags: Mapping[str, str],
+    parent_run_id: str | None,
+    params: Mapping[str, str] | None = None,
+    plots_deferred: bool = False,
+) -> RunMarker | None:
+    """Say in ``out_dir`` that this process holds the run open (MLflow stores only).
+
+    :param run_key: the run's ``hibayes.run_key`` tag; default that of ``store``,
+        a :class:`~hibayes.tracking.deferred.DeferringTracker` that opened the run.
+    """
+    from hibayes.tracking import MlflowTracker
+    from hibayes.tracking.deferred import DeferringTracker
+
+    if isinstance(store, DeferringTracker):
+        run_key = run_key or store.run_key
+        store = store.store
+    if not isinstance(store, MlflowTracker):
+        return None
+    opening = DeferringTracker(
+        store, out_dir / _pending_file_name(), run_key=run_key
+    ).opening_record(name, tags, parent_run_id, params)
+    return RunMarker.create(out_dir, kind, opening, plots_deferred)
 
 
 def settle_uploads(tracker: Tracker, prefix: str = "") -> str | None:
@@ -472,11 +538,12 @@ def _open_run(
     tags: dict[str, str],
     parent_run_id: str | None,
     params: dict[str, str],
+    run_key: str,
 ) -> tuple[Tracker, str]:
     """Open the store, start the run and log its params (on the opening thread)."""
     from hibayes.tracking import provenance_tags
 
-    tracker = checked(tracker, pending_file, defer_unreachable=True)
+    tracker = checked(tracker, pending_file, defer_unreachable=True, run_key=run_key)
     run_id = tracker.start_run(
         name, tags={**provenance_tags(), **tags}, parent_run_id=parent_run_id
     )

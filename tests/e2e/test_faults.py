@@ -280,6 +280,7 @@ def test_interrupted_sweep_ends_its_runs_killed(tmp_path, sig):
     assert any(
         r.info.status == "KILLED" for r in runs if "mlflow.parentRunId" in r.data.tags
     )
+    assert not list(tmp_path.rglob(".hibayes_run.json"))  # every end was recorded
 
 
 def test_sigterm_ends_a_single_fit_killed(tmp_path):
@@ -302,6 +303,7 @@ def test_sigterm_ends_a_single_fit_killed(tmp_path):
     assert "Traceback" not in out, out[-3000:]
     (run,) = _sqlite_runs(db)
     assert run.info.status == "KILLED", out[-3000:]
+    assert not list(tmp_path.rglob(".hibayes_run.json"))  # the end was recorded
 
 
 SECOND_JOB_HANGS = textwrap.dedent("""
@@ -328,7 +330,8 @@ def test_a_stopped_sweep_keeps_what_a_finished_fit_computed(tmp_path, sig):
     """Job 1's run waits for its plots from the worker while job 2 hangs. Ctrl-C (the
     whole process group, worker included) must not end job 1 KILLED: it ends FINISHED
     with its plots. A hard kill leaves job 1 RUNNING, but everything but the plots is
-    in the store already."""
+    in the store already, and ``hibayes.sync`` then ends it FINISHED with its plots
+    (drawn again: the worker died with the sweep) and the rest KILLED."""
     db = tmp_path / "mlflow.db"
     (tmp_path / "model.py").write_text(SECOND_JOB_HANGS)
     proc = subprocess.Popen(
@@ -378,7 +381,18 @@ def test_a_stopped_sweep_keeps_what_a_finished_fit_computed(tmp_path, sig):
     ]
     if sig == signal.SIGKILL:
         assert children["False"].info.status == "RUNNING"
-        return
+        synced = run_hibayes(tmp_path, "sweep", module="hibayes.sync")
+        assert synced.returncode == 0, synced.stderr[-3000:]
+        assert synced.stdout.strip() == (
+            "ended 3 run(s) of killed processes (2 KILLED, 1 FINISHED), 0 still pending"
+        )
+        runs = all_runs(client)
+        children = {
+            r.data.params.get("model.hang"): r
+            for r in runs
+            if "mlflow.parentRunId" in r.data.tags
+        }
+        first = artifact_files(client, children["False"].info.run_id)
     assert children["False"].info.status == "FINISHED", out[-3000:]
     assert {"plots/trace.png", "plots/pareto_k.png"} <= first
     assert children["True"].info.status == "KILLED"
