@@ -15,6 +15,8 @@ asks for that folder to be emptied first (only a folder hibayes wrote).
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +29,30 @@ _MAX_SUFFIX = 10_000
 _HIBAYES_MARKS = (".hydra", "multirun.yaml", "config.yaml", "metrics.json")
 
 
-def claim_dir(path: Path) -> Path:
+@contextmanager
+def _creating(path: Path, key: str) -> Iterator[None]:
+    """A folder that cannot be made (read-only, a file in the way) as one line."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InputError(
+            f"{key}={path}: cannot create the output folder: {reason}"
+            + (f" ({exc.filename})" if exc.filename else "")
+        ) from exc
+
+
+def claim_dir(path: Path, key: str = "hydra.run.dir") -> Path:
     """Create ``path`` (or ``path_1``, ``path_2``… if taken) exclusively; return it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for n in range(_MAX_SUFFIX):
-        candidate = path if n == 0 else path.with_name(f"{path.name}_{n}")
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
-        return candidate
+    with _creating(path, key):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for n in range(_MAX_SUFFIX):
+            candidate = path if n == 0 else path.with_name(f"{path.name}_{n}")
+            try:
+                candidate.mkdir()
+            except FileExistsError:
+                continue
+            return candidate
     raise InputError(f"{path}: {_MAX_SUFFIX} folders of that name exist already")
 
 
@@ -64,7 +80,8 @@ def claim_explicit_dir(path: Path, key: str, reuse: bool) -> Path:
                 shutil.rmtree(item)
             else:
                 item.unlink()
-    path.mkdir(parents=True, exist_ok=True)
+    with _creating(path, key):
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -93,7 +110,7 @@ def _claim(config: Any, section: str) -> None:
         reuse = bool(config.get("reuse_output_dir", False))
         one_line_errors(claim_explicit_dir)(wanted, key, reuse)
         return
-    claimed = one_line_errors(claim_dir)(wanted)
+    claimed = one_line_errors(claim_dir)(wanted, key)
     if claimed == wanted:
         return
     with read_write(config.hydra), open_dict(config.hydra):

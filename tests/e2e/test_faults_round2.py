@@ -284,3 +284,24 @@ def test_model_mistakes_named_in_one_line(tmp_path, source, name, message):
     assert run.info.status == "FAILED"
     assert "traceback.txt" in artifact_files(_client(tmp_path), run.info.run_id)
     assert not (tmp_path / "out" / "idata.nc").exists()
+
+
+@pytest.mark.parametrize("mode", ["run", "sweep"])
+def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path, mode):
+    """A file where the output folder should go (as a read-only folder would): one
+    line naming the key, the folder and why, exit 1, no run opened."""
+    (tmp_path / "afile").write_text("in the way")
+    uri, _ = _store(tmp_path)
+    done = run_hibayes(
+        tmp_path,
+        *(["-m"] if mode == "sweep" else []),
+        uri,
+        f"hydra.{mode}.dir=afile/out",
+    )
+    assert done.returncode == 1
+    _one_line(
+        done.stderr,
+        f"error: hydra.{mode}.dir=afile/out: cannot create the output folder: "
+        "Not a directory (afile/out)",
+    )
+    assert _check_store(tmp_path) == []
