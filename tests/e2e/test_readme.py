@@ -11,8 +11,9 @@ Markers, an HTML comment on the line before a block's opening fence:
   until stopped, a browser tested elsewhere, or would install packages); the reason
   is required.
 - ``<!-- readme-test: shorten -->``: each ``python -m hibayes.fit`` / ``hibayes-fit``
-  command gets :data:`SHORT` appended (keys it sets itself are left alone), for
-  blocks whose full-length chains would only cost time.
+  command gets :data:`SHORT` appended (keys it sets itself are left alone), each
+  calibration :data:`SHORT_CALIBRATE`, for blocks whose full length would only cost
+  time.
 
 ``RUN_ID`` in a command becomes a run of the store: in ``parent=RUN_ID`` a sweep's
 parent, elsewhere its children in turn.
@@ -45,6 +46,24 @@ SHORT = (
     "fit.prior_samples=50",
     "cv=psis",
 )
+#: What ``shorten`` appends to a calibration: a handful of short simulated fits (the
+#: statistics are tested in tests/unit/diagnostics/test_calibration.py and
+#: tests/e2e/test_calibrate.py; here, that the command runs as written).
+SHORT_CALIBRATE = (
+    "calibrate.simulations=8",
+    "calibrate.batch=8",
+    "calibrate.rank_draws=19",
+    "fit.samples=100",
+    "fit.warmup=100",
+    "fit.chains=2",
+)
+#: The commands ``shorten`` applies to, with what it appends.
+_SHORTER = {
+    "hibayes.fit": SHORT,
+    "hibayes-fit": SHORT,
+    "hibayes.calibrate": SHORT_CALIBRATE,
+    "hibayes-calibrate": SHORT_CALIBRATE,
+}
 _HYDRA_VALUE_OPTIONS = {
     "--config-dir",
     "-cd",
@@ -112,11 +131,13 @@ def readme_blocks(text: str) -> list[Block]:
 
 
 def shortened(command: str) -> str:
-    """A fit command with :data:`SHORT` added after its other overrides."""
+    """A fit (calibrate) command with :data:`SHORT` (:data:`SHORT_CALIBRATE`) added
+    after its other overrides."""
     words = shlex.split(command, comments=True)
-    starts = [i for i, w in enumerate(words) if w in ("hibayes.fit", "hibayes-fit")]
+    starts = [i for i, w in enumerate(words) if w in _SHORTER]
     if not starts:
         return command
+    short = _SHORTER[words[starts[0]]]
     head, rest = words[: starts[0] + 1], words[starts[0] + 1 :]
     options, overrides, i = [], [], 0
     while i < len(rest):  # Hydra wants its options before or after all overrides
@@ -130,7 +151,7 @@ def shortened(command: str) -> str:
             overrides.append(word)
         i += 1
     keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
-    extra = [s for s in SHORT if s.split("=", 1)[0] not in keys]
+    extra = [s for s in short if s.split("=", 1)[0] not in keys]
     return shlex.join(head + options + overrides + extra)
 
 
