@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hibayes.outputs.contract import ALWAYS, missing_outputs
 from hibayes.system.processes import Liveness
 from hibayes.tracking.base import TrackingError
 from hibayes.tracking.deferred import PENDING_FILE, RUN_KEY_TAG, DeferringTracker
@@ -49,9 +50,6 @@ log = logging.getLogger("hibayes.sync")
 #: Tag on a run that sync ended after its process was gone.
 ENDED_BY_TAG = "hibayes.ended_by"
 
-# What a finished fit's folder holds besides plots (FitRun.record and
-# hibayes.outputs.files.write_fit_outputs); loo_pointwise.csv when LOO was computed.
-_FINISHED_FILES = ("config.yaml", "idata.nc", "summary.csv", "metrics.json")
 # Written into metrics.json by FitRun.record once every output is on disk.
 _RECORDED_METRIC = "time_total_s"
 # Written into metrics.json once a sweep's worker has drawn the fit's plots.
@@ -102,19 +100,13 @@ def finished_metrics(out_dir: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(metrics, dict) or _RECORDED_METRIC not in metrics:
         return None
-    needed = list(_FINISHED_FILES)
+    needed = list(ALWAYS)
     if metrics.get("elpd_loo") is not None:
         needed.append("loo_pointwise.csv")
-    if any(not _written(out_dir / name) for name in needed):
-        return None
-    return metrics
-
-
-def _written(path: Path) -> bool:
     try:
-        return path.is_file() and path.stat().st_size > 0
-    except OSError:
-        return False
+        return None if missing_outputs(out_dir, needed) else metrics
+    except OSError:  # a folder that cannot be read: not known to be finished
+        return None
 
 
 def recover(
