@@ -9,6 +9,7 @@ every per-observation array came from. It does not pick or fit a model.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,18 +215,19 @@ class _Arguments(NamedTuple):
 
 
 def _checked_arguments(
+    *,
     observed: str,
-    n_total: str | None,
-    categorical: Sequence[str],
-    continuous: Sequence[str],
-    rename: Mapping[str, str] | None,
-    aggregate: bool,
-    category_order: Mapping[str, Sequence] | None,
-    standardize: bool | Sequence[str],
-    passthrough: Sequence[str],
-    num_classes: int | None,
-    outcome: str,
-    source: str,
+    n_total: str | None = None,
+    categorical: Sequence[str] = (),
+    continuous: Sequence[str] = (),
+    rename: Mapping[str, str] | None = None,
+    aggregate: bool = False,
+    category_order: Mapping[str, Sequence] | None = None,
+    standardize: bool | Sequence[str] = False,
+    passthrough: Sequence[str] = (),
+    num_classes: int | None = None,
+    outcome: str = "auto",
+    source: str = "<table>",
 ) -> _Arguments:
     """The arguments in role names; any combination no table can satisfy refused."""
     rename = {str(k): str(v) for k, v in (rename or {}).items()}
@@ -274,42 +276,17 @@ def _checked_arguments(
     )
 
 
-def check_arguments(
-    *,
-    observed: str,
-    n_total: str | None = None,
-    categorical: Sequence[str] = (),
-    continuous: Sequence[str] = (),
-    rename: Mapping[str, str] | None = None,
-    aggregate: bool = False,
-    category_order: Mapping[str, Sequence] | None = None,
-    standardize: bool | Sequence[str] = False,
-    passthrough: Sequence[str] = (),
-    num_classes: int | None = None,
-    outcome: str = "auto",
-    source: str = "<table>",
-    **_table_steps: Any,
-) -> None:
+def check_arguments(*, source: str = "<table>", **arguments: Any) -> None:
     """Refuse :func:`make_features` arguments no table can satisfy, before any file is read.
 
-    Takes :func:`make_features`' keyword arguments (the ones that need the table,
-    such as ``filters``, are accepted and not checked).
+    Takes :func:`make_features`' keyword arguments; those that need the table (such
+    as ``filters``) are accepted and not checked.
 
     :raises DataError: the first bad combination, naming the source.
     """
+    checked = inspect.signature(_checked_arguments).parameters
     _checked_arguments(
-        observed,
-        n_total,
-        categorical,
-        continuous,
-        rename,
-        aggregate,
-        category_order,
-        standardize,
-        passthrough,
-        num_classes,
-        outcome,
-        source,
+        source=source, **{k: v for k, v in arguments.items() if k in checked}
     )
 
 
@@ -377,18 +354,18 @@ def make_features(
         source, column and an example row with its value.
     """
     args = _checked_arguments(
-        observed,
-        n_total,
-        categorical,
-        continuous,
-        rename,
-        aggregate,
-        category_order,
-        standardize,
-        passthrough,
-        num_classes,
-        outcome,
-        source,
+        observed=observed,
+        n_total=n_total,
+        categorical=categorical,
+        continuous=continuous,
+        rename=rename,
+        aggregate=aggregate,
+        category_order=category_order,
+        standardize=standardize,
+        passthrough=passthrough,
+        num_classes=num_classes,
+        outcome=outcome,
+        source=source,
     )
     rename, to_role = args.rename, args.to_role
     observed, n_total = args.observed, args.n_total

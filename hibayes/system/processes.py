@@ -27,7 +27,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Liveness", "ProcessId", "die_with_parent"]
+__all__ = ["Liveness", "ProcessId", "die_with_parent", "proc_stat"]
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _PARENT_POLL_S = 0.5
@@ -85,7 +85,7 @@ class ProcessId:
         return Liveness.ALIVE
 
 
-def _proc_stat(pid: int) -> list[str] | None:
+def proc_stat(pid: int) -> list[str] | None:
     """The fields of ``/proc/PID/stat`` after the command name, or None."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
@@ -104,7 +104,7 @@ def _boot_id() -> str:
 def _start_token(pid: int) -> str | None:
     """The process's start as a comparable token; None if gone, a zombie or unknown."""
     if sys.platform.startswith("linux"):
-        fields = _proc_stat(pid)
+        fields = proc_stat(pid)
         if fields is None or fields[0] == "Z":
             return None
         return f"{_boot_id()}:{fields[19]}"  # field 22: start time, ticks since boot
@@ -123,7 +123,7 @@ def _start_token(pid: int) -> str | None:
 
 def _zombie_or_gone(pid: int) -> bool:
     if sys.platform.startswith("linux"):
-        fields = _proc_stat(pid)
+        fields = proc_stat(pid)
         return fields is None or fields[0] == "Z"
     return not _pid_exists(pid)
 

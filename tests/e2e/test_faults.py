@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from helpers.server import (
     FAST_FAIL_ENV,
+    FIT_FILES,
     SHORT_FIT,
     MlflowServer,
     all_runs,
@@ -30,14 +31,6 @@ from helpers.server import (
 
 pytestmark = pytest.mark.slow
 
-CHILD_FILES = {
-    "config.yaml",
-    "idata.nc",
-    "summary.csv",
-    "loo_pointwise.csv",
-    "metrics.json",
-    "plots/trace.png",
-}
 METRICS = {"rhat_max", "ess_bulk_min", "elpd_loo", "converged", "time_total_s"}
 # A fit still busy whenever a test looks: its run appears while the model sleeps
 # (a real fit can finish before a poll sees it running), and a signal cuts the sleep.
@@ -159,7 +152,7 @@ def test_server_killed_mid_sweep_then_sync_completes_every_run(dying_server, tmp
         assert child.info.status == "FINISHED"
         assert METRICS <= set(child.data.metrics)
         assert child.data.params["model.name"] == "two_level_group_binomial"
-        assert CHILD_FILES <= artifact_files(client, child.info.run_id)
+        assert FIT_FILES <= artifact_files(client, child.info.run_id)
         assert "upload_pending.json" not in artifact_files(client, child.info.run_id)
         assert client.get_run(child.info.run_id).inputs.dataset_inputs
     assert {"comparison.csv", "plots/comparison.png"} <= artifact_files(
@@ -221,7 +214,7 @@ def test_server_lost_during_a_single_fit_keeps_results_and_sync_completes_the_ru
     assert run.info.status == "FINISHED"
     assert run.data.tags["hibayes.upload"] == "synced"
     assert METRICS <= set(run.data.metrics)
-    assert CHILD_FILES <= artifact_files(client, run.info.run_id)
+    assert FIT_FILES <= artifact_files(client, run.info.run_id)
     assert not (job / "upload_pending.json").exists()
 
 

@@ -20,7 +20,9 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.server import all_runs, artifact_files, run_hibayes
+from helpers.server import FIT_FILES, all_runs, artifact_files, run_hibayes
+
+from hibayes.system.processes import proc_stat
 
 pytestmark = pytest.mark.slow
 
@@ -33,14 +35,6 @@ QUICK_ARGS = (
     "cv=psis",
     "checks.sensitivity=false",
 )
-FINISHED_FILES = {
-    "config.yaml",
-    "idata.nc",
-    "summary.csv",
-    "loo_pointwise.csv",
-    "metrics.json",
-    "plots/trace.png",
-}
 KILLED_FILES = {"config.yaml", "fit.log", "overrides.yaml"}
 MARKER = ".hibayes_run.json"
 
@@ -95,19 +89,11 @@ def _check_nothing_left(workdir: Path, target: str) -> None:
     assert not list((workdir / target).rglob(MARKER))
 
 
-def _proc_stat(pid: int) -> list[str] | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2 :].split()
-
-
 def _children(pid: int) -> dict[int, str]:
     """pid -> command line of the direct children of ``pid`` (Linux)."""
     found = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (stat := _proc_stat(int(entry.name))):
+        if entry.name.isdigit() and (stat := proc_stat(int(entry.name))):
             if int(stat[1]) == pid:
                 cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
                 found[int(entry.name)] = cmd.decode(errors="replace")
@@ -115,7 +101,7 @@ def _children(pid: int) -> dict[int, str]:
 
 
 def _gone(pid: int) -> bool:
-    stat = _proc_stat(pid)
+    stat = proc_stat(pid)
     return stat is None or stat[0] == "Z"
 
 
@@ -205,7 +191,7 @@ def test_sweep_killed_mid_way_ends_parent_and_children_and_its_helpers(tmp_path)
     assert parent.info.status == "KILLED"
     done, killed = by_job["0"], by_job["1"]
     assert done.info.status == "FINISHED"
-    assert FINISHED_FILES <= artifact_files(client, done.info.run_id)
+    assert FIT_FILES <= artifact_files(client, done.info.run_id)
     assert {"elpd_loo", "converged", "time_total_s"} <= set(done.data.metrics)
     assert done.data.tags["hibayes.converged"] in ("yes", "no")
     assert killed.info.status == "KILLED"

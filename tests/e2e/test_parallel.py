@@ -16,18 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.server import SHORT_FIT, all_runs, artifact_files, run_hibayes
+from helpers.server import FIT_FILES, SHORT_FIT, all_runs, artifact_files, run_hibayes
 
 ROOT = Path(__file__).resolve().parents[2]
-FILES = {
-    "config.yaml",
-    "idata.nc",
-    "summary.csv",
-    "loo_pointwise.csv",
-    "metrics.json",
-    "plots/trace.png",
-    "plots/forest.png",
-}
+FILES = FIT_FILES | {"plots/forest.png"}
 METRICS = {"rhat_max", "ess_bulk_min", "elpd_loo", "converged", "time_total_s"}
 # Replaces the model's default three-prior sweep: jobs = the seeds listed.
 ONE_PRIOR = "model.prior_sigma_group_scale=0.4"
