@@ -10,17 +10,25 @@ averaged, Blom's offset, Geyer's initial positive and monotone sequences), and
 ``tests/unit/diagnostics/test_batched.py`` checks them against ArviZ's own
 functions to rounding error.
 
-Every function takes draws shaped ``(..., chain, draw)`` and returns the leading
+Every estimator takes draws shaped ``(..., chain, draw)`` and returns the leading
 shape. Constant quantities get NaN (as :mod:`.metrics` reports them).
+:func:`convergence_by_fit` applies a fit's convergence checks to many fits at
+once (calibration's simulations, cross-validation's refits).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+import pandas as pd
 from scipy import stats
 from scipy.fft import next_fast_len
 
-__all__ = ["ess_bulk", "ess_tail", "rhat_rank"]
+if TYPE_CHECKING:
+    from .metrics import Thresholds
+
+__all__ = ["convergence_by_fit", "ebfmi", "ess_bulk", "ess_tail", "rhat_rank"]
 
 
 def _batch(draws: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -152,3 +160,76 @@ def ess_tail(
         )
     out = np.where(_constant(x), np.nan, np.minimum(low, high))
     return out.reshape(shape)
+
+
+def _rank_diagnostics(draws: np.ndarray) -> tuple[np.ndarray, ...]:
+    """:func:`rhat_rank`, :func:`ess_bulk` and :func:`ess_tail` of the same draws.
+
+    The normal scores of the split chains are computed once for R-hat and bulk
+    ESS (ranking is most of the cost).
+    """
+    x, shape = _batch(draws)
+    split = _split(x)
+    flat = split.reshape(split.shape[0], -1)
+    folded = np.abs(split - np.median(flat, axis=1)[:, None, None])
+    constant = _constant(x)
+    with np.errstate(invalid="ignore", divide="ignore"):  # constant members: NaN
+        z = _z_scale(split)
+        rhat = np.maximum(_rhat(z), _rhat(_z_scale(folded)))
+        bulk = _ess(z)
+    rhat, bulk = (np.where(constant, np.nan, v).reshape(shape) for v in (rhat, bulk))
+    return rhat, bulk, ess_tail(draws)
+
+
+def ebfmi(energy: np.ndarray) -> np.ndarray:
+    """E-BFMI per chain (Betancourt 2016), for energy shaped (..., draw)."""
+    num = np.square(np.diff(energy, axis=-1)).mean(axis=-1)
+    return num / np.var(energy, axis=-1)
+
+
+def convergence_by_fit(
+    draws: np.ndarray, diverging: np.ndarray, energy: np.ndarray, thresholds: Thresholds
+) -> pd.DataFrame:
+    """A fit's convergence checks for each of a batch of fits, in a few array passes.
+
+    :param draws: (fit, chain, draw, element), every scalar of every site.
+    :param diverging: (fit, chain, draw).
+    :param energy: (fit, chain, draw).
+    :return: one row per fit: ``rhat_max``, ``ess_bulk_min``, ``ess_tail_min``,
+        ``divergences``, ``ebfmi_min``, ``converged`` and ``problems`` (in the
+        words of :func:`~.metrics.convergence_failures`, ``; ``-joined), with
+        per-element ``rhat`` and ``ess_bulk`` (fit, element) in ``attrs``.
+    """
+    from .metrics import convergence_failures
+
+    n_fits = draws.shape[0]
+    # (fit, element, chain, draw): every quantity of every fit in one pass.
+    rhat, bulk, tail = _rank_diagnostics(np.moveaxis(np.asarray(draws), -1, 1))
+
+    def extreme(values: np.ndarray, worst: float) -> np.ndarray:
+        # Constant quantities (NaN) have nothing to check; all-NaN stays NaN.
+        finite = np.isfinite(values)
+        out = np.where(finite, values, worst)
+        out = out.max(axis=1) if worst < 0 else out.min(axis=1)
+        return np.where(finite.any(axis=1), out, np.nan)
+
+    energy = np.asarray(energy, dtype=np.float64)
+    frame = pd.DataFrame(
+        {
+            "rhat_max": extreme(rhat, -np.inf),
+            "ess_bulk_min": extreme(bulk, np.inf),
+            "ess_tail_min": extreme(tail, np.inf),
+            "divergences": np.asarray(diverging).reshape(n_fits, -1).sum(axis=1),
+            "ebfmi_min": ebfmi(energy).min(axis=1)
+            if energy.shape[-1] > 1
+            else np.full(n_fits, np.nan),
+        }
+    )
+    problems = [
+        "; ".join(convergence_failures(row, thresholds))
+        for row in frame.to_dict("records")
+    ]
+    frame["converged"] = [not p for p in problems]
+    frame["problems"] = problems
+    frame.attrs["rhat"], frame.attrs["ess_bulk"] = rhat, bulk
+    return frame

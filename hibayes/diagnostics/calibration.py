@@ -11,8 +11,8 @@ likelihood, a coding mismatch or a sampler that lies bends the ranks. Here:
   the smallest two-sided binomial tail probability of the rank ECDF at K points,
   against its distribution under uniform ranks (simulated, exact for discrete
   ranks); the same simulation gives the simultaneous 1 - alpha band.
-- :func:`fit_convergence`: R-hat, bulk/tail ESS (ArviZ's own rank-normalised
-  estimators), divergences and E-BFMI of every simulated fit, against the
+- convergence of every simulated fit: :func:`~.batched.convergence_by_fit`
+  (ArviZ's rank-normalised R-hat and ESS, vectorised), against the
   :class:`~hibayes.diagnostics.Thresholds` a real fit must meet.
 - :func:`recovery`: coverage of the central 50% and 94% intervals, and the
   correlation of the posterior mean with the truth.
@@ -37,12 +37,13 @@ from scipy import stats
 
 from hibayes.diagnostics.metrics import Thresholds
 
+from .batched import convergence_by_fit
+
 __all__ = [
     "Calibration",
     "UniformityTest",
     "calibrate",
     "element_labels",
-    "fit_convergence",
     "flatten_sites",
     "ranks",
     "recovery",
@@ -180,68 +181,6 @@ def uniformity_test(
     return UniformityTest(p_value, z, counts / n, lower, upper)
 
 
-def _ebfmi(energy: np.ndarray) -> np.ndarray:
-    """E-BFMI per chain (Betancourt 2016), for energy shaped (..., draw)."""
-    num = np.square(np.diff(energy, axis=-1)).mean(axis=-1)
-    return num / np.var(energy, axis=-1)
-
-
-def fit_convergence(
-    draws: np.ndarray, diverging: np.ndarray, energy: np.ndarray, thresholds: Thresholds
-) -> pd.DataFrame:
-    """The convergence checks of every simulated fit (ArviZ's estimators, vectorised).
-
-    :param draws: (simulation, chain, draw, element).
-    :param diverging: (simulation, chain, draw).
-    :param energy: (simulation, chain, draw).
-    :return: one row per simulation: ``rhat_max``, ``ess_bulk_min``,
-        ``ess_tail_min``, ``divergences``, ``ebfmi_min``, ``converged`` and
-        ``problems`` (in words), plus per element ``rhat`` and ``ess_bulk``
-        in the ``per_element`` attribute (simulation, element).
-    """
-    from .batched import ess_bulk, ess_tail, rhat_rank
-
-    s = draws.shape[0]
-    # (simulation, element, chain, draw): every quantity of every fit in one pass.
-    per_quantity = np.moveaxis(np.asarray(draws), -1, 1)
-    rhat = rhat_rank(per_quantity)
-    bulk = ess_bulk(per_quantity)
-    tail = ess_tail(per_quantity)
-    t = thresholds
-    frame = pd.DataFrame(
-        {
-            "rhat_max": np.nanmax(np.where(np.isfinite(rhat), rhat, -np.inf), axis=1),
-            "ess_bulk_min": np.nanmin(
-                np.where(np.isfinite(bulk), bulk, np.inf), axis=1
-            ),
-            "ess_tail_min": np.nanmin(
-                np.where(np.isfinite(tail), tail, np.inf), axis=1
-            ),
-            "divergences": diverging.reshape(s, -1).sum(axis=1),
-            "ebfmi_min": _ebfmi(energy).min(axis=1),
-        }
-    )
-    problems = []
-    for row in frame.itertuples():
-        why = []
-        if not row.rhat_max <= t.rhat_max:
-            why.append(f"R-hat {row.rhat_max:.3f} > {t.rhat_max}")
-        if not row.ess_bulk_min >= t.ess_bulk_min:
-            why.append(f"bulk ESS {row.ess_bulk_min:.0f} < {t.ess_bulk_min:.0f}")
-        if not row.ess_tail_min >= t.ess_tail_min:
-            why.append(f"tail ESS {row.ess_tail_min:.0f} < {t.ess_tail_min:.0f}")
-        if row.divergences > t.divergences_max:
-            why.append(f"{row.divergences} divergent transitions")
-        if not row.ebfmi_min >= t.ebfmi_min:
-            why.append(f"E-BFMI {row.ebfmi_min:.2f} < {t.ebfmi_min}")
-        problems.append("; ".join(why))
-    frame["converged"] = [not w for w in problems]
-    frame["problems"] = problems
-    frame.index.name = "simulation"
-    frame.attrs["rhat"], frame.attrs["ess_bulk"] = rhat, bulk
-    return frame
-
-
 def recovery(truth: np.ndarray, draws: np.ndarray) -> pd.DataFrame:
     """Coverage of central 50% and 94% intervals, and posterior mean vs truth.
 
@@ -284,7 +223,7 @@ class Calibration:
         quantity passed), the recovery columns and ``passed``.
     :param ranks: long table, one row per (simulation, quantity): ``truth``,
         ``rank``, ``posterior_mean``, interval ends, ``converged``.
-    :param fits: :func:`fit_convergence` of every simulation.
+    :param fits: :func:`~.batched.convergence_by_fit` of every simulation.
     :param tests: quantity -> :class:`UniformityTest` (all simulations).
     :param n_draws: L, the thinned draws each rank is taken among.
     :param alpha: family-wise level; each quantity is tested at
@@ -346,7 +285,8 @@ def calibrate(
     """
     rng = np.random.default_rng(seed)
     labels = list(labels)
-    fits = fit_convergence(draws, diverging, energy, thresholds)
+    fits = convergence_by_fit(draws, diverging, energy, thresholds)
+    fits.index.name = "simulation"
     constant_mask = np.ptp(truth, axis=0) == 0
     keep = np.flatnonzero(~constant_mask)
     rank, n_used = ranks(truth[:, keep], draws[..., keep], n_draws, rng)

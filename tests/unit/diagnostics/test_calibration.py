@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from hibayes.diagnostics import Thresholds
+from hibayes.diagnostics.batched import convergence_by_fit
 from hibayes.diagnostics.calibration import (
     calibrate,
-    fit_convergence,
     ranks,
     uniformity_test,
 )
@@ -76,13 +76,13 @@ def test_ranks_count_draws_below_and_break_ties():
     assert r[0, 1] in (3, 4)  # three below 1.0, one tie
 
 
-def test_fit_convergence_uses_arviz_estimators():
+def test_convergence_by_fit_uses_arviz_estimators():
     """Per-simulation R-hat and ESS equal ArviZ's public az.rhat/az.ess."""
     rng = np.random.default_rng(1)
     draws = rng.normal(size=(2, 4, 300, 2)).cumsum(axis=2) * 0.1 + rng.normal(
         size=(2, 4, 300, 2)
     )
-    fits = fit_convergence(
+    fits = convergence_by_fit(
         draws, np.zeros((2, 4, 300), bool), rng.normal(size=(2, 4, 300)), Thresholds()
     )
     for s in range(2):
