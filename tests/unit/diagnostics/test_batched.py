@@ -67,3 +67,22 @@ def test_constant_quantity_is_nan():
     x[1] = np.random.default_rng(0).normal(size=(4, 50))
     assert np.isnan(rhat_rank(x)[0]) and np.isfinite(rhat_rank(x)[1])
     assert np.isnan(ess_bulk(x)[0]) and np.isnan(ess_tail(x)[0])
+
+
+def test_average_ranks_equal_scipy_rankdata_with_ties_and_nan():
+    """The one-sort ranks equal rankdata's "average" on ties, constants and NaN rows."""
+    from scipy import stats
+
+    from hibayes.diagnostics.batched import _average_ranks
+
+    rng = np.random.default_rng(3)
+    cases = [
+        rng.normal(size=(20, 999)),
+        rng.integers(0, 5, size=(20, 1000)).astype(float),  # heavy ties
+        np.round(rng.normal(size=(20, 101)), 1),
+    ]
+    for x in cases:
+        x[3, 5] = np.nan
+        x[4] = 2.0
+        expected = stats.rankdata(x, method="average", axis=1)
+        np.testing.assert_array_equal(_average_ranks(x), expected)
