@@ -13,8 +13,9 @@ measured (:mod:`hibayes.diagnostics.calibration`).
 One MLflow run per calibration (per job with ``-m``): metrics per quantity
 (``sbc_p/<q>``, ``converged_fraction/<q>``, ``coverage_50/<q>``,
 ``coverage_94/<q>``, ``recovery_r/<q>``), the tag ``hibayes.calibration``
-(``pass`` or ``fail: ...``), and ranks.csv, calibration.csv, fits.csv,
-calibration.png and report.html as artifacts (also in the job's folder).
+(``pass``, ``fail: ...`` or ``inconclusive: ...``), and ranks.csv,
+calibration.csv, fits.csv, calibration.png and report.html as artifacts (also in the
+job's folder).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class CalibrationSettings:
         each true value is ranked among (ranks 0..L).
     :param batch: simulations per call of the compiled sampler.
     :param alpha: family-wise level of the verdict (Bonferroni over quantities).
+    :param max_unconverged: the largest fraction of simulated fits that may fail
+        their convergence checks for the verdict to be ``pass``.
     """
 
     simulations: int = 200
@@ -62,8 +65,23 @@ class CalibrationSettings:
     rank_draws: int = 99
     batch: int = 50
     alpha: float = 0.05
+    max_unconverged: float = 0.1
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            whole = f.type in ("int", int)
+            try:
+                number = float(value)
+                if isinstance(value, bool) or (whole and not number.is_integer()):
+                    raise ValueError
+            except (TypeError, ValueError):
+                kind = "a whole number" if whole else "a number"
+                raise CalibrationSettingsError(
+                    f"calibrate.{f.name} must be {kind}, got {value!r}"
+                ) from None
+            # frozen: the checked value replaces the config's (e.g. a string "0.1")
+            object.__setattr__(self, f.name, int(number) if whole else number)
         for name in ("simulations", "rank_draws", "batch"):
             if int(getattr(self, name)) < (2 if name == "simulations" else 1):
                 raise CalibrationSettingsError(
@@ -73,6 +91,11 @@ class CalibrationSettings:
         if not 0 < float(self.alpha) < 1:
             raise CalibrationSettingsError(
                 f"calibrate.alpha must be in (0, 1), got {self.alpha}"
+            )
+        if not 0 <= float(self.max_unconverged) <= 1:
+            raise CalibrationSettingsError(
+                "calibrate.max_unconverged must be in [0, 1], "
+                f"got {self.max_unconverged}"
             )
 
     @classmethod
@@ -237,6 +260,7 @@ def calibrate(
             settings.rank_draws,
             settings.alpha,
             settings.seed,
+            settings.max_unconverged,
         )
         timings = {
             "time_simulate_s": simulate_s,

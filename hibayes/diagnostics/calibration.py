@@ -229,6 +229,8 @@ class Calibration:
     :param alpha: family-wise level; each quantity is tested at
         ``alpha / number of quantities`` (Bonferroni).
     :param constant: quantities left out because the prior fixes them.
+    :param max_unconverged: the largest fraction of simulated fits that may fail
+        their convergence checks for a ``pass`` (more: ``inconclusive``).
     """
 
     quantities: pd.DataFrame
@@ -238,6 +240,7 @@ class Calibration:
     n_draws: int
     alpha: float
     constant: list[str]
+    max_unconverged: float = 1.0
 
     @property
     def alpha_each(self) -> float:
@@ -251,9 +254,21 @@ class Calibration:
 
     @property
     def verdict(self) -> str:
-        """``pass``, or ``fail: <quantities>``."""
+        """``pass``, ``fail: <quantities>`` or ``inconclusive: <why>``.
+
+        Uniform ranks from fits that did not converge do not show that the model
+        and sampler are right: above ``max_unconverged`` such fits, a calibration
+        whose ranks pass is inconclusive (ranks that fail still fail).
+        """
         failed = self.failed
         if not failed:
+            n_bad = int((~self.fits["converged"]).sum())
+            if n_bad > self.max_unconverged * len(self.fits):
+                return (
+                    f"inconclusive: {n_bad} of {len(self.fits)} simulated fits failed "
+                    f"their convergence checks (more than calibrate.max_unconverged "
+                    f"{self.max_unconverged:g}); longer chains (fit.warmup, fit.samples)"
+                )
             return "pass"
         shown = ", ".join(failed[:10]) + (
             f" and {len(failed) - 10} more" if len(failed) > 10 else ""
@@ -271,6 +286,7 @@ def calibrate(
     n_draws: int = 99,
     alpha: float = 0.05,
     seed: int = 0,
+    max_unconverged: float = 1.0,
 ) -> Calibration:
     """Ranks, uniformity tests, convergence and recovery of one calibration.
 
@@ -337,4 +353,6 @@ def calibrate(
         }
     )
     constant = [labels[c] for c in np.flatnonzero(constant_mask)]
-    return Calibration(quantities, long, fits, tests, n_used, alpha, constant)
+    return Calibration(
+        quantities, long, fits, tests, n_used, alpha, constant, max_unconverged
+    )
