@@ -22,11 +22,13 @@ from typing import Any
 
 from hibayes.errors import InputError
 
-__all__ = ["OwnOutputDir", "claim_dir", "claim_explicit_dir"]
+__all__ = ["OwnOutputDir", "claim_dir", "claim_explicit_dir", "release_if_unused"]
 
 _MAX_SUFFIX = 10_000
 # What marks a folder as one hibayes (through Hydra) wrote: safe to empty on request.
 _HIBAYES_MARKS = (".hydra", "multirun.yaml", "config.yaml", "metrics.json")
+# Folders this process created: a command refused before writing removes its own.
+_CREATED: set[Path] = set()
 
 
 @contextmanager
@@ -52,6 +54,7 @@ def claim_dir(path: Path, key: str = "hydra.run.dir") -> Path:
                 candidate.mkdir()
             except FileExistsError:
                 continue
+            _CREATED.add(candidate.resolve())
             return candidate
     raise InputError(f"{path}: {_MAX_SUFFIX} folders of that name exist already")
 
@@ -81,8 +84,23 @@ def claim_explicit_dir(path: Path, key: str, reuse: bool) -> Path:
             else:
                 item.unlink()
     with _creating(path, key):
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True)
+            _CREATED.add(path.resolve())
+        except FileExistsError:  # there already (empty, as checked above)
+            pass
     return path
+
+
+def release_if_unused(path: Path) -> None:
+    """Remove ``path`` if this process created it and nothing was written to it.
+
+    A sweep refused before its first job (a config error) leaves no empty folder.
+    """
+    path = Path(path).resolve()
+    if path in _CREATED and path.is_dir() and not any(path.iterdir()):
+        path.rmdir()
+        _CREATED.discard(path)
 
 
 def _explicit(config: Any, key: str) -> bool:

@@ -183,8 +183,14 @@ class HibayesSweeper(BasicSweeper):
         from hibayes.sweep import SweepSession
 
         assert self.config is not None and self.launcher is not None
-        jobs = self._job_overrides(arguments)
-        self._check_jobs(jobs)  # config errors surface before any fit
+        from hibayes.system.output_dir import release_if_unused
+
+        try:
+            jobs = self._job_overrides(arguments)
+            self._check_jobs(jobs)  # config errors surface before any fit
+        except BaseException:
+            release_if_unused(Path(self.config.hydra.sweep.dir))  # refused: no folder
+            raise
         size = self.max_batch_size or len(jobs)
         batches = [jobs[i : i + size] for i in range(0, len(jobs), size)]
         sweep_dir = Path(self.config.hydra.sweep.dir)

@@ -59,3 +59,22 @@ def test_explicit_dir_that_is_a_file_refused(tmp_path):
     (tmp_path / "out").write_text("")
     with pytest.raises(InputError, match="is a file, not a folder"):
         claim_explicit_dir(tmp_path / "out", "hydra.run.dir", reuse=True)
+
+
+def test_release_removes_only_an_unused_folder_this_process_made(tmp_path):
+    """A refused command's own empty folder goes; a used one, or one it did not
+    make, stays."""
+    from hibayes.system.output_dir import release_if_unused
+
+    made = claim_dir(tmp_path / "sweep")
+    release_if_unused(made)
+    assert not made.exists()
+    used = claim_explicit_dir(tmp_path / "named", "hydra.sweep.dir", reuse=False)
+    (used / "multirun.yaml").write_text("x")
+    release_if_unused(used)
+    assert used.exists()
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    claim_explicit_dir(theirs, "hydra.sweep.dir", reuse=False)  # empty: accepted
+    release_if_unused(theirs)
+    assert theirs.exists()
