@@ -20,7 +20,11 @@ from ._base import (
 from .checks import plot_loo_pit, plot_pareto_k, plot_ppc, plot_prior_posterior
 from .comparison_plots import plot_comparison, plot_forest_side_by_side
 from .fit_plots import plot_forest, plot_trace, save_fit_plots
+from .fonts import use_fallback_fonts
 from .sensitivity_plot import plot_sensitivity
+
+# Category labels in any script (CJK, emoji) without a glyph warning per save.
+use_fallback_fonts()
 
 __all__ = [
     "MAX_FOREST_ROWS",

@@ -241,3 +241,22 @@ def test_plot_worker_draws_in_order_gives_back_waiting_fits_and_survives_its_own
     for future, folder in ((waiting, "waiting"), (doomed, "doomed"), (after, "after")):
         assert wait_for_plots(future, idata, loo, tmp_path / folder) > 0
         assert {p.name for p in (tmp_path / folder).iterdir()} == expected
+
+
+def test_labels_in_any_script_draw_without_glyph_warnings(tmp_path):
+    """CJK and emoji category names: no 'Glyph ... missing' warning when saved."""
+    import warnings
+
+    from matplotlib import rcParams
+    from matplotlib.figure import Figure
+
+    import hibayes.plots  # noqa: F401 - sets the fallback fonts
+
+    assert rcParams["font.family"][-1] == "Last Resort High-Efficiency"
+    fig = Figure()
+    ax = fig.subplots()
+    ax.set_title("模型 \U0001f600 model-a")
+    ax.set_yticks([0, 1], ["グレーダー", "评分者"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig.savefig(tmp_path / "labels.png")
