@@ -56,8 +56,9 @@ class CalibrationSettings:
         each true value is ranked among (ranks 0..L).
     :param batch: simulations per call of the compiled sampler.
     :param alpha: family-wise level of the verdict (Bonferroni over quantities).
-    :param max_unconverged: the largest fraction of simulated fits that may fail
-        their convergence checks for the verdict to be ``pass``.
+    :param max_unusable: the largest fraction of simulated fits whose draws are
+        unusable for ranks (divergent transitions, or bulk ESS below
+        ``rank_draws``) for the verdict to be ``pass``.
     """
 
     simulations: int = 200
@@ -65,7 +66,7 @@ class CalibrationSettings:
     rank_draws: int = 99
     batch: int = 50
     alpha: float = 0.05
-    max_unconverged: float = 0.1
+    max_unusable: float = 0.1
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -92,10 +93,9 @@ class CalibrationSettings:
             raise CalibrationSettingsError(
                 f"calibrate.alpha must be in (0, 1), got {self.alpha}"
             )
-        if not 0 <= float(self.max_unconverged) <= 1:
+        if not 0 <= float(self.max_unusable) <= 1:
             raise CalibrationSettingsError(
-                "calibrate.max_unconverged must be in [0, 1], "
-                f"got {self.max_unconverged}"
+                f"calibrate.max_unusable must be in [0, 1], got {self.max_unusable}"
             )
 
     @classmethod
@@ -159,6 +159,7 @@ def _metrics(
         "sbc_p_min": float(q["p_value"].min()) if len(q) else float("nan"),
         "sbc_failed": float((~q["passed"]).sum()),
         "converged_fraction": float(result.fits["converged"].mean()),
+        "rank_usable_fraction": float(result.fits["rank_usable"].mean()),
         "simulations": float(len(result.fits)),
         "sampler_compiles": float(n_compiles),
         **timings,
@@ -260,7 +261,7 @@ def calibrate(
             settings.rank_draws,
             settings.alpha,
             settings.seed,
-            settings.max_unconverged,
+            settings.max_unusable,
         )
         timings = {
             "time_simulate_s": simulate_s,

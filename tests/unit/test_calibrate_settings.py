@@ -15,7 +15,7 @@ from hibayes.calibrate import CalibrationSettings, CalibrationSettingsError
         ({"simulations": True}, "calibrate.simulations must be a whole number"),
         ({"simulations": 1}, "calibrate.simulations must be >= 2"),
         ({"alpha": 1.5}, "calibrate.alpha must be in (0, 1)"),
-        ({"max_unconverged": 2}, "calibrate.max_unconverged must be in [0, 1]"),
+        ({"max_unusable": 2}, "calibrate.max_unusable must be in [0, 1]"),
         ({"alphas": 0.1}, "unknown calibrate key(s) ['alphas']"),
     ],
 )
@@ -28,9 +28,7 @@ def test_bad_values_name_the_key(values, message):
 def test_values_from_the_command_line_become_numbers():
     """Hydra may hand over strings or ints; the settings hold numbers of their kind."""
     settings = CalibrationSettings.from_mapping(
-        {"simulations": "40", "alpha": 1 / 20, "max_unconverged": 1}
+        {"simulations": "40", "alpha": 1 / 20, "max_unusable": 1}
     )
     assert settings.simulations == 40 and isinstance(settings.simulations, int)
-    assert settings.max_unconverged == 1.0 and isinstance(
-        settings.max_unconverged, float
-    )
+    assert settings.max_unusable == 1.0 and isinstance(settings.max_unusable, float)

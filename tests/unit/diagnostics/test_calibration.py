@@ -68,28 +68,31 @@ def test_exact_posterior_calibrates_and_a_too_narrow_one_does_not():
     assert bad.quantities.iloc[0]["coverage_94"] < 0.85
 
 
-def test_uniform_ranks_from_unconverged_fits_are_inconclusive():
-    """Exact draws pass; the same draws with a third of the fits marked divergent
-    are inconclusive above max_unconverged, pass within it, and ranks that fail
-    still fail."""
+def test_uniform_ranks_from_unusable_fits_are_inconclusive():
+    """Exact draws pass; with a third of the fits divergent they are inconclusive
+    above max_unusable and pass within it; too few effective draws for the ranks
+    count as unusable too; ranks that fail still fail."""
     rng = np.random.default_rng(6)
     truth, draws = _conjugate_sbc(300, 1.0, rng)
     energy = rng.normal(size=draws.shape[:3])
     loose = Thresholds(rhat_max=2.0, ess_bulk_min=0, ess_tail_min=0, ebfmi_min=0.0)
     diverging = np.zeros(draws.shape[:3], bool)
-    diverging[::3, 0, 0] = True  # 100 of 300 fits fail the divergence check
-    strict = calibrate(
-        truth, draws, ["mu"], diverging, energy, loose, max_unconverged=0.1
-    )
+    diverging[::3, 0, 0] = True  # 100 of 300 fits have a divergent transition
+    strict = calibrate(truth, draws, ["mu"], diverging, energy, loose, max_unusable=0.1)
     assert strict.verdict.startswith("inconclusive: 100 of 300 simulated fits")
+    assert strict.fits["rank_usable"].sum() == 200
     lenient = calibrate(
-        truth, draws, ["mu"], diverging, energy, loose, max_unconverged=0.5
+        truth, draws, ["mu"], diverging, energy, loose, max_unusable=0.5
     )
     assert lenient.verdict == "pass"
+    # Each fit's draws repeated in runs of 20: bulk ESS ~ draws / 20 < the 99 ranked.
+    sticky = np.repeat(draws[:, :, ::20], 20, axis=2)
+    clean = np.zeros(draws.shape[:3], bool)
+    slow = calibrate(truth, sticky, ["mu"], clean, energy, loose, max_unusable=0.1)
+    assert not slow.fits["rank_usable"].any()
+    assert slow.fits["ess_bulk_min"].max() < 99
     truth, draws = _conjugate_sbc(300, 0.6, rng)
-    narrow = calibrate(
-        truth, draws, ["mu"], diverging, energy, loose, max_unconverged=0.1
-    )
+    narrow = calibrate(truth, draws, ["mu"], diverging, energy, loose, max_unusable=0.1)
     assert narrow.verdict == "fail: mu"
 
 
