@@ -65,16 +65,18 @@ PRIORS = (
 )
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def _start_server(root: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+def start_server(root: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """A tracking-only ``mlflow server`` on a store in ``root``; (process, URI)."""
+    port = port or free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    with open(root / "server.log", "w") as log:
+    with open(root / "server.log", "a") as log:
         proc = subprocess.Popen(
             [
                 str(Path(sys.executable).with_name("mlflow")),
@@ -107,12 +109,11 @@ def _start_server(root: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError(f"mlflow server did not start; see {root / 'server.log'}")
 
 
-def _artifact_files(client, run_id: str, path: str | None = None) -> set[str]:
+def artifact_files(client, run_id: str, path: str | None = None) -> set[str]:
+    """Every artifact path of a run, recursively."""
     out: set[str] = set()
     for item in client.list_artifacts(run_id, path):
-        out |= (
-            _artifact_files(client, run_id, item.path) if item.is_dir else {item.path}
-        )
+        out |= artifact_files(client, run_id, item.path) if item.is_dir else {item.path}
     return out
 
 
@@ -136,7 +137,7 @@ def main() -> int:
     uri = args.uri
     if uri is None:
         (work / "server").mkdir()
-        server, uri = _start_server(work / "server")
+        server, uri = start_server(work / "server")
     experiment = f"load-{args.jobs}x{args.workers}-{int(time.time())}"
     launcher = [
         a.format(workers=args.workers, ray=args.ray_address)
@@ -186,7 +187,7 @@ def main() -> int:
             r
             for r in finished
             if METRICS <= set(r.data.metrics)
-            and FILES <= _artifact_files(client, r.info.run_id)
+            and FILES <= artifact_files(client, r.info.run_id)
         ]
         job_nums = [r.data.tags.get("hibayes.job_num") for r in children]
         sweep = work / "sweep"
@@ -200,7 +201,7 @@ def main() -> int:
             else []
         )
         pending = list(sweep.rglob("upload_pending.json")) if sweep.exists() else []
-        artifacts = sum(len(_artifact_files(client, r.info.run_id)) for r in children)
+        artifacts = sum(len(artifact_files(client, r.info.run_id)) for r in children)
         compare_at = [
             line
             for line in (done.stdout + done.stderr).splitlines()
