@@ -1,18 +1,20 @@
-"""SLURM and Ray launchers that report every job on its own (hibayes.sweep.cluster).
+"""joblib, SLURM and Ray launchers that report each job on its own (sweep.cluster).
 
-The plugins end their ``launch`` with ``[j.results()[0] for j in jobs]`` and
-``[ray.get(run) for run in runs]``: the first job that dies raises out of the
-sweep while the others still run. These subclasses repeat the plugins' submission
-steps and wait for each job on its own. Hydra loads launchers only from
-``hydra_plugins``, so they live here; a plugin that is not installed leaves its
-class undefined (no import warning for users without it).
+The plugins end their ``launch`` with ``Parallel(...)(jobs)``,
+``[j.results()[0] for j in jobs]`` and ``[ray.get(run) for run in runs]``: the
+first job that dies (a full disk while Hydra writes its folder, a worker killed)
+raises out of the sweep while the others still run or never start. These
+subclasses repeat the plugins' submission steps and wait for each job on its
+own. Hydra loads launchers only from ``hydra_plugins``, so they live here; a
+plugin that is not installed leaves its class undefined (no import warning for
+users without it).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +33,117 @@ except ImportError:  # the `parallel` extra is not installed
     _SubmititSlurm = None  # type: ignore[assignment,misc]
 
 try:
+    from hydra_plugins.hydra_joblib_launcher.joblib_launcher import (
+        JoblibLauncher as _Joblib,
+    )
+except ImportError:  # the `parallel` extra is not installed
+    _Joblib = None  # type: ignore[assignment,misc]
+
+try:
     from hydra_plugins.hydra_ray_launcher.ray_launcher import RayLauncher as _Ray
 except ImportError:  # the Ray launcher is not installed
     _Ray = None  # type: ignore[assignment,misc]
+
+
+if _Joblib is not None:
+
+    class _JoblibJob:
+        """One job on a loky executor, resubmitted if the pool broke before it began."""
+
+        def __init__(self, submit: Callable[[], Any], job_dir: Path) -> None:
+            self.submit, self.job_dir = submit, job_dir
+            self.future = submit()
+
+        def done(self) -> bool:
+            """Whether the job ended; a job lost with a broken pool before it began
+            (no job folder yet: another job's worker died) is submitted again."""
+            from joblib.externals.loky.process_executor import (
+                BrokenProcessPool,
+                TerminatedWorkerError,
+            )
+
+            if not self.future.done():
+                return False
+            broken = isinstance(
+                self.future.exception(), (BrokenProcessPool, TerminatedWorkerError)
+            )
+            if broken and not self.job_dir.exists():
+                self.future = self.submit()
+                return False
+            return True
+
+    class JoblibLauncher(_Joblib):
+        """hydra-joblib-launcher's launcher; each job collected on its own.
+
+        A job that raises in its worker (before the fit could record it) fails
+        alone; a worker killed mid-fit fails its own job, and jobs the broken pool
+        had not started run on a fresh one (never a job run twice).
+        """
+
+        def launch(
+            self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+        ) -> Sequence[JobReturn]:
+            """Submit every job to loky's reusable executor, as the plugin's
+            ``Parallel`` does; wait for each."""
+            from hydra.core.utils import configure_log, setup_globals
+            from hydra_plugins.hydra_joblib_launcher._core import execute_job
+            from joblib.externals.loky import get_reusable_executor
+
+            from hibayes.sweep.cluster import collect
+
+            # As hydra_joblib_launcher._core.launch (hydra-joblib-launcher 1.2).
+            setup_globals()
+            assert self.config is not None and self.hydra_context is not None
+            assert self.task_function is not None
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+            sweep_dir = Path(str(self.config.hydra.sweep.dir))
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            workers = int(self.joblib.get("n_jobs") or 1)
+            log.info(
+                "joblib sweep of %d fits on %d workers, output dir %s",
+                len(job_overrides),
+                workers,
+                sweep_dir,
+            )
+            state = Singleton.get_state()
+
+            def job(i: int, overrides: Sequence[str]) -> _JoblibJob:
+                idx = initial_job_idx + i
+                cfg = self.hydra_context.config_loader.load_sweep_config(
+                    self.config, list(overrides)
+                )
+                with open_dict(cfg):
+                    cfg.hydra.job.num = idx
+                job_dir = sweep_dir / str(cfg.hydra.sweep.subdir)
+                return _JoblibJob(
+                    lambda: get_reusable_executor(max_workers=workers).submit(
+                        execute_job,
+                        idx,
+                        list(overrides),
+                        self.hydra_context,
+                        self.config,
+                        self.task_function,
+                        state,
+                    ),
+                    job_dir,
+                )
+
+            jobs = [job(i, o) for i, o in enumerate(job_overrides)]
+            try:
+                return collect(
+                    jobs,
+                    job_overrides,
+                    initial_job_idx,
+                    done=lambda j: j.done(),
+                    result=lambda j: j.future.result(),
+                )
+            except BaseException:
+                # An interrupt: stop the workers with the fits they are running
+                # (the sweep then ends those runs KILLED), as Parallel does.
+                get_reusable_executor(max_workers=workers).shutdown(
+                    wait=False, kill_workers=True
+                )
+                raise
 
 
 if _SubmititSlurm is not None:

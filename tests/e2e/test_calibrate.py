@@ -99,11 +99,14 @@ def test_calibrate_command_passes_for_the_default_model(tmp_path):
     assert "Verdict" in (out / "report.html").read_text()
 
 
-# The models verified so far. The three-level, linear and ordinal models have not yet
-# been run through this test (issue 15 stays open for them): added once they have.
+# The built-in models this short check suits (30 simulations of 2 x (300 + 300)). The
+# three-level models need longer chains than CI's hour allows (at 2 x 300 their
+# non-centred effects do not mix and the ranks fail) and the ordinal model takes
+# minutes: all six are calibrated at full length in the README's calibration table.
 BUILT_IN = [
     "two_level_group_binomial",
     "simplified_group_binomial_exponential",
+    "linear_group_binomial",
 ]
 
 

@@ -30,7 +30,7 @@ ONE_PRIOR = "model.prior_sigma_group_scale=0.4"
     [
         (
             "joblib",
-            "hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
+            "hibayes_launchers.launchers.JoblibLauncher",
             ("n_jobs", 2),
         ),
         (
@@ -101,8 +101,8 @@ def _check_children(client, exp: str, n_jobs: int, sweep_dir: Path) -> list:
 
 
 @pytest.mark.slow
-def test_joblib_sweep_of_12_jobs_on_3_workers(mlflow_server, tmp_path):
-    exp = "joblib-12"
+def test_joblib_sweep_of_6_jobs_on_3_workers(mlflow_server, tmp_path):
+    exp = "joblib-6"
     done = run_hibayes(
         tmp_path,
         "-m",
@@ -112,18 +112,74 @@ def test_joblib_sweep_of_12_jobs_on_3_workers(mlflow_server, tmp_path):
         "tracking=server",
         f"tracking.experiment={exp}",
         "hydra.sweep.dir=sweep",
-        "model.prior_sigma_group_scale=0.1,0.4,0.6",
-        "fit.seed=0,1,2,3",
+        "model.prior_sigma_group_scale=0.1,0.4",
+        "fit.seed=0,1,2",
         env={"MLFLOW_TRACKING_URI": mlflow_server.uri, "HIBAYES_HOST_DEVICES": "2"},
     )
     assert done.returncode == 0, done.stderr[-4000:]
-    assert "Joblib.Parallel(n_jobs=3" in done.stderr + done.stdout
-    children = _check_children(mlflow_server.client(), exp, 12, tmp_path / "sweep")
+    assert "joblib sweep of 6 fits on 3 workers" in done.stderr + done.stdout
+    children = _check_children(mlflow_server.client(), exp, 6, tmp_path / "sweep")
     pairs = {
         (r.data.params["model.prior_sigma_group_scale"], r.data.params["fit.seed"])
         for r in children
     }
-    assert len(pairs) == 12
+    assert len(pairs) == 6
+
+
+# A job whose process dies (SIGKILL to itself, as the OOM killer would) while its
+# model is traced; the others fit. It takes the default model's prior key (one value).
+DYING_MODEL = """
+import os, signal
+import numpyro, numpyro.distributions as dist
+from hibayes.model import Model, model
+
+@model
+def dying(mode: str = "ok", prior_sigma_group_scale: float = 1.0) -> Model:
+    def program(features):
+        if mode == "die":
+            os.kill(os.getpid(), signal.SIGKILL)
+        mu = numpyro.sample("mu", dist.Normal(0.0, prior_sigma_group_scale))
+        numpyro.sample("obs", dist.Binomial(features["n_total"], logits=mu),
+                       obs=features["obs"])
+    return program
+"""
+
+
+@pytest.mark.slow
+def test_joblib_worker_killed_fails_its_job_and_the_sweep_goes_on(
+    mlflow_server, tmp_path
+):
+    """The worker of the first job dies: that job fails (never run twice), and the
+    jobs the broken pool had not started run on a fresh one and finish."""
+    exp = "joblib-dies"
+    (tmp_path / "dying.py").write_text(DYING_MODEL)
+    done = run_hibayes(
+        tmp_path,
+        "-m",
+        *SHORT_FIT,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=1",
+        "tracking=server",
+        f"tracking.experiment={exp}",
+        "hydra.sweep.dir=sweep",
+        f"model.path={tmp_path / 'dying.py'}",
+        "model.name=dying",
+        ONE_PRIOR,
+        "+model.mode=die,ok,ok2",
+        env={"MLFLOW_TRACKING_URI": mlflow_server.uri, "HIBAYES_HOST_DEVICES": "2"},
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "1 of 3 fits failed" in out and "+model.mode=die" in out, out[-4000:]
+    runs, parents = _family(mlflow_server.client(), exp)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    by_job: dict = {}
+    for r in children:
+        by_job.setdefault(r.data.tags["hibayes.job_num"], []).append(r.info.status)
+    assert all(len(v) == 1 for v in by_job.values()), by_job  # no job run twice
+    assert by_job["1"] == ["FINISHED"] and by_job["2"] == ["FINISHED"], by_job
+    assert by_job.get("0", ["KILLED"])[0] in {"KILLED", "FAILED"}, by_job
+    assert "RUNNING" not in {r.info.status for r in runs}
 
 
 @pytest.mark.slow
