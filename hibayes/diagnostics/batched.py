@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 __all__ = ["convergence_by_fit", "ebfmi", "ess_bulk", "ess_tail", "rhat_rank"]
 
 
+# Members per block in _rank_diagnostics.
+_BLOCK = 64
+
+
 def _batch(draws: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
     """Draws as (batch, chain, draw) float64, and the leading shape to restore."""
     x = np.asarray(draws, dtype=np.float64)
@@ -204,10 +208,22 @@ def ess_tail(
 def _rank_diagnostics(draws: np.ndarray) -> tuple[np.ndarray, ...]:
     """:func:`rhat_rank`, :func:`ess_bulk` and :func:`ess_tail` of the same draws.
 
-    The normal scores of the split chains are computed once for R-hat and bulk
-    ESS (ranking is most of the cost).
+    Members go through in blocks of :data:`_BLOCK`: each member's numbers are
+    its own, and small blocks keep the temporaries in cache (at 20,000 members
+    of 8 x 1,000 draws, one block was several times slower).
     """
     x, shape = _batch(draws)
+    parts = [_rank_block(x[i : i + _BLOCK]) for i in range(0, x.shape[0], _BLOCK)]
+    rhat, bulk, tail = (
+        np.concatenate([p[j] for p in parts]) if parts else np.empty(0)
+        for j in range(3)
+    )
+    return rhat.reshape(shape), bulk.reshape(shape), tail.reshape(shape)
+
+
+def _rank_block(x: np.ndarray) -> tuple[np.ndarray, ...]:
+    """R-hat, bulk and tail ESS of (member, chain, draw); the normal scores of the
+    split chains are computed once for R-hat and bulk ESS (ranking is most of it)."""
     split = _split(x)
     flat = split.reshape(split.shape[0], -1)
     folded = np.abs(split - np.median(flat, axis=1)[:, None, None])
@@ -216,8 +232,11 @@ def _rank_diagnostics(draws: np.ndarray) -> tuple[np.ndarray, ...]:
         z = _z_scale(split)
         rhat = np.maximum(_rhat(z), _rhat(_z_scale(folded)))
         bulk = _ess(z)
-    rhat, bulk = (np.where(constant, np.nan, v).reshape(shape) for v in (rhat, bulk))
-    return rhat, bulk, ess_tail(draws)
+    return (
+        np.where(constant, np.nan, rhat),
+        np.where(constant, np.nan, bulk),
+        ess_tail(x),
+    )
 
 
 def ebfmi(energy: np.ndarray) -> np.ndarray:
