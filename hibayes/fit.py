@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 from omegaconf import DictConfig
 
 from hibayes.compat.reference_config import ReferenceConfigError
@@ -30,6 +31,7 @@ from hibayes.config import (
 from hibayes.outputs.products import FitProducts
 from hibayes.system import interrupts
 from hibayes.system.command import one_line_errors, run_command
+from hibayes.system.heartbeat import stage
 from hibayes.tracking.job import FitOutcome, JobContext
 from hibayes.tracking.run import FitRun
 
@@ -96,20 +98,28 @@ def run_pipeline(
     )
     started = time.perf_counter()
     rows = result.program.rows
-    summary = summarize(result.idata)
-    criteria = information_criteria(result.idata, rows.inverse if rows else None)
-    metrics = diagnose(result.idata, limits, summary=summary, criteria=criteria)
+    posterior, n_obs = result.idata.posterior, int(np.size(data.features["obs"]))
+    n_values = sum(
+        v.size // (v.sizes["chain"] * v.sizes["draw"]) for v in posterior.values()
+    )
+    # Stages past ~10 s say so (hibayes.system.heartbeat); quick ones print nothing.
+    with stage(f"summary of {n_values} posterior values", progress):
+        summary = summarize(result.idata)
+    with stage(f"PSIS-LOO and WAIC of {n_obs} observations", progress):
+        criteria = information_criteria(result.idata, rows.inverse if rows else None)
+        metrics = diagnose(result.idata, limits, summary=summary, criteria=criteria)
     problems = convergence_failures(metrics, limits)
     # The reliable elpd (issue 14): refits where PSIS fails; stored in idata for comparisons.
-    cv = cross_validate(
-        result,
-        limits,
-        cv_config,
-        criteria,
-        table=data.table,
-        rename=cfg.data.get("rename"),
-        progress=progress,
-    )
+    with stage("cross-validation", progress):
+        cv = cross_validate(
+            result,
+            limits,
+            cv_config,
+            criteria,
+            table=data.table,
+            rename=cfg.data.get("rename"),
+            progress=progress,
+        )
     metrics.update(cv.metrics)
     write_fit_outputs(
         result.idata,
@@ -119,13 +129,13 @@ def run_pipeline(
         criteria=criteria,
         plots=plots,
         cv=cv,
+        progress=progress,
     )
     # Power-scaling sensitivity (checks.sensitivity): hibayes.outputs.sensitivity.
-    sens = (
-        write_sensitivity(result.idata, job.out_dir)
-        if sensitivity_enabled(cfg.checks)
-        else None
-    )
+    sens = None
+    if sensitivity_enabled(cfg.checks):
+        with stage(f"power-scaling sensitivity of {n_values} values", progress):
+            sens = write_sensitivity(result.idata, job.out_dir)
     timings = {
         f"time_{stage}_s": result.timings[stage]
         for stage in ("compile", "sampling", "predictive")

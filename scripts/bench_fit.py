@@ -26,8 +26,17 @@ Every case runs in a fresh process; each number is the median of --repeats runs.
    and per row (up to --per-row-max rows; --modes picks which), with plain NumPyro
    NUTS on iid normals of the same dimension as a control.
 
+8. large category counts (``--categories``, default 2,000 and 20,000 groups of the
+   two-level binomial, one row per group, ``python -m hibayes.fit`` defaults unless
+   --cat-chains/--cat-warmup/--cat-samples): seconds per stage from the run's
+   metrics (sampling; log-likelihood and predictive draws; summary, LOO, CV,
+   idata.nc, plots and sensitivity), the post-sampling/sampling ratio, and the
+   longest silence in the log after sampling; with --baseline DIR the same fits
+   with the code in DIR (e.g. ``git worktree add DIR main``) as "before".
+
     python scripts/bench_fit.py [--repeats 3] [--rows 20000,50000,200000] [--cases 1,2,3,5,6]
     python scripts/bench_fit.py --cases 7 --designs 20000x10x20 --seeds 0,1,2,3,4
+    python scripts/bench_fit.py --cases 8 --categories 2000,20000 --baseline /tmp/before
 """
 
 from __future__ import annotations
@@ -454,6 +463,73 @@ def design_case(args: argparse.Namespace, work: Path) -> list[tuple[str, ...]]:
     return out
 
 
+def _longest_silence_after_sampling(log_text: str) -> float:
+    """Seconds of the longest gap between log lines from "sampled in" to the end."""
+    import datetime as dt
+
+    stamps, after = [], False
+    for line in log_text.splitlines():
+        after = after or "sampled in" in line
+        if after and line.startswith("[20"):
+            stamp = line[1:24]
+            stamps.append(dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f"))
+    gaps = [(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])]
+    return max(gaps, default=float("nan"))
+
+
+def categories_case(args: argparse.Namespace, work: Path) -> list[tuple[str, ...]]:
+    """Case 8: per-stage seconds of fits with many categories, before and after."""
+    codes = [("after", None)] + (
+        [("before", str(Path(args.baseline).resolve()))] if args.baseline else []
+    )
+    out = []
+    for n in (int(c) for c in args.categories.split(",")):
+        data = write_group_data(work / f"groups{n}.csv", groups=n)
+        for label, code in codes:
+            run_dir = work / f"categories-{n}-{label}"
+            env = {"HIBAYES_JAX_CACHE": str(work / "cache-categories")}
+            if code:
+                env["PYTHONPATH"] = code
+            wall, _ = run(
+                [
+                    PY,
+                    "-m",
+                    "hibayes.fit",
+                    "data=table",
+                    f"data.path={data}",
+                    "data.observed=n_correct",
+                    "data.n_total=n_total",
+                    "data.categorical=[group]",
+                    f"fit.chains={args.cat_chains}",
+                    f"fit.warmup={args.cat_warmup}",
+                    f"fit.samples={args.cat_samples}",
+                    f"hydra.run.dir={run_dir}",
+                    f"tracking.uri=sqlite:///{work}/mlflow.db",
+                ],
+                work,
+                env,
+            )
+            m = json.loads((run_dir / "metrics.json").read_text())
+            after = m["time_predictive_s"] + m["time_outputs_s"]
+            silence = _longest_silence_after_sampling((run_dir / "fit.log").read_text())
+            out.append(
+                (
+                    str(n),
+                    label,
+                    f"{m['time_sampling_s']:.1f}",
+                    f"{m['time_predictive_s']:.1f}",
+                    f"{m['time_outputs_s']:.1f}",
+                    f"{m.get('time_sensitivity_s', float('nan')):.1f}",
+                    f"{m.get('cv_time_s', float('nan')):.1f}",
+                    f"{after / m['time_sampling_s']:.2f}",
+                    f"{silence:.0f}",
+                    f"{wall:.0f}",
+                )
+            )
+            print(" | ".join(out[-1]), flush=True)
+    return out
+
+
 def last_json(text: str) -> dict:
     """The last JSON object line a script printed."""
     for line in reversed(text.strip().splitlines()):
@@ -509,6 +585,17 @@ def main() -> None:
     )
     parser.add_argument(
         "--warmup", type=int, default=500, help="case 7: warmup per chain"
+    )
+    parser.add_argument(
+        "--categories", default="2000,20000", help="case 8: groups, comma-separated"
+    )
+    parser.add_argument("--cat-chains", type=int, default=4, help="case 8: chains")
+    parser.add_argument("--cat-warmup", type=int, default=1000, help="case 8: warmup")
+    parser.add_argument("--cat-samples", type=int, default=2000, help="case 8: draws")
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="case 8: a checkout of the code before, run as 'before'",
     )
     args = parser.parse_args()
     cases = set(args.cases.split(","))
@@ -731,6 +818,7 @@ def main() -> None:
         print("progress sampling s, ticks:", first["sampling"]["ticks"])
 
     design_rows = design_case(args, work) if "7" in cases else []
+    category_rows = categories_case(args, work) if "8" in cases else []
 
     print()
     print(
@@ -773,6 +861,28 @@ def main() -> None:
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))
         for row in design_rows:
+            print("| " + " | ".join(row) + " |")
+    if category_rows:
+        print(
+            f"\ncase 8: two-level binomial, one row per group, {args.cat_chains} chains x "
+            f"({args.cat_warmup} warmup + {args.cat_samples} draws); seconds from "
+            "metrics.json; after/sampling = (predictive + outputs) / sampling"
+        )
+        header = (
+            "groups",
+            "code",
+            "sampling s",
+            "predictive s",
+            "outputs s",
+            "of which sensitivity s",
+            "of which CV s",
+            "after/sampling",
+            "longest silence s",
+            "wall s",
+        )
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for row in category_rows:
             print("| " + " | ".join(row) + " |")
     shutil.rmtree(work, ignore_errors=True)
 

@@ -119,9 +119,16 @@ def information_criteria(
         if row_of is not None:
             return _criteria_over_distinct_rows(idata, np.asarray(row_of))
         return Criteria(
-            az.loo(idata, pointwise=True, scale="log"),
+            az.loo(idata, pointwise=True, scale="log", reff=_reff(idata)),
             az.waic(idata, pointwise=True, scale="log"),
         )
+
+
+def _reff(idata: az.InferenceData) -> float | None:
+    """``az.loo``'s relative ESS, computed in blocks (None: ArviZ's own default)."""
+    from .summary import relative_ess
+
+    return relative_ess(idata.posterior) if "posterior" in idata.groups() else None
 
 
 def _criteria_over_distinct_rows(
@@ -143,7 +150,7 @@ def _criteria_over_distinct_rows(
         posterior=idata.posterior,
         log_likelihood=idata.log_likelihood.isel({row_dim: first}),
     )
-    loo = az.loo(distinct, pointwise=True, scale="log")
+    loo = az.loo(distinct, pointwise=True, scale="log", reff=_reff(idata))
     waic = az.waic(distinct, pointwise=True, scale="log")
     template = log_lik.isel(chain=0, draw=0, drop=True)  # every row, with its coords
 
@@ -191,12 +198,17 @@ def _criteria_over_distinct_rows(
 
 
 def summarize(idata: az.InferenceData) -> pd.DataFrame:
-    """ArviZ summary (mean, sd, HDI, MCSE, ESS, R-hat) of every posterior variable."""
-    import arviz as az
+    """ArviZ summary (mean, sd, HDI, MCSE, ESS, R-hat) of every posterior variable.
+
+    ``az.summary``'s numbers, computed over blocks of elements at once
+    (:func:`~hibayes.diagnostics.summary.summary_table`): ArviZ's own loop takes
+    minutes at tens of thousands of categories.
+    """
+    from .summary import summary_table
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        table = az.summary(idata, kind="all", round_to="none")
+        table = summary_table(idata.posterior)
     table.index.name = "parameter"
     return table
 

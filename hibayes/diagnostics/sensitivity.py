@@ -25,7 +25,7 @@ import itertools
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -49,6 +49,8 @@ __all__ = [
 CONFLICT = "prior-data conflict"
 WEAK_LIKELIHOOD = "weak likelihood"
 _SAMPLE_DIMS = ("chain", "draw")
+# Elements per block of the CJS distances (each a few (block, draw) float64 arrays).
+_BLOCK = 256
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,24 @@ def _internal(name: str) -> bool:
     return name.startswith("z_") or name.endswith(("_constrained", "_raw", "_offset"))
 
 
+def _element_labels(post: Any, name: str) -> list[str]:
+    """Labels of a variable's elements (``group_effects[model-a]``), in C order."""
+    dims = [d for d in post[name].dims if d not in _SAMPLE_DIMS]
+    levels = itertools.product(*(post[d].values.tolist() for d in dims))
+    return [
+        f"{name}[{', '.join(map(str, combo))}]" if dims else str(name)
+        for combo in levels
+    ]
+
+
+def _element_draws(post: Any, name: str) -> np.ndarray:
+    """A variable's draws as (chain x draw, element), elements in C order."""
+    var = post[name]
+    dims = [d for d in var.dims if d not in _SAMPLE_DIMS]
+    values = var.transpose(*_SAMPLE_DIMS, *dims).values
+    return values.reshape(values.shape[0] * values.shape[1], -1)
+
+
 def flat_posterior(
     idata: az.InferenceData, var_names: Sequence[str] | None = None
 ) -> tuple[np.ndarray, list[str], list[str]]:
@@ -117,18 +137,12 @@ def flat_posterior(
     post = idata.posterior
     rows, labels, variables = [], [], []
     for name in var_names or list(post.data_vars):
-        var = post[name]
-        dims = [d for d in var.dims if d not in _SAMPLE_DIMS]
-        values = var.transpose(*_SAMPLE_DIMS, *dims).values
-        values = values.reshape(values.shape[0] * values.shape[1], -1)
-        levels = itertools.product(*(post[d].values.tolist() for d in dims))
-        for j, combo in enumerate(levels):
-            rows.append(values[:, j])
-            labels.append(
-                f"{name}[{', '.join(map(str, combo))}]" if dims else str(name)
-            )
-            variables.append(str(name))
-    draws = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
+        values = _element_draws(post, name)
+        rows.append(np.asarray(values.T, dtype=np.float64))
+        labels.extend(_element_labels(post, name))
+        variables.extend([str(name)] * values.shape[1])
+    n_draws = post.sizes["chain"] * post.sizes["draw"]
+    draws = np.concatenate(rows) if rows else np.empty((0, n_draws))
     return draws, labels, variables
 
 
@@ -171,10 +185,13 @@ def cjs_distance(draws: np.ndarray, weights: np.ndarray) -> np.ndarray:
     ``draws`` is (quantity, draw), ``weights`` (draw,); ArviZ's ``_cjs_dist``
     on every row at once. A constant row gives NaN.
     """
-    n = draws.shape[1]
     order = np.argsort(draws, axis=1)
-    x = np.take_along_axis(draws, order, axis=1)
-    w = weights[order]
+    return _cjs_sorted(np.take_along_axis(draws, order, axis=1), weights[order])
+
+
+def _cjs_sorted(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """:func:`cjs_distance` of rows already sorted, with their weights in that order."""
+    n = x.shape[1]
     width = np.diff(x, axis=1)
     cdf_p = np.linspace(1 / n, 1 - 1 / n, n - 1)[None, :]
     cdf_q = np.cumsum(w / w.sum(axis=1, keepdims=True), axis=1)[:, :-1]
@@ -195,14 +212,24 @@ def cjs_distance(draws: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.where(p_int + q_int > 0, out, np.nan)
 
 
-def _sensitivity(
-    draws: np.ndarray, log_component: np.ndarray, delta: float
-) -> tuple[np.ndarray, float]:
-    """Finite-difference derivative of the CJS distance; worst Pareto k of the weights."""
-    weights, k = power_scale_weights(log_component, [1 / (1 + delta), 1 + delta])
+def _sensitivities(
+    draws: np.ndarray, weights: Sequence[np.ndarray], delta: float
+) -> list[np.ndarray]:
+    """Finite-difference derivative of the CJS distance of each row, per component.
+
+    ``weights`` holds, per component, the weights at 1/(1 + delta) and 1 + delta.
+    The rows are sorted once (and once negated) for every component and alpha.
+    """
     # Both tails: the distance of -x catches a change that only the upper tail shows.
-    cjs = [np.fmax(cjs_distance(draws, w), cjs_distance(-draws, w)) for w in weights]
-    return (cjs[0] + cjs[1]) / (2 * np.log2(1 + delta)), float(np.max(k))
+    sorts = []
+    for x in (draws, -draws):
+        order = np.argsort(x, axis=1)
+        sorts.append((np.take_along_axis(x, order, axis=1), order))
+    out = []
+    for pair in weights:
+        cjs = [np.fmax(*(_cjs_sorted(x, w[order]) for x, order in sorts)) for w in pair]
+        out.append((cjs[0] + cjs[1]) / (2 * np.log2(1 + delta)))
+    return out
 
 
 def diagnosis(prior: float, likelihood: float, threshold: float) -> str:
@@ -224,10 +251,27 @@ def sensitivity(
     :param threshold: 0.05, the paper's and priorsense's cut-off.
     :param var_names: posterior variables (default: all).
     """
-    draws, labels, variables = flat_posterior(idata, var_names)
-    n_draws = draws.shape[1]
-    prior, k_prior = _sensitivity(draws, component_draws(idata, "prior"), delta)
-    lik, k_lik = _sensitivity(draws, component_draws(idata, "likelihood"), delta)
+    post = idata.posterior
+    n_draws = post.sizes["chain"] * post.sizes["draw"]
+    alphas = [1 / (1 + delta), 1 + delta]
+    prior_w, k_prior = power_scale_weights(component_draws(idata, "prior"), alphas)
+    lik_w, k_lik = power_scale_weights(component_draws(idata, "likelihood"), alphas)
+    labels: list[str] = []
+    variables: list[str] = []
+    parts: list[list[np.ndarray]] = []
+    for name in var_names or list(post.data_vars):
+        values = _element_draws(post, name)
+        labels.extend(_element_labels(post, name))
+        variables.extend([str(name)] * values.shape[1])
+        # Blocks of elements: a few (block, draw) temporaries, never (all, draw).
+        for start in range(0, values.shape[1], _BLOCK):
+            block = np.asarray(values[:, start : start + _BLOCK].T, dtype=np.float64)
+            parts.append(_sensitivities(block, [prior_w, lik_w], delta))
+    prior, lik = (
+        np.concatenate([p[i] for p in parts]) if parts else np.empty(0)
+        for i in range(2)
+    )
+    k_prior, k_lik = float(np.max(k_prior)), float(np.max(k_lik))
     k_threshold = min(1 - 1 / np.log10(n_draws), 0.7)
     table = pd.DataFrame(
         {
@@ -256,6 +300,23 @@ def _weighted_quantiles(
     return np.stack([[np.interp(p, c, xs) for p in probs] for c, xs in zip(cum, x)])
 
 
+def _chosen_draws(post: Any, parameters: Sequence[str]) -> np.ndarray:
+    """The (parameter, chain x draw) draws of the named elements, and only those."""
+    where: dict[str, tuple[str, int]] = {}
+    for name in post.data_vars:
+        for j, label in enumerate(_element_labels(post, str(name))):
+            where.setdefault(label, (str(name), j))
+    missing = [p for p in parameters if p not in where]
+    if missing:
+        raise ValueError(f"no posterior element named {missing}")
+    return np.stack(
+        [
+            np.asarray(_element_draws(post, where[p][0])[:, where[p][1]], np.float64)
+            for p in parameters
+        ]
+    ).reshape(len(parameters), -1)
+
+
 def power_scaled_quantities(
     idata: az.InferenceData,
     parameters: Sequence[str],
@@ -269,9 +330,7 @@ def power_scaled_quantities(
     :return: long table: ``parameter``, ``alpha``, ``mean``, one column per prob
         (``q0.05``...), ``pareto_k``.
     """
-    draws, labels, _ = flat_posterior(idata)
-    rows = np.array([labels.index(p) for p in parameters], dtype=int)
-    chosen = draws[rows]
+    chosen = _chosen_draws(idata.posterior, parameters)
     weights, k = power_scale_weights(component_draws(idata, component), alphas)
     out = []
     for alpha, w, kk in zip(alphas, weights, k):

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .summary import relative_ess
+
 __all__ = ["trial_loo"]
 
 
@@ -49,7 +51,7 @@ def trial_loo(
                 log_likelihood={"trial": log_lik}
             ).log_likelihood,
         )
-        loo = az.loo(idata, pointwise=True)
+        loo = az.loo(idata, pointwise=True, reff=relative_ess(posterior))
     terms = np.asarray(loo.loo_i.values, dtype=np.float64)
     k = np.asarray(loo.pareto_k, dtype=np.float64)
     n = counts.sum()

@@ -11,6 +11,7 @@ import jax
 import numpy as np
 
 from hibayes.inference.runtime import jax_platform, use_float_precision
+from hibayes.system.heartbeat import stage
 
 from ..model import ModelFactory
 from .idata import build_idata, sample_stats_from_extras
@@ -172,9 +173,15 @@ def fit_model(
     t1 = time.perf_counter()
     fns = predictive_fns(program)
     latent = {k: samples[k] for k in program.sites.latent}
-    loglik = _log_likelihood(fns["log_likelihood"], latent, program)
+    n_draws = settings.chains * settings.samples
+    # Past ~10 s a step says so (hibayes.system.heartbeat); quick ones print nothing.
+    with stage(f"log-likelihood of {n_rows} rows x {n_draws} draws", say):
+        loglik = _log_likelihood(fns["log_likelihood"], latent, program)
     stats = sample_stats_from_extras(extras, settings.max_tree_depth)
-    log_prior, log_prior_attrs = _log_prior(factory, features, program, latent, stats)
+    with stage("log prior of every draw", say):
+        log_prior, log_prior_attrs = _log_prior(
+            factory, features, program, latent, stats
+        )
     rng = np.random.default_rng(int(settings.seed))
     ppc_wanted, prior_draws = settings.predictive_draws(n_rows)
     if (
@@ -188,16 +195,21 @@ def fit_model(
     ppc_samples, every_draw = _posterior_predictive_draws(
         latent, settings.chains, settings.samples, ppc_wanted, rng
     )
-    ppc = np.asarray(
-        fns["posterior_predictive"](ppc_key, ppc_samples, program.arrays, program.hyper)
-    )
+    n_ppc = len(next(iter(ppc_samples.values()))) if ppc_samples else n_draws
+    with stage(f"posterior predictive: {n_ppc} draws x {n_rows} rows", say):
+        ppc = np.asarray(
+            fns["posterior_predictive"](
+                ppc_key, ppc_samples, program.arrays, program.hyper
+            )
+        )
     if every_draw:
         ppc = ppc.reshape((settings.chains, settings.samples) + ppc.shape[1:])
     prior = None
     if prior_draws > 0:
-        prior = to_numpy(
-            fns["prior"](prior_key, prior_draws, program.arrays, program.hyper)
-        )
+        with stage(f"prior predictive: {prior_draws} draws x {n_rows} rows", say):
+            prior = to_numpy(
+                fns["prior"](prior_key, prior_draws, program.arrays, program.hyper)
+            )
     observed = (
         program.arrays["obs"]
         if "obs" in program.arrays
@@ -214,30 +226,31 @@ def fit_model(
             and not isinstance(v, bool)
         }
     )
-    idata = build_idata(
-        posterior=samples,
-        sample_stats=stats,
-        log_likelihood=loglik,
-        posterior_predictive=ppc,
-        prior=prior,
-        observed=observed,
-        constant_data=constant,
-        coords=coords or {},
-        site_shapes=program.sites.shapes,
-        attrs={
-            "model_name": program.name,
-            "hyperparameters": program.hyperparameters,
-            "fit_settings": settings.as_dict(),
-            "chain_method": sampler.chain_method,
-            "mass_matrix": "dense" if sampler.dense_mass else "diagonal",
-            "jax_platform": jax_platform(),
-            "precision": precision,
-            "inference_library": "numpyro",
-            "likelihood_rows": program.rows.n_unique if program.rows else n_rows,
-        },
-        log_prior=log_prior,
-        log_prior_attrs=log_prior_attrs,
-    )
+    with stage("assembling the InferenceData", say):
+        idata = build_idata(
+            posterior=samples,
+            sample_stats=stats,
+            log_likelihood=loglik,
+            posterior_predictive=ppc,
+            prior=prior,
+            observed=observed,
+            constant_data=constant,
+            coords=coords or {},
+            site_shapes=program.sites.shapes,
+            attrs={
+                "model_name": program.name,
+                "hyperparameters": program.hyperparameters,
+                "fit_settings": settings.as_dict(),
+                "chain_method": sampler.chain_method,
+                "mass_matrix": "dense" if sampler.dense_mass else "diagonal",
+                "jax_platform": jax_platform(),
+                "precision": precision,
+                "inference_library": "numpyro",
+                "likelihood_rows": program.rows.n_unique if program.rows else n_rows,
+            },
+            log_prior=log_prior,
+            log_prior_attrs=log_prior_attrs,
+        )
     predictive_s = time.perf_counter() - t1
     timings = {
         "compile": sampler.compile_s,

@@ -14,7 +14,7 @@ import json
 import logging
 import sys
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from hibayes.diagnostics import Criteria, pointwise_loo
 from hibayes.inference import save_idata
 from hibayes.system.atomic import atomic_path, write_text
+from hibayes.system.heartbeat import stage
 
 if TYPE_CHECKING:
     import arviz as az
@@ -65,26 +66,35 @@ def write_fit_outputs(
     criteria: Criteria,
     plots: bool = True,
     cv: CrossValidation | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Write idata.nc, summary.csv, loo_pointwise.csv, metrics.json, plots/ and,
-    after K-fold cross-validation, cv_folds.csv."""
+    after K-fold cross-validation, cv_folds.csv.
+
+    :param progress: told (from a timer thread) when a step runs past ~10 s.
+    """
+    say = progress or (lambda message: None)
     written = [out_dir / "idata.nc"]
-    with atomic_path(written[0]) as tmp, _hdf5_echoes_logged():
-        save_idata(idata, tmp)
+    size = sum(idata[g].nbytes for g in idata.groups()) / 1e6
+    with stage(f"writing idata.nc ({size:.0f} MB)", say):
+        with atomic_path(written[0]) as tmp, _hdf5_echoes_logged():
+            save_idata(idata, tmp)
     tables = {"summary.csv": summary}
-    if criteria.loo is not None:
-        tables["loo_pointwise.csv"] = pointwise_loo(idata, criteria)
-    if cv is not None and cv.folds is not None:
-        tables["cv_folds.csv"] = cv.folds
-    for name, table in tables.items():
-        written.append(write_csv(table, out_dir / name))
+    with stage("writing summary.csv and loo_pointwise.csv", say):
+        if criteria.loo is not None:
+            tables["loo_pointwise.csv"] = pointwise_loo(idata, criteria)
+        if cv is not None and cv.folds is not None:
+            tables["cv_folds.csv"] = cv.folds
+        for name, table in tables.items():
+            written.append(write_csv(table, out_dir / name))
     written.append(write_json(metrics, out_dir / "metrics.json"))
     if plots:
         from hibayes.plots import (
             save_fit_plots,
         )  # matplotlib only when plots are wanted
 
-        written.extend(save_fit_plots(idata, out_dir / "plots", loo=criteria.loo))
+        with stage("drawing the plots", say):
+            written.extend(save_fit_plots(idata, out_dir / "plots", loo=criteria.loo))
     return written
 
 

@@ -4,14 +4,16 @@ Every function returns a :class:`matplotlib.figure.Figure` built without pyplot,
 so no figure is registered globally and nothing leaks over a sweep of many fits:
 drop the reference (or save it) and it is gone. Axes are labelled by category
 name, never ``<var>_dim_0``. Large posteriors are capped (at most
-:data:`MAX_TRACE_VARS` trace rows, :data:`MAX_FOREST_ROWS` forest rows) so a plot
-stays readable and fast. :func:`save_fit_plots` never raises for a plot it cannot
+:data:`MAX_TRACE_VARS` trace rows, :data:`MAX_FOREST_ROWS` forest rows,
+:data:`MAX_K_LABELS` rows named on the Pareto k plot) so a plot stays readable
+and fast. :func:`save_fit_plots` never raises for a plot it cannot
 draw: it logs a warning and skips it; a file it cannot write is an error.
 Nothing here fits or compares models.
 """
 
 from ._base import (
     MAX_FOREST_ROWS,
+    MAX_K_LABELS,
     MAX_TRACE_LEVELS,
     MAX_TRACE_VARS,
     effect_vars,
@@ -28,6 +30,7 @@ use_fallback_fonts()
 
 __all__ = [
     "MAX_FOREST_ROWS",
+    "MAX_K_LABELS",
     "MAX_TRACE_LEVELS",
     "MAX_TRACE_VARS",
     "effect_vars",

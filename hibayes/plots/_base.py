@@ -23,6 +23,8 @@ MAX_TRACE_VARS = 8
 MAX_TRACE_LEVELS = 10
 MAX_FOREST_ROWS = 50
 MAX_PPC_ROWS = 40
+# Observations named on the Pareto k plot (those with the largest k above the threshold).
+MAX_K_LABELS = 20
 HDI_PROB = 0.94
 _SAMPLE_DIMS = ("chain", "draw")
 _DEFAULT_DIM = re.compile(r"_dim_\d+$")

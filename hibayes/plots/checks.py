@@ -10,6 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ._base import (
+    MAX_K_LABELS,
     MAX_PPC_ROWS,
     _quiet,
 )
@@ -175,23 +176,31 @@ def plot_pareto_k(idata: az.InferenceData, loo: Any = None) -> Figure:
         )
     ax.set_ylim(min(ax.get_ylim()[0], -0.1), max(ax.get_ylim()[1], 0.8))
     labels = _observation_labels(idata, khat.size)
+    n_bad = int(np.sum(khat > good_k))
+    note = ""
     if khat.size <= MAX_PPC_ROWS:
         ax.set_xticks(np.arange(khat.size), labels, rotation=45, ha="right")
     else:
-        for i in np.flatnonzero(khat.ravel() > good_k):
+        flat = khat.ravel()
+        bad = np.flatnonzero(flat > good_k)
+        # Thousands of labels cost minutes and cover the plot: name the worst only.
+        worst = bad[np.argsort(-flat[bad], kind="stable")[:MAX_K_LABELS]]
+        for i in np.sort(worst):
             ax.annotate(
                 labels[i],
-                (i, khat.ravel()[i]),
+                (i, flat[i]),
                 fontsize="x-small",
                 xytext=(2, 2),
                 textcoords="offset points",
             )
+        if bad.size > worst.size:
+            note = f"; the {worst.size} largest named"
     ax.set_xlabel("observation")
     ax.set_ylabel("Pareto k")
     fig.legend(loc="outside lower center", ncols=2, fontsize="small")
     ax.set_title(
-        f"PSIS-LOO Pareto k per observation ({int(np.sum(khat > good_k))} of "
-        f"{khat.size} above {good_k:.2f})"
+        f"PSIS-LOO Pareto k per observation ({n_bad} of "
+        f"{khat.size} above {good_k:.2f}{note})"
     )
     return fig
 

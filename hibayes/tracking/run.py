@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import traceback
 import uuid
@@ -160,8 +161,13 @@ class FitRun:
         return self.job.plots is None
 
     def progress(self, message: str) -> None:
-        """Log a stage of the fit; a signal received meanwhile is raised here."""
-        interrupts.check()
+        """Log a stage of the fit; a signal received meanwhile is raised here.
+
+        Thread-safe: from another thread (a long stage's timer, sampling ticks)
+        it only logs, leaving the signal for the main thread to raise.
+        """
+        if threading.current_thread() is threading.main_thread():
+            interrupts.check()
         log.info("%s%s: %s", self.prefix, self.name, message)
 
     def record(self, products: FitProducts) -> None:

@@ -86,3 +86,14 @@ def test_average_ranks_equal_scipy_rankdata_with_ties_and_nan():
         x[4] = 2.0
         expected = stats.rankdata(x, method="average", axis=1)
         np.testing.assert_array_equal(_average_ranks(x), expected)
+
+
+def test_rank_diagnostics_in_blocks_equal_arviz(monkeypatch):
+    from hibayes.diagnostics import batched
+
+    monkeypatch.setattr(batched, "_BLOCK", 4)  # 18 members: 5 blocks, the last short
+    cases = _cases()
+    rhat, bulk, tail = batched._rank_diagnostics(cases)
+    np.testing.assert_allclose(rhat, [_rhat_rank(c) for c in cases], rtol=1e-10)
+    np.testing.assert_allclose(bulk, [_ess_bulk(c) for c in cases], rtol=1e-10)
+    np.testing.assert_allclose(tail, [_ess_tail(c) for c in cases], rtol=1e-10)

@@ -115,3 +115,35 @@ def test_conflicting_prior_is_flagged_and_informative_data_are_not():
     fine = sensitivity(_intercept_fit(obs=700, n=1000, loc=0.0, scale=2.5))
     assert fine.flagged == [] and fine.tag() == "none"
     assert fine.metrics()["psense_prior_max"] < 0.05
+
+
+def test_blocks_and_shared_sorts_give_the_whole_array_answer(
+    conjugate_idata, monkeypatch
+):
+    """In blocks of 1 element (each sorted once per sign), the numbers are those of
+    cjs_distance over the whole (quantity, draw) array, to the last bit."""
+    from hibayes.diagnostics import sensitivity as module
+
+    draws, labels, _ = module.flat_posterior(conjugate_idata)
+    delta = 0.01
+    want = {}
+    for component in ("prior", "likelihood"):
+        weights, _ = module.power_scale_weights(
+            module.component_draws(conjugate_idata, component), [1 / 1.01, 1.01]
+        )
+        cjs = [
+            np.fmax(module.cjs_distance(draws, w), module.cjs_distance(-draws, w))
+            for w in weights
+        ]
+        want[component] = (cjs[0] + cjs[1]) / (2 * np.log2(1 + delta))
+    monkeypatch.setattr(module, "_BLOCK", 1)
+    table = module.sensitivity(conjugate_idata, delta=delta).table
+    assert list(table["parameter"]) == labels
+    for component in ("prior", "likelihood"):
+        np.testing.assert_array_equal(table[component].to_numpy(), want[component])
+    chosen = module.power_scaled_quantities(
+        conjugate_idata, ["theta[1]", "mu"], [1.0], "prior"
+    )
+    np.testing.assert_allclose(
+        chosen["mean"], [draws[labels.index("theta[1]")].mean(), draws[0].mean()]
+    )

@@ -260,3 +260,23 @@ def test_labels_in_any_script_draw_without_glyph_warnings(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fig.savefig(tmp_path / "labels.png")
+
+
+def test_pareto_k_names_only_the_largest_of_many_bad_rows():
+    """Hundreds of bad rows: the MAX_K_LABELS largest are named, and the title says so."""
+    rng = np.random.default_rng(2)
+    n_obs = 300
+    idata = az.from_dict(
+        posterior={"mu": rng.normal(size=(2, 100))},
+        log_likelihood={"obs": 40 * rng.standard_normal((2, 100, n_obs))},
+    )
+    with pytest.warns(UserWarning):
+        loo = az.loo(idata, pointwise=True)
+    k = np.asarray(loo.pareto_k)
+    good_k = float(loo.good_k)
+    assert (k > good_k).sum() > plots.MAX_K_LABELS  # the case at hand
+    ax = plots.plot_pareto_k(idata, loo=loo).axes[0]
+    named = [int(t.get_text().split()[-1]) for t in ax.texts]
+    assert len(named) == plots.MAX_K_LABELS
+    assert sorted(named) == sorted(np.argsort(-k)[: plots.MAX_K_LABELS].tolist())
+    assert f"the {plots.MAX_K_LABELS} largest named" in ax.get_title()
