@@ -17,7 +17,7 @@ from ..model import ModelFactory
 from .idata import build_idata, sample_stats_from_extras
 from .log_prior import log_prior_draws, prior_sites
 from .program import Program, build_program
-from .progress import SamplingProgress, expected_sampling_s, reporting
+from .progress import SamplingProgress, expected_sampling_s
 from .sampler import get_sampler, predictive_fns, resolve_chain_method, to_numpy
 from .settings import FitSettings
 
@@ -150,7 +150,7 @@ def fit_model(
         )
     show_progress = _shows_progress(program, settings, n_rows)
     say("compiling the sampler (reused when cached)")
-    sampler = get_sampler(program, settings, chain_keys, progress=show_progress)
+    sampler = get_sampler(program, settings, chain_keys)
     say(
         f"sampling {settings.chains} chains x ({settings.warmup} warmup + "
         f"{settings.samples} draws), {sampler.chain_method}"
@@ -161,12 +161,14 @@ def fit_model(
         )
     )
     t0 = time.perf_counter()
-    ticks = SamplingProgress(settings.chains, settings.warmup, settings.samples, say)
-    with reporting(ticks):
-        samples, extras = sampler.run_fn(
-            chain_keys, program.sampled_arrays, program.hyper
-        )
-        samples, extras = to_numpy(jax.block_until_ready((samples, extras)))
+    # Every fit samples in the same chunks; only a long one says how far it is.
+    lines = SamplingProgress(settings.warmup, settings.samples, say)
+    samples, extras = sampler.chunked.run(
+        chain_keys,
+        program.sampled_arrays,
+        program.hyper,
+        on_chunk=lines.advance if show_progress else None,
+    )
     sampling_s = time.perf_counter() - t0
 
     say(f"sampled in {sampling_s:.1f} s; log-likelihood, prior and predictive draws")

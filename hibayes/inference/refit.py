@@ -220,7 +220,7 @@ def refit_weighted(
     if method == "parallel" and jax.local_device_count() < settings.chains:
         method = "sequential"
     cache_key = (
-        _sampler_key(program, settings, method, progress=False),
+        _sampler_key(program, settings, method),
         "refit",
         n_refits,
         tuple(weights.shape),

@@ -14,24 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from numpyro.infer import (
-    MCMC,
-    NUTS,
-    Predictive,
-    init_to_feasible,
-    init_to_mean,
-    init_to_median,
-    init_to_sample,
-    init_to_uniform,
-)
+from numpyro.infer import MCMC, Predictive
 from numpyro.infer.util import log_likelihood
 from numpyro.primitives import Messenger
 
-from . import progress as _progress
+from .chunks import ChunkedSampler, compile_chunked
+from .kernel import EXTRA_FIELDS, dense_mass, latent_size, nuts_kernel
 from .program import Program
-from .settings import FitSettings, resolve_dense_mass
+from .settings import FitSettings
 
 __all__ = [
     "CompiledSampler",
@@ -41,36 +32,20 @@ __all__ = [
     "predictive_fns",
 ]
 
-_EXTRA_FIELDS = (
-    "diverging",
-    "energy",
-    "num_steps",
-    "accept_prob",
-    "adapt_state.step_size",
-    "potential_energy",
-)
-_INIT = {
-    "median": init_to_median,
-    "mean": init_to_mean,
-    "uniform": init_to_uniform,
-    "sample": init_to_sample,
-    "feasible": init_to_feasible,
-}
-
 
 @dataclass
 class CompiledSampler:
-    """A compiled multi-chain NUTS run.
+    """A compiled multi-chain NUTS run, advanced in chunks (:mod:`.chunks`).
 
     :param chain_method: ``parallel``, ``vectorized`` or ``sequential``.
-    :param run_fn: ``run_fn(chain_keys, arrays, hyper) -> (samples, extras)``,
-        every leaf with leading (chain, draw) axes.
+    :param chunked: ``chunked.run(chain_keys, arrays, hyper, on_chunk) -> (samples,
+        extras)``, every leaf with leading (chain, draw) axes.
     :param compile_s: seconds spent compiling (0 for a cache hit).
     :param dense_mass: whether a dense mass matrix is adapted (``auto`` resolved).
     """
 
     chain_method: str
-    run_fn: Callable[..., tuple[dict, dict]]
+    chunked: ChunkedSampler
     compile_s: float
     dense_mass: bool = False
 
@@ -90,68 +65,13 @@ def resolve_chain_method(requested: str, chains: int) -> str:
     return "sequential"
 
 
-def latent_size(program: Program) -> int:
-    """Latent values per draw: the dimension the mass matrix adapts over."""
-    return sum(
-        int(np.prod(program.sites.shapes[name])) for name in program.sites.latent
-    )
+def _one_chain(program: Program, settings: FitSettings) -> Callable:
+    """One chain's whole run in one call of NumPyro's MCMC (refits and calibration).
 
-
-def _dense(program: Program, settings: FitSettings) -> bool:
-    return resolve_dense_mass(
-        settings.dense_mass, latent_size(program), settings.warmup
-    )
-
-
-class _TickingNUTS(NUTS):
-    """NUTS that calls :func:`hibayes.inference.progress.tick` every ``every`` iterations.
-
-    Under ``vmap`` (``axis``: the chains' axis name) the chains tick once together,
-    their iteration counter reduced over the axis so that the condition stays a real
-    branch; under ``pmap`` and alone each chain ticks for itself.
+    Its draws equal the chunked sampler's only up to float rounding (XLA compiles
+    the two loops differently), so a fit always uses the chunked one.
     """
-
-    def __init__(
-        self, *args: Any, every: int, axis: str | None, weight: int, **kwargs: Any
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self._every, self._axis, self._weight = every, axis, weight
-
-    def sample(self, state: Any, model_args: Any, model_kwargs: Any) -> Any:
-        """One NUTS iteration, then a tick when the iteration count says so."""
-        new = super().sample(state, model_args, model_kwargs)
-        i = new.i if self._axis is None else jax.lax.pmax(new.i, self._axis)
-        jax.lax.cond(
-            i % self._every == 0,
-            lambda: jax.debug.callback(_progress.tick, self._weight),
-            lambda: None,
-        )
-        return new
-
-
-def _one_chain(
-    program: Program, settings: FitSettings, ticks: str | None = None
-) -> Callable:
-    """One chain's run; ``ticks`` (``chain`` or an axis name) adds progress ticks."""
-    options: dict[str, Any] = {}
-    kernel_class: type = NUTS
-    if ticks is not None:
-        every = _progress.tick_every(settings.warmup + settings.samples)
-        vmapped = ticks != "chain"
-        kernel_class = _TickingNUTS
-        options = {
-            "every": every,
-            "axis": ticks if vmapped else None,
-            "weight": every * (settings.chains if vmapped else 1),
-        }
-    kernel = kernel_class(
-        program.fn,
-        target_accept_prob=settings.target_accept,
-        max_tree_depth=settings.max_tree_depth,
-        init_strategy=_INIT[settings.init_strategy],
-        dense_mass=_dense(program, settings),
-        **options,
-    )
+    kernel = nuts_kernel(program, settings)
 
     def run(
         rng_key: jax.Array, arrays: dict, hyper: dict, init_params: dict | None = None
@@ -165,16 +85,14 @@ def _one_chain(
         )
         # init_params (unconstrained, traced): refits start where the fit ended.
         mcmc.run(
-            rng_key, arrays, hyper, extra_fields=_EXTRA_FIELDS, init_params=init_params
+            rng_key, arrays, hyper, extra_fields=EXTRA_FIELDS, init_params=init_params
         )
         return mcmc.get_samples(), mcmc.get_extra_fields()
 
     return run
 
 
-def _sampler_key(
-    program: Program, settings: FitSettings, method: str, progress: bool
-) -> tuple:
+def _sampler_key(program: Program, settings: FitSettings, method: str) -> tuple:
     s = settings
     return (
         program.structure_key,
@@ -186,33 +104,25 @@ def _sampler_key(
         s.max_tree_depth,
         s.init_strategy,
         s.dense_mass,
-        progress,
     )
 
 
 def get_sampler(
-    program: Program,
-    settings: FitSettings,
-    chain_keys: jax.Array,
-    progress: bool = False,
+    program: Program, settings: FitSettings, chain_keys: jax.Array
 ) -> CompiledSampler:
     """Return the compiled sampler for this program and settings, compiling once.
 
-    :param progress: compile it with progress ticks (:mod:`.progress`); the
-        ticking and the plain sampler are cached apart.
+    The same executable serves fits with and without progress lines: whether a
+    line is said between two chunks changes nothing that is compiled.
     """
     method = resolve_chain_method(settings.chain_method, settings.chains)
-    key = _sampler_key(program, settings, method, progress)
+    key = _sampler_key(program, settings, method)
     cached = _SAMPLERS.get(key)
     if cached is not None:
         return CompiledSampler(
-            cached.chain_method, cached.run_fn, 0.0, cached.dense_mass
+            cached.chain_method, cached.chunked, 0.0, cached.dense_mass
         )
-    ticks = None
-    if progress:
-        ticks = "chains" if method == "vectorized" else "chain"
-    one_chain = _one_chain(program, settings, ticks)
-    start = time.perf_counter()
+    devices = None
     if method == "parallel":
         if jax.local_device_count() < settings.chains:
             raise ValueError(
@@ -221,31 +131,10 @@ def get_sampler(
                 "or use chain_method=sequential"
             )
         devices = jax.local_devices()[: settings.chains]
-        compiled = (
-            jax.pmap(one_chain, in_axes=(0, None, None), devices=devices)
-            .lower(chain_keys, program.sampled_arrays, program.hyper)
-            .compile()
-        )
-        run_fn = compiled
-    elif method == "vectorized":
-        run_fn = (
-            jax.jit(jax.vmap(one_chain, in_axes=(0, None, None), axis_name="chains"))
-            .lower(chain_keys, program.sampled_arrays, program.hyper)
-            .compile()
-        )
-    else:
-        single = (
-            jax.jit(one_chain)
-            .lower(chain_keys[0], program.sampled_arrays, program.hyper)
-            .compile()
-        )
-
-        def run_fn(keys: jax.Array, arrays: dict, hyper: dict) -> tuple[dict, dict]:
-            outs = [single(k, arrays, hyper) for k in keys]
-            return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
-
+    start = time.perf_counter()
+    chunked = compile_chunked(program, settings, method, chain_keys, devices)
     compile_s = time.perf_counter() - start
-    sampler = CompiledSampler(method, run_fn, compile_s, _dense(program, settings))
+    sampler = CompiledSampler(method, chunked, compile_s, dense_mass(program, settings))
     _SAMPLERS[key] = sampler
     return sampler
 

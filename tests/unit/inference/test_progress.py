@@ -1,8 +1,9 @@
 """Long fits show progress with the time left; short ones one line per stage, as before.
 
-The ticks come from inside the compiled sampler (hibayes.inference.progress): the
-draws must be identical with and without them, a second fit must not compile again,
-and the lines must say how far and how long is left.
+Every fit samples in chunks (hibayes.inference.chunks) and a long one says a line
+between two of them (hibayes.inference.progress): the draws must be identical with
+and without lines, showing them must not compile anything, and the lines must say
+how far and how long is left.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 
 from hibayes.inference import FitSettings, fit_model
 from hibayes.inference.progress import SamplingProgress, expected_sampling_s
+from hibayes.inference.sampler import get_sampler
 from hibayes.model import get_model
 
 _COMPILES: list[str] = []
@@ -37,31 +39,27 @@ class Clock:
 
 def test_lines_every_tenth_with_the_time_left():
     clock, said = Clock(), []
-    progress = SamplingProgress(
-        chains=2, warmup=100, samples=300, say=said.append, clock=clock
-    )
-    assert progress.every == 20 and progress.total == 800
-    for _ in range(8):  # 2 chains x 4 ticks x 20 iterations = 160 of 800: 20%
-        clock.now += 2.5
-        progress.advance(progress.every)
+    progress = SamplingProgress(warmup=100, samples=300, say=said.append, clock=clock)
+    assert progress.total == 400
+    for _ in range(4):  # 4 chunks of 20 iterations = 80 of 400 per chain: 20%
+        clock.now += 5.0
+        progress.advance(20)
     assert said == progress.lines
     assert len(said) == 2  # at 10% and 20%
     # 20% after 20 s: 80 s left; 20% of 400 iterations per chain is warmup 80 of 100.
     assert said[-1] == (
         "sampling 20% (warmup 80 of 100 per chain), 20 s so far, about 1 min 20 s left"
     )
-    for _ in range(32):
-        clock.now += 2.5
-        progress.advance(progress.every)
+    for _ in range(16):
+        clock.now += 5.0
+        progress.advance(20)
     assert "draws 300 of 300" not in said[-1]  # no line at 100%: the stage line follows
     assert said[-1].startswith("sampling 90% (draws 260 of 300 per chain)")
 
 
 def test_a_slow_stretch_still_gets_a_line():
     clock, said = Clock(), []
-    progress = SamplingProgress(
-        chains=1, warmup=1000, samples=1000, say=said.append, clock=clock
-    )
+    progress = SamplingProgress(warmup=1000, samples=1000, say=said.append, clock=clock)
     clock.now += 45.0  # 45 s for the first 1%: a line although 10% is far
     progress.advance(20)
     assert said == [
@@ -76,16 +74,22 @@ class Interrupted(BaseException):
     """What hibayes.system.interrupts raises at a stage line after a signal."""
 
 
-def test_an_interrupt_while_reporting_is_raised_after_the_run():
-    from hibayes.inference.progress import reporting, tick
+def test_an_interrupt_at_a_line_stops_sampling_at_that_chunk(group_fit):
+    result, _, _ = group_fit["plain"]  # its sampler, already compiled
+    settings, program = result.settings, result.program
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    sampler = get_sampler(program, settings, keys).chunked
+    lines = SamplingProgress(settings.warmup, settings.samples, say=_interrupt)
+    with pytest.raises(Interrupted):
+        sampler.run(keys, program.sampled_arrays, program.hyper, lines.advance)
+    # The line at 10% (two chunks of 20) raised in Python, so no later chunk was
+    # waited for or reported; the few queued ahead are dropped.
+    assert lines.done == 40
+    assert len(lines.lines) == 1
 
-    def interrupted(line: str) -> None:
-        raise Interrupted
 
-    progress = SamplingProgress(chains=1, warmup=0, samples=10, say=interrupted)
-    with pytest.raises(Interrupted), reporting(progress):
-        tick(5)  # what the compiled sampler calls; it must not raise inside XLA
-        assert progress.error is not None
+def _interrupt(line: str) -> None:
+    raise Interrupted
 
 
 def test_expected_time_picks_the_long_fits():
@@ -106,13 +110,13 @@ def test_expected_time_picks_the_long_fits():
 
 @pytest.fixture(scope="module")
 def group_fit(group_data):
-    """Fit the two-level model with and without progress ticks, twice with them."""
+    """Fit the two-level model without and with progress lines, twice with them."""
     features, coords, _ = group_data
     factory = get_model("two_level_group_binomial")
     out = {}
     for name, after, scale in (
         ("plain", 15.0, 0.5),
-        ("ticks", 0.0, 0.5),
+        ("lines", 0.0, 0.5),
         ("again", 0.0, 0.2),
     ):
         lines: list[str] = []
@@ -134,28 +138,34 @@ def group_fit(group_data):
 
 def test_forced_progress_prints_lines_with_the_time_left(group_fit):
     _, plain_lines, _ = group_fit["plain"]
-    _, lines, _ = group_fit["ticks"]
-    ticks = [line for line in lines if line.startswith("sampling ") and "%" in line]
-    assert 5 <= len(ticks) <= 9, lines
-    assert all("so far, about" in line and line.endswith("left") for line in ticks)
-    assert any("warmup" in line for line in ticks)
-    assert any("draws" in line for line in ticks)
+    _, lines, _ = group_fit["lines"]
+    said = [line for line in lines if line.startswith("sampling ") and "%" in line]
+    assert len(said) == 9, lines  # 20 chunks of 5%: a line at 10%, 20% ... 90%
+    assert all("so far, about" in line and line.endswith("left") for line in said)
+    assert said[0].startswith("sampling 10% (warmup 40 of 200 per chain)")
+    assert said[-1].startswith("sampling 90% (draws 160 of 200 per chain)")
     assert not [line for line in plain_lines if "%" in line]  # a short fit: as before
 
 
 def test_progress_changes_no_draw(group_fit):
     plain, _, _ = group_fit["plain"]
-    ticks, _, _ = group_fit["ticks"]
+    lines, _, _ = group_fit["lines"]
     for site in plain.idata.posterior.data_vars:
         np.testing.assert_array_equal(
-            plain.idata.posterior[site].values, ticks.idata.posterior[site].values
+            plain.idata.posterior[site].values, lines.idata.posterior[site].values
+        )
+    for name in plain.idata.sample_stats.data_vars:
+        np.testing.assert_array_equal(
+            plain.idata.sample_stats[name].values,
+            lines.idata.sample_stats[name].values,
         )
 
 
-def test_progress_compiles_once_per_structure(group_fit):
-    _, _, first = group_fit["ticks"]
-    again, lines, compiles = group_fit["again"]
-    assert first >= 1  # the ticking sampler is its own executable
+def test_progress_compiles_nothing(group_fit):
+    with_lines, _, compiles = group_fit["lines"]
+    again, lines, compiles_again = group_fit["again"]
+    # The fit without lines compiled the one sampler that both use.
+    assert with_lines.timings["compile"] == 0.0 and compiles == 0
     assert again.timings["compile"] == 0.0
-    assert compiles == 0  # a new prior value: nothing compiled, the ticks still come
+    assert compiles_again == 0  # a new prior value: nothing compiled, lines still come
     assert any("%" in line for line in lines)
