@@ -9,10 +9,11 @@ Every case runs in a fresh process; each number is the median of --repeats runs.
 3. the ordered-logistic model at 20k, 50k and 200k rows (2 chains x (500 + 500)),
    identical rows collapsed as its config does, and per row up to --per-row-max;
 4. the same models written as plain NumPyro by hand (the baseline for 1 and 3);
-5. the cost of progress lines (``fit.progress_after_s``): case 1's model sampled
-   with and without progress ticks in one process (alternating, compile excluded),
-   and the compile of each in a fresh process, cold and with a warm compile cache
-   (JAX does not cache an executable with host callbacks, so ticks compile anew).
+5. the cost of sampling in chunks, which lets long fits say progress
+   (``fit.progress_after_s``): case 1's model in one process, compile excluded,
+   alternating rounds (one seed per round) of NumPyro's MCMC in one call, the
+   chunked loop in one call, 20 chunks (every fit) and 20 chunks with progress
+   lines; then each sampler's compile in a fresh process with a warm compile cache.
 6. cross-validation (``cv``): exact LOO refits (reloo) of the shipped 6-row example
    (``python -m hibayes.fit`` defaults) and 5-fold CV of ``nested_evals`` grouped by
    LLM, each against one sampling of the same fit (warm compile cache, fresh process).
@@ -227,38 +228,77 @@ HIBAYES_ORDINAL = textwrap.dedent("""
 """)
 
 
+# Case 5: argv = data.csv cache rounds. Every fit samples in chunks; "lines" only
+# says progress between them. Round r samples with seed r in every mode, so the
+# chunked modes draw the same numbers; NumPyro's one call draws others (rounding).
 HIBAYES_PROGRESS = textwrap.dedent("""
-    import sys, time, json
+    import sys, time, json, os
     import numpy as np, pandas as pd
     from hibayes.inference.runtime import configure_compilation_cache, configure_host_devices
     configure_host_devices()
-    from hibayes.inference import FitSettings, fit_model
+    import jax
+    from hibayes.inference import FitSettings, build_program, fit_model
+    from hibayes.inference.chunks import compile_chunked
+    from hibayes.inference.sampler import _one_chain, get_sampler
     from hibayes.model import get_model
     configure_compilation_cache(sys.argv[2])
+    events = []
+    jax.monitoring.register_event_listener(lambda name, **kw: events.append(name))
     df = pd.read_csv(sys.argv[1])
     features = {"obs": df.n_correct.values, "n_total": df.n_total.values,
                 "group_index": np.arange(len(df)), "num_group": len(df)}
     factory = get_model("two_level_group_binomial")
-    def fit(after):
+    def settings(seed, after):
+        return FitSettings(samples=1000, warmup=1000, chains=4, prior_samples=0, seed=seed,
+                           posterior_predictive_samples=10, progress_after_s=after)
+    def keys(seed):  # as fit_model splits the seed
+        return jax.random.split(jax.random.split(jax.random.PRNGKey(seed), 3)[0], 4)
+    def fit(seed, after):
         lines = []
-        s = FitSettings(samples=1000, warmup=1000, chains=4, prior_samples=0,
-                        posterior_predictive_samples=10, progress_after_s=after)
-        r = fit_model(factory, features, {}, s, progress=lines.append)
-        ticked = sum("% (" in line for line in lines)
-        return r.timings["compile"], r.timings["sampling"], ticked
-    order = sys.argv[3].split(",")
-    compile_s = {}
-    for mode in order:  # the first call of each compiles (or loads from the cache)
-        compile_s[mode] = fit(None if mode == "plain" else 0.0)[0]
-    sampling = {"plain": [], "ticks": []}
-    lines = 0
-    for _ in range(int(sys.argv[4])):
-        for mode in ("plain", "ticks"):
-            c, t, n = fit(None if mode == "plain" else 0.0)
-            assert c == 0.0, "recompiled"
-            sampling[mode].append(t)
-            lines = max(lines, n)
-    print(json.dumps({"compile": compile_s, "sampling": sampling, "lines": lines}))
+        said = lambda line: lines.append((line, time.process_time()))
+        r = fit_model(factory, features, {}, settings(seed, after), progress=said)
+        # CPU seconds of the process (XLA's threads included) from the sampling
+        # line to the line after it: the work done, whatever else the cores run.
+        cpu = [t for line, t in lines if line.startswith(("sampling ", "sampled "))]
+        n = sum("% (" in line for line, _ in lines)
+        steps = float(r.idata.sample_stats.n_steps.mean("draw").max())
+        return r, {"s": r.timings["sampling"], "cpu": cpu[-1] - cpu[0], "lines": n,
+                   "steps": steps}
+    def loads(before):
+        new = events[before:]
+        return {"hits": new.count("/jax/compilation_cache/cache_hits"),
+                "misses": new.count("/jax/compilation_cache/cache_misses")}
+    compile_s, cache = {}, {}
+    program = build_program(factory, features, {})
+    devices = jax.local_devices()[:4]
+    arrays, hyper = program.sampled_arrays, program.hyper
+    n = len(events)
+    # The chunked sampler every fit uses (fit_model finds it compiled).
+    compile_s["chunks"] = get_sampler(program, settings(0, None), keys(0)).compile_s
+    cache["chunks"] = loads(n)
+    fit(0, None)  # the predictive functions compile here, outside the rounds
+    n, t = len(events), time.perf_counter()
+    one = (jax.pmap(_one_chain(program, settings(0, None)), in_axes=(0, None, None),
+                    devices=devices).lower(keys(0), arrays, hyper).compile())
+    compile_s["numpyro"], cache["numpyro"] = time.perf_counter() - t, loads(n)
+    n, t = len(events), time.perf_counter()
+    whole = compile_chunked(program, settings(0, None), "parallel", keys(0), devices, chunks=1)
+    compile_s["whole"], cache["whole"] = time.perf_counter() - t, loads(n)
+    def timed(run, seed):
+        t, c = time.perf_counter(), time.process_time()
+        _, extras = run(keys(seed), arrays, hyper)
+        return {"s": time.perf_counter() - t, "cpu": time.process_time() - c,
+                "steps": float(extras["num_steps"].mean(1).max())}
+    run_numpyro = lambda seed: timed(lambda *a: jax.device_get(one(*a)), seed)
+    run_whole = lambda seed: timed(whole.run, seed)
+    modes = {"numpyro": run_numpyro, "whole": run_whole,
+             "chunks": lambda seed: fit(seed, None)[1], "lines": lambda seed: fit(seed, 0.0)[1]}
+    sampling = {mode: [] for mode in modes}
+    for seed in range(int(sys.argv[3])):
+        for mode, run in modes.items():
+            sampling[mode].append(run(seed))
+    print(json.dumps({"compile": compile_s, "cache": cache, "sampling": sampling,
+                      "load": os.getloadavg()}))
 """)
 
 
@@ -313,6 +353,68 @@ def cv_cases(work: Path, repeats: int, add: Any) -> None:
             ess_min=f"refits sampled {med([r['cv_sampling_s'] for r in res]):.1f} s",
             ess_per_s=f"cv adds x{added / sampling:.1f} of one sampling",
         )
+
+
+def progress_case(work: Path, data: Path, repeats: int, add: Any) -> None:
+    """Case 5: what sampling in chunks (and saying progress between them) costs."""
+    script = work / "hibayes_progress.py"
+    script.write_text(HIBAYES_PROGRESS)
+    cache = work / "progress-cache"
+    load_before = os.getloadavg()
+    # Fresh process, empty cache: everything compiles and is written to the cache;
+    # then rounds of the four modes, alternating, one seed per round.
+    _, text = run([PY, str(script), str(data), str(cache), str(repeats * 3)], work)
+    first = last_json(text)
+    # Fresh process, warm cache: what each sampler costs to load.
+    _, text = run([PY, str(script), str(data), str(cache), "0"], work)
+    second = last_json(text)
+    s = first["sampling"]
+
+    def ratio(mode: str, base: str) -> str:
+        out = []
+        for what in ("s", "cpu"):
+            per_round = [a[what] / b[what] for a, b in zip(s[mode], s[base])]
+            out.append(
+                f"{'wall' if what == 's' else 'cpu'} x{med(per_round):.3f} "
+                f"({min(per_round):.2f}-{max(per_round):.2f})"
+            )
+        return ", ".join(out)
+
+    def warm(mode: str) -> str:
+        c = second["cache"][mode]
+        return (
+            f"warm cache: {second['compile'][mode]:.1f} s, {c['hits']} loaded, "
+            f"{c['misses']} compiled"
+        )
+
+    rows = (
+        ("numpyro", "NumPyro's MCMC in one call (fits before; refits now)", "-"),
+        ("whole", "the chunked loop in one call (same draws as below)", "-"),
+        ("chunks", "20 chunks, no lines: every fit now", ratio("chunks", "whole")),
+        ("lines", "20 chunks with progress lines", ratio("lines", "whole")),
+    )
+    for mode, label, vs_whole in rows:
+        steps = med([r["steps"] for r in s[mode]])
+        lines = f", {s[mode][0]['lines']} lines" if mode == "lines" else ""
+        add(
+            "5",
+            f"case 1 model, {label} (slowest chain {steps:.1f} steps/draw{lines})",
+            compile_s=first["compile"].get(mode, 0.0),
+            sampling_s=med([r["s"] for r in s[mode]]),
+            total_s="-",
+            ess_min=f"vs one call of the loop {vs_whole}; "
+            f"vs NumPyro {ratio(mode, 'numpyro')}",
+            ess_per_s=warm(mode) if mode in second["compile"] else "same executable",
+        )
+    for what in ("s", "cpu"):
+        print(
+            f"case 5 sampling {what} per round:",
+            {m: [round(r[what], 3) for r in v] for m, v in s.items()},
+        )
+    print(
+        f"case 5 load average before {load_before[0]:.1f}, after the rounds "
+        f"{first['load'][0]:.1f}"
+    )
 
 
 # Case 7: argv = arrays.npz cache collapse|per-row before|after seeds samples warmup chains
@@ -772,50 +874,7 @@ def main() -> None:
                 )
 
     if "5" in cases:
-        script = work / "hibayes_progress.py"
-        script.write_text(HIBAYES_PROGRESS)
-        cache = work / "progress-cache"
-        # Fresh process, empty cache: both compile; the plain one is written to the cache.
-        _, text = run(
-            [
-                PY,
-                str(script),
-                str(data),
-                str(cache),
-                "plain,ticks",
-                str(args.repeats * 3),
-            ],
-            work,
-        )
-        first = last_json(text)
-        # Fresh process, warm cache: the plain sampler loads, the ticking one compiles.
-        _, text = run(
-            [PY, str(script), str(data), str(cache), "plain,ticks", "1"], work
-        )
-        second = last_json(text)
-        plain = med(first["sampling"]["plain"])
-        ticks = med(first["sampling"]["ticks"])
-        add(
-            "5",
-            "case 1 model, plain sampler",
-            compile_s=first["compile"]["plain"],
-            sampling_s=plain,
-            total_s="-",
-            ess_min="-",
-            ess_per_s=f"warm cache: compile {second['compile']['plain']:.1f} s",
-        )
-        add(
-            "5",
-            f"the same with progress ticks ({first['lines']} lines)",
-            compile_s=first["compile"]["ticks"],
-            sampling_s=ticks,
-            total_s="-",
-            ess_min="-",
-            ess_per_s=f"sampling {100 * (ticks / plain - 1):+.1f}%; "
-            f"warm cache: compile {second['compile']['ticks']:.1f} s",
-        )
-        print("progress sampling s, plain:", first["sampling"]["plain"])
-        print("progress sampling s, ticks:", first["sampling"]["ticks"])
+        progress_case(work, data, args.repeats, add)
 
     design_rows = design_case(args, work) if "7" in cases else []
     category_rows = categories_case(args, work) if "8" in cases else []

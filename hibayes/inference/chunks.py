@@ -55,15 +55,20 @@ def chain_fns(program: Program, settings: FitSettings, chunk: int) -> tuple:
     traced, so the last, shorter call uses the same executable.
     """
     kernel = nuts_kernel(program, settings)
+    traced: list[bool] = []
 
     def init(
         rng_key: jax.Array, arrays: dict, hyper: dict, init_params: dict | None = None
     ) -> Any:
+        traced.append(True)
         return kernel.init(rng_key, settings.warmup, init_params, (arrays, hyper), {})
 
     def advance(state: Any, arrays: dict, hyper: dict, steps: jax.Array) -> tuple:
+        # NumPyro sets up the kernel's sample and constrain functions while it traces
+        # init; before that the constrain function would silently be the identity.
+        if not traced:
+            raise RuntimeError("chain_fns: trace init before advance")
         args = (arrays, hyper)
-        # NumPyro sets up the kernel's sample function while tracing init.
         constrain = kernel.postprocess_fn(args, {})
 
         def fields(s: Any) -> tuple[dict, dict]:
@@ -185,7 +190,7 @@ def compile_chunked(
 
         def over_chains(fn: Callable, n_args: int) -> Any:
             axes = (0,) + (None,) * (n_args - 1)
-            return jax.jit(jax.vmap(fn, in_axes=axes, axis_name="chains"))
+            return jax.jit(jax.vmap(fn, in_axes=axes))
 
     init_all = over_chains(init, 3).lower(chain_keys, arrays, hyper).compile()
     state = jax.eval_shape(
