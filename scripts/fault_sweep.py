@@ -8,7 +8,8 @@ the sweep folder on a small tmpfs of its own (root only; without root the disk
 is not filled and the table says so). While the sweep runs, the script
 
 1. fills the output disk once (after ``--fill-after`` jobs have finished) and
-   frees it again once two more jobs have ended or 60 s have passed;
+   frees it again once one more job has ended (it failed: its disk was full) or
+   60 s have passed;
 2. stops the tracking server once (after ``--stop-after`` jobs) for
    ``--outage`` seconds, then starts it again on the same port and store;
 3. SIGKILLs one job process mid-fit (after ``--kill-after`` jobs): a joblib
@@ -82,13 +83,12 @@ def _finished(sweep: Path) -> int:
     return sum(1 for d in sweep.glob("*/") if (d / "metrics.json").is_file())
 
 
-def _ended(sweep: Path) -> int:
-    """Jobs that finished or failed (a traceback.txt marks a failed fit)."""
-    return sum(
-        1
-        for d in sweep.glob("*/")
-        if (d / "metrics.json").is_file() or (d / "traceback.txt").is_file()
-    )
+def _ended(log: Path) -> int:
+    """Jobs that ended, finished or failed: the sweep logs one line for each."""
+    try:
+        return log.read_text(errors="replace").count(" done] ")
+    except OSError:
+        return 0
 
 
 def _mount_tmpfs(path: Path, size_mb: int) -> bool:
@@ -172,13 +172,13 @@ def main() -> int:  # noqa: PLR0915 - one timeline, read top to bottom
         while proc.poll() is None:
             time.sleep(0.5)
             now = time.perf_counter() - start
-            done, ended = _finished(sweep), _ended(sweep)
+            done, ended = _finished(sweep), _ended(work / "sweep.log")
             if fill_state == "pending" and done >= args.fill_after:
                 filler, fill_ended_at, filled_at = _fill(sweep), ended, now
                 fill_state = "full"
                 events.append(f"{now:5.0f} s: output disk filled ({done} jobs done)")
             elif fill_state == "full" and (
-                ended >= fill_ended_at + 2 or now > filled_at + 60
+                ended >= fill_ended_at + 1 or now > filled_at + 60
             ):
                 assert filler is not None
                 filler.unlink()
