@@ -9,9 +9,11 @@ Python calls it until warmup and draws are done, saying how far it is in between
 
 The chain state carries everything a later iteration needs (iteration index,
 PRNG key, step size and mass-matrix adaptation), and the kernel knows the warmup
-length from ``init``, so the adaptation windows continue across chunks and the
-draws are those of one call of :class:`numpyro.infer.MCMC` with the same key
-(tests/unit/inference/test_chunks.py compares them).
+length from ``init``, so the adaptation windows continue across chunks: where
+the chunks end changes no draw, and the draws are those of one call of
+:class:`numpyro.infer.MCMC` with the same key up to float rounding, which NUTS
+turns into other draws of the same posterior after ~100 warmup iterations
+(tests/unit/inference/test_chunks.py).
 """
 
 from __future__ import annotations
