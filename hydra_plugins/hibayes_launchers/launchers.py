@@ -45,6 +45,20 @@ except ImportError:  # the Ray launcher is not installed
     _Ray = None  # type: ignore[assignment,misc]
 
 
+def _start_sweep(launcher: Any) -> Path:
+    """What the joblib and Ray plugins do before submitting: globals, logging, and
+    the sweep folder; return that folder."""
+    from hydra.core.utils import configure_log, setup_globals
+
+    setup_globals()
+    assert launcher.config is not None and launcher.hydra_context is not None
+    assert launcher.task_function is not None
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    return sweep_dir
+
+
 if _Joblib is not None:
 
     class _JoblibJob:
@@ -85,19 +99,13 @@ if _Joblib is not None:
         ) -> Sequence[JobReturn]:
             """Submit every job to loky's reusable executor, as the plugin's
             ``Parallel`` does; wait for each."""
-            from hydra.core.utils import configure_log, setup_globals
             from hydra_plugins.hydra_joblib_launcher._core import execute_job
             from joblib.externals.loky import get_reusable_executor
 
             from hibayes.sweep.cluster import collect
 
             # As hydra_joblib_launcher._core.launch (hydra-joblib-launcher 1.2).
-            setup_globals()
-            assert self.config is not None and self.hydra_context is not None
-            assert self.task_function is not None
-            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-            sweep_dir = Path(str(self.config.hydra.sweep.dir))
-            sweep_dir.mkdir(parents=True, exist_ok=True)
+            sweep_dir = _start_sweep(self)
             workers = int(self.joblib.get("n_jobs") or 1)
             log.info(
                 "joblib sweep of %d fits on %d workers, output dir %s",
@@ -217,7 +225,6 @@ if _Ray is not None:
         ) -> Sequence[JobReturn]:
             """Submit one Ray task per job, as the plugin does; wait for each."""
             import ray
-            from hydra.core.utils import configure_log, setup_globals
             from hydra_plugins.hydra_ray_launcher._launcher_util import (
                 launch_job_on_ray,
                 start_ray,
@@ -226,12 +233,7 @@ if _Ray is not None:
             from hibayes.sweep.cluster import collect
 
             # As hydra_ray_launcher._core.launch (hydra-ray-launcher 1.2.2).
-            setup_globals()
-            assert self.config is not None and self.hydra_context is not None
-            assert self.task_function is not None
-            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-            sweep_dir = Path(str(self.config.hydra.sweep.dir))
-            sweep_dir.mkdir(parents=True, exist_ok=True)
+            sweep_dir = _start_sweep(self)
             log.info(
                 "Ray sweep of %d fits, output dir %s", len(job_overrides), sweep_dir
             )
