@@ -20,6 +20,7 @@ from numpyro.infer.util import log_likelihood
 from numpyro.primitives import Messenger
 
 from .chunks import ChunkedSampler, compile_chunked
+from .fast_draws import with_fast_draws
 from .kernel import EXTRA_FIELDS, dense_mass, latent_size, nuts_kernel
 from .program import Program
 from .settings import FitSettings
@@ -146,6 +147,7 @@ class _ResampleObs(Messenger):
         if msg["type"] == "sample" and msg["name"] == "obs":
             msg["value"] = None
             msg["is_observed"] = False
+            msg["fn"] = with_fast_draws(msg["fn"])
 
 
 def predictive_fns(program: Program) -> dict[str, Callable]:
