@@ -17,14 +17,18 @@ from hibayes.system.atomic import is_temporary
 __all__ = [
     "ALWAYS",
     "IncompleteOutputs",
+    "TAGS_FILE",
     "check_outputs",
     "fit_contract",
     "missing_outputs",
     "plot_contract",
 ]
 
+#: The tags and dataset input a fit gives its run as it closes it
+#: (:mod:`hibayes.tracking.closing`), written before ``metrics.json`` says it is done.
+TAGS_FILE = "tags.json"
 #: What every FINISHED fit has, whatever its model and settings.
-ALWAYS = ("config.yaml", "idata.nc", "summary.csv", "metrics.json")
+ALWAYS = ("config.yaml", "idata.nc", "summary.csv", "metrics.json", TAGS_FILE)
 
 
 class IncompleteOutputs(HibayesError):

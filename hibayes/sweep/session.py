@@ -6,11 +6,13 @@ the sweep directory (``.hibayes_sweep.json``) where every job, in whatever
 process or machine, reads it explicitly, and when the jobs are done it compares
 the finished children on the parent and closes it. A sweep with failed jobs
 ends FAILED and raises :class:`SweepFailed` listing them, so the process exits
-non-zero after every job ran.
+non-zero after every job ran; a job that failed before its fit opened a run
+gets a FAILED child run from the sweep (:mod:`hibayes.sweep.failed_jobs`).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -20,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from hibayes.errors import HibayesError
 from hibayes.system import interrupts
@@ -318,6 +320,8 @@ class SweepSession:
         # Every job has returned: a child still RUNNING lost its process (scancel,
         # a killed Ray worker) before it could end its run.
         self._kill_running_children()
+        # A job that failed before its fit opened a run gets a FAILED one here.
+        unsent = self._record_failed_jobs(outcomes)
         for outcome in outcomes:  # a run closed after its job returned
             if isinstance(outcome, dict) and self._closed.get(outcome.get("out_dir")):
                 outcome["upload_pending"] = self._closed[outcome["out_dir"]]
@@ -352,7 +356,7 @@ class SweepSession:
             str(Path(o["upload_pending"]).parent)
             for o in outcomes
             if isinstance(o, dict) and o.get("upload_pending")
-        ]
+        ] + [str(path.parent) for path in unsent]
         if self.tracker.pending and not self.tracker.flush():
             pending.insert(0, f"{self.sweep_dir} (the sweep's parent run)")
         problems = []
@@ -369,6 +373,32 @@ class SweepSession:
             )
         if problems:
             raise SweepFailed("\n".join(problems))
+
+    def _record_failed_jobs(
+        self, outcomes: Sequence[dict[str, Any] | BaseException]
+    ) -> list[Path]:
+        """A FAILED child run for each job that raised before its fit opened one
+        (:mod:`hibayes.sweep.failed_jobs`); return the pending files of those the
+        store did not wholly take. Never fails the sweep: the failure list names them."""
+        from hibayes.sweep.failed_jobs import FailedJob, record_failed_jobs
+
+        try:
+            failed = [
+                FailedJob(num, list(job), outcome, self._job_dir(num))
+                for num, (job, outcome) in enumerate(zip(self.jobs, outcomes))
+                if isinstance(outcome, BaseException)
+            ]
+            return record_failed_jobs(self.tracker, self.info, failed, self.cfg.model)
+        except Exception as exc:  # noqa: BLE001 - the jobs are done; their runs are extra
+            log.warning("could not record the failed jobs' runs: %s", exc)
+            return []
+
+    def _job_dir(self, num: int) -> Path:
+        """Job ``num``'s folder, as Hydra names it (``hydra.sweep.subdir``)."""
+        cfg = copy.deepcopy(self.cfg)
+        with read_write(cfg), open_dict(cfg):
+            cfg.hydra.job.num = num
+            return self.sweep_dir / str(cfg.hydra.sweep.subdir)
 
     def _release_marker(self) -> None:
         if self._marker is not None:

@@ -76,6 +76,17 @@ class Tracker(Protocol):
     ) -> str:
         """Log a table as a dataset input and return its digest."""
 
+    def log_dataset_record(
+        self,
+        run_id: str,
+        record: Mapping[str, Any],
+        *,
+        digest: str,
+        source: str,
+        context: str = "training",
+    ) -> None:
+        """Log a dataset input from its description (``datasets.dataset_record``)."""
+
     def log_artifacts(
         self, run_id: str, local_dir: str | Path, artifact_path: str | None = None
     ) -> None:

@@ -11,7 +11,7 @@ import hashlib
 import json
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hibayes.tracking.store import store_errors
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from mlflow.data.dataset_source import DatasetSource
     from mlflow.entities import DatasetInput
 
-__all__ = ["MLFLOW_DIGEST_LENGTH", "dataset_input", "frame_digest"]
+__all__ = ["MLFLOW_DIGEST_LENGTH", "dataset_input", "dataset_record", "frame_digest"]
 
 #: ``MAX_DATASET_DIGEST_SIZE`` in MLflow: longer digests are refused.
 MLFLOW_DIGEST_LENGTH = 36
@@ -82,6 +82,41 @@ def dataset_source(source: str, digest: str) -> DatasetSource:
     raise ValueError(f"no MLflow dataset source for {source!r}") from last
 
 
+def dataset_record(
+    df: pd.DataFrame, *, name: str, source: str, digest: str
+) -> dict[str, Any]:
+    """The fields of MLflow's ``Dataset`` entity for ``df``: plain JSON, no rows.
+
+    What a run's dataset input holds (name, digest, source type, source, schema,
+    profile); kept on disk it lets the input be logged later without the table
+    (``log_dataset_record``).
+
+    :param df: the table.
+    :param name: the dataset's name.
+    :param source: where it came from (see :func:`dataset_source`).
+    :param digest: its digest; only the first 36 characters are kept (MLflow's limit).
+    """
+    import mlflow.data
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # schema inference hints
+        dataset = mlflow.data.from_pandas(
+            df,
+            source=dataset_source(source, digest),
+            name=name,
+            digest=digest[:MLFLOW_DIGEST_LENGTH],
+        )
+        info = dataset.to_dict()
+    return {
+        "name": info["name"],
+        "digest": info["digest"],
+        "source_type": info["source_type"],
+        "source": info["source"],
+        "schema": info.get("schema"),
+        "profile": info.get("profile"),
+    }
+
+
 def dataset_input(
     df: pd.DataFrame, *, name: str, source: str, digest: str, context: str
 ) -> DatasetInput:
@@ -94,24 +129,9 @@ def dataset_input(
     :param context: recorded as the input tag ``mlflow.data.context``.
     :return: the entity to log; ``.dataset.digest`` is the digest MLflow records.
     """
-    import mlflow.data
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # schema inference hints
-        dataset = mlflow.data.from_pandas(
-            df,
-            source=dataset_source(source, digest),
-            name=name,
-            digest=digest[:MLFLOW_DIGEST_LENGTH],
-        )
-        info = dataset.to_dict()
-    entity = Dataset(
-        name=info["name"],
-        digest=info["digest"],
-        source_type=info["source_type"],
-        source=info["source"],
-        schema=info.get("schema"),
-        profile=info.get("profile"),
+    record = dataset_record(df, name=name, source=source, digest=digest)
+    return DatasetInput(
+        dataset=Dataset(**record), tags=[InputTag(_CONTEXT_TAG, context)]
     )
-    return DatasetInput(dataset=entity, tags=[InputTag(_CONTEXT_TAG, context)])

@@ -278,41 +278,39 @@ class DeferringTracker:
         context: str = "training",
     ) -> str:
         """Log the table as a dataset input, or record its description (not its rows)."""
-        from hibayes.tracking.datasets import dataset_input, frame_digest
+        from hibayes.tracking.datasets import dataset_record, frame_digest
 
-        self._check_run(run_id)
         full_digest = digest or frame_digest(df)
-        if self.reason is None:
-            try:
-                with shielded():
-                    return self.tracker.log_dataset(
-                        run_id=self.run_id,
-                        df=df,
-                        name=name,
-                        source=source,
-                        digest=full_digest,
-                        context=context,
-                    )
-            except TrackingError as exc:
-                self._go_offline(exc)  # and record the dataset's description below
-        entity = dataset_input(
-            df, name=name, source=source, digest=full_digest, context=context
-        ).dataset
+        record = dataset_record(df, name=name, source=source, digest=full_digest)
+        self.log_dataset_record(
+            run_id, record, digest=full_digest, source=source, context=context
+        )
+        return str(record["digest"])
+
+    def log_dataset_record(
+        self,
+        run_id: str,
+        record: Mapping[str, Any],
+        *,
+        digest: str,
+        source: str,
+        context: str = "training",
+    ) -> None:
+        """Log a dataset input from its description, or record it.
+
+        :param record: the fields of MLflow's ``Dataset`` entity
+            (:func:`~hibayes.tracking.datasets.dataset_record`).
+        :param digest: the table's whole digest (tag ``hibayes.data_digest``).
+        :param source: where it came from (tag ``hibayes.data_source``).
+        """
+        self._check_run(run_id)
         op = {
             "op": "log_dataset",
             "context": context,
-            "dataset": {
-                "name": entity.name,
-                "digest": entity.digest,
-                "source_type": entity.source_type,
-                "source": entity.source,
-                "schema": entity.schema,
-                "profile": entity.profile,
-            },
-            "tags": {"hibayes.data_digest": full_digest, "hibayes.data_source": source},
+            "dataset": dict(record),
+            "tags": {"hibayes.data_digest": digest, "hibayes.data_source": source},
         }
         self._send(op, lambda: self._apply(op))
-        return entity.digest
 
     def log_artifacts(
         self, run_id: str, local_dir: str | Path, artifact_path: str | None = None

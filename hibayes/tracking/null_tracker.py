@@ -107,6 +107,17 @@ class NullTracker:
         """Return ``digest`` (or ``""``) without logging anything."""
         return digest or ""
 
+    def log_dataset_record(
+        self,
+        run_id: str,
+        record: Mapping[str, Any],
+        *,
+        digest: str,
+        source: str,
+        context: str = "training",
+    ) -> None:
+        """Do nothing."""
+
     def log_artifacts(
         self, run_id: str, local_dir: str | Path, artifact_path: str | None = None
     ) -> None:

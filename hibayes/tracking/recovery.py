@@ -6,9 +6,11 @@ RUNNING in the store and its ``.hibayes_run.json`` in its folder
 when the process it names is gone and the store still shows the run RUNNING
 (or never got it), ends the run:
 
-- FINISHED, with its metrics, when the fit's folder holds every output of a
-  finished fit (:func:`finished_metrics`): the process was killed after the work
-  was done (a sweep's fit waiting for its plots, or a store call in flight).
+- FINISHED, with its metrics, tags and dataset input, when the fit's folder
+  holds every output of a finished fit (:func:`finished_fit`; the tags and
+  input from its ``tags.json``, :mod:`hibayes.tracking.closing`): the process
+  was killed after the work was done (a sweep's fit waiting for its plots, or a
+  store call in flight).
   Plots a sweep's worker never finished are drawn again from ``idata.nc``.
 - KILLED otherwise (always for a sweep's parent run), with what is complete on
   disk: the config, the log, a traceback, the outputs written so far.
@@ -34,6 +36,7 @@ from typing import Any
 from hibayes.outputs.contract import ALWAYS, missing_outputs
 from hibayes.system.processes import Liveness
 from hibayes.tracking.base import TrackingError
+from hibayes.tracking.closing import ClosingRecord
 from hibayes.tracking.deferred import PENDING_FILE, RUN_KEY_TAG, DeferringTracker
 from hibayes.tracking.marker import MARKER_FILE, RunMarker
 
@@ -41,7 +44,7 @@ __all__ = [
     "ENDED_BY_TAG",
     "Recovery",
     "find_markers",
-    "finished_metrics",
+    "finished_fit",
     "recover",
 ]
 
@@ -87,11 +90,12 @@ def find_markers(path: Path) -> list[Path]:
     return sorted(found, key=lambda p: (len(p.parts), str(p)))
 
 
-def finished_metrics(out_dir: Path) -> dict[str, Any] | None:
-    """The metrics of a fit whose outputs are all on disk; None if some are missing.
+def finished_fit(out_dir: Path) -> tuple[dict[str, Any], ClosingRecord] | None:
+    """The metrics and closing record of a fit whose outputs are all on disk; None
+    if some are missing.
 
     ``metrics.json`` holds ``time_total_s`` only once ``FitRun.record`` has run,
-    after every output was written; the files are checked too.
+    after every output and ``tags.json`` were written; the files are checked too.
     """
     out_dir = Path(out_dir)
     try:
@@ -104,8 +108,10 @@ def finished_metrics(out_dir: Path) -> dict[str, Any] | None:
     if metrics.get("elpd_loo") is not None:
         needed.append("loo_pointwise.csv")
     try:
-        return None if missing_outputs(out_dir, needed) else metrics
-    except OSError:  # a folder that cannot be read: not known to be finished
+        if missing_outputs(out_dir, needed):
+            return None
+        return metrics, ClosingRecord.read(out_dir)
+    except (OSError, ValueError):  # cannot be read: not known to be finished
         return None
 
 
@@ -156,20 +162,29 @@ def recover(
 def _end(marker: RunMarker, replay: DeferringTracker, logged: set[str]) -> Recovery:
     """Record the closing calls of a cut-off run and send them."""
     out_dir, owner = marker.out_dir, marker.owner
-    metrics = finished_metrics(out_dir) if marker.kind == "fit" else None
-    status = "FINISHED" if metrics is not None else "KILLED"
-    if metrics is not None and marker.plots_deferred and _PLOTTED_METRIC not in metrics:
+    finished = finished_fit(out_dir) if marker.kind == "fit" else None
+    status = "FINISHED" if finished is not None else "KILLED"
+    if (
+        finished is not None
+        and marker.plots_deferred
+        and _PLOTTED_METRIC not in finished[0]
+    ):
         _draw_plots(out_dir)
     replay.reason = f"{owner} was gone before it ended the run"
     run = replay.recorded_run_id
     tags = {ENDED_BY_TAG: f"python -m hibayes.sync: {owner} was gone"}
     if marker.kind == "fit":
         replay.log_artifacts(run, out_dir)
-    if metrics is not None:
+    if finished is not None:
+        metrics, closing = finished
+        # The tags and input the fit gave, or was about to give, its run: sent again
+        # whole, as each call changes nothing the second time.
+        if closing.dataset is not None:
+            replay.log_dataset_record(run, **closing.dataset)
         missing = {k: v for k, v in metrics.items() if k not in logged}
         if missing:
             replay.log_metrics(run, missing)
-        tags["hibayes.converged"] = "yes" if metrics.get("converged") == 1.0 else "no"
+        tags = {**closing.tags, **tags}
     replay.set_tags(run, tags)
     replay.end_run(run, status)
     if not replay.flush():

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -39,6 +40,7 @@ from hibayes.system import interrupts
 from hibayes.system.atomic import write_bytes
 from hibayes.system.background import in_background, preload
 from hibayes.tracking.base import Tracker, TrackingError
+from hibayes.tracking.closing import ClosingRecord
 from hibayes.tracking.job import FitOutcome, JobContext, SweepInfo, read_sweep_info
 from hibayes.tracking.marker import RunMarker
 
@@ -182,28 +184,27 @@ class FitRun:
             "time_total_s": total,
             "ess_bulk_per_s": ess / total,
         }
+        closing = ClosingRecord(
+            {
+                **products.tags,
+                "hibayes.converged": "yes" if metrics.get("converged") == 1.0 else "no",
+                "hibayes.problems": "; ".join(products.problems) or "none",
+            },
+            self._dataset(products),
+        )
+        # Before metrics.json says the fit is done: a run cut off after that point
+        # is closed by hibayes.sync with these tags and this input, as here.
+        closing.write(self.out_dir)
         write_json(metrics, self.out_dir / "metrics.json")
         # Never FINISHED with less than the contract: the plots a sweep's worker
         # draws are checked when it has drawn them (_close_once_plotted).
         plots = [f for f in products.contract if f.startswith("plots/")]
         deferred = plots if self.job.plots is not None else []
         check_outputs(self.out_dir, [f for f in products.contract if f not in deferred])
-        tracker.log_dataset(
-            run_id,
-            products.table,
-            name=Path(products.source).stem,
-            source=products.source,
-            digest=products.data_digest,
-        )
+        if closing.dataset is not None:
+            tracker.log_dataset_record(run_id, **closing.dataset)
         tracker.log_metrics(run_id, metrics)
-        tracker.set_tags(
-            run_id,
-            {
-                **products.tags,
-                "hibayes.converged": "yes" if metrics.get("converged") == 1.0 else "no",
-                "hibayes.problems": "; ".join(products.problems) or "none",
-            },
-        )
+        tracker.set_tags(run_id, closing.tags)
         if self.job.plots is None:
             tracker.log_artifacts(run_id, self.out_dir)
             interrupts.check()  # a signal the fit has not acted on yet: not FINISHED
@@ -335,6 +336,27 @@ class FitRun:
         tracker.end_run(run_id, "FINISHED")
         self._release()
         return settle_uploads(tracker, self.prefix)
+
+    def _dataset(self, products: FitProducts) -> dict[str, Any] | None:
+        """The run's dataset input, described without its rows (``log_dataset_record``'s
+        arguments); ``None`` without an MLflow store, which alone takes one."""
+        from hibayes.tracking import MlflowTracker
+        from hibayes.tracking.datasets import dataset_record
+
+        if not isinstance(self._store, MlflowTracker):
+            return None
+        record = dataset_record(
+            products.table,
+            name=Path(products.source).stem,
+            source=products.source,
+            digest=products.data_digest,
+        )
+        return {
+            "record": record,
+            "digest": products.data_digest,
+            "source": products.source,
+            "context": "training",
+        }
 
     def _release(self) -> None:
         """The run's end is recorded: this process no longer holds it open."""

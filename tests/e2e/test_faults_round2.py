@@ -219,6 +219,69 @@ def test_sweep_runs_every_job_in_its_own_folder(tmp_path):
     assert not (sweep_dir / "1" / "idata.nc").exists()
 
 
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_a_job_failing_before_its_fit_has_a_failed_run_under_the_sweep(
+    tmp_path, launcher
+):
+    """Job 1's runtime section cannot be applied (its JAX cache folder would be under
+    a file), so it fails before its fit opens a run: the sweep names it and exits 1,
+    and the parent holds a FAILED child for it, as for a fit that fails: the reason
+    as hibayes.error, the overrides as params and tag, the traceback. One run a job,
+    and nothing written to the failed job's folder for its run."""
+    (tmp_path / "afile").write_text("in the way")
+    uri, _ = _store(tmp_path)
+    done = run_hibayes(
+        tmp_path,
+        "-m",
+        *SHORT_FIT,
+        uri,
+        "hydra.sweep.dir=sweep",
+        "model.prior_sigma_group_scale=0.4",  # one value: two jobs, not six
+        "runtime.jax_cache_dir=off,afile/cache",
+        *(
+            ["hydra/launcher=joblib", "hydra.launcher.n_jobs=1"]
+            * (launcher == "joblib")
+        ),
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    reason = "NotADirectoryError: [Errno 20] Not a directory: 'afile/cache'"
+    _one_line(done.stderr, "error: 1 of 2 fits failed:\n  ")
+    (listed,) = [line for line in done.stderr.splitlines() if reason in line]
+    assert listed.startswith("  ") and "runtime.jax_cache_dir=afile/cache" in listed
+    client = _client(tmp_path)
+    runs = _check_store(tmp_path)
+    (parent,) = [r for r in runs if "hibayes.n_jobs" in r.data.tags]
+    assert parent.info.status == "FAILED"
+    by_job: dict[str, list] = {}
+    for run in runs:
+        if run is not parent:
+            by_job.setdefault(run.data.tags["hibayes.job_num"], []).append(run)
+    assert {job: len(v) for job, v in by_job.items()} == {"0": 1, "1": 1}
+    (fitted,), (failed,) = by_job["0"], by_job["1"]
+    assert fitted.info.status == "FINISHED"
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert failed.data.tags["hibayes.error"] == reason
+    assert failed.data.tags["hibayes.sweep_id"] == fitted.data.tags["hibayes.sweep_id"]
+    assert failed.data.tags["hibayes.model"] == "two_level_group_binomial"
+    job_dir = tmp_path / "sweep" / "1"
+    assert failed.data.tags["hibayes.output_dir"] == str(job_dir)
+    assert "runtime.jax_cache_dir=afile/cache" in failed.data.tags["hibayes.overrides"]
+    assert failed.data.params["runtime.jax_cache_dir"] == "afile/cache"
+    assert failed.data.params["model.prior_sigma_group_scale"] == "0.4"
+    assert failed.data.params["fit.samples"] == "100"
+    assert failed.info.run_name == fitted.info.run_name == "two_level_group_binomial"
+    assert artifact_files(client, failed.info.run_id) == {"traceback.txt"}
+    text = Path(
+        client.download_artifacts(failed.info.run_id, "traceback.txt", str(tmp_path))
+    ).read_text()
+    assert reason in text
+    if launcher == "basic":  # a worker's exception comes back without its frames
+        assert "configure_compilation_cache" in text
+    assert not (job_dir / "upload_pending.json").exists()
+    assert not (job_dir / "traceback.txt").exists()
+
+
 BRANCHING_MODEL = textwrap.dedent("""
     import numpyro, numpyro.distributions as dist
     from hibayes.model import Model, model

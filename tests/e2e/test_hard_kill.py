@@ -11,9 +11,11 @@ seconds of their parent.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -37,6 +39,29 @@ QUICK_ARGS = (
 )
 KILLED_FILES = {"config.yaml", "fit.log", "overrides.yaml"}
 MARKER = ".hibayes_run.json"
+# Tags that tell two runs of one config apart: where and by whom they ran, and how
+# they were ended. Every other tag of a repaired run equals a normal run's.
+OWN_TAGS = {
+    "hibayes.output_dir",
+    "hibayes.process",
+    "hibayes.run_key",
+    "hibayes.ended_by",  # repaired: ended by sync
+    "hibayes.upload",  # repaired: "synced", its calls replayed
+}
+# What the fit tags its run with at its end (hibayes.fit._fit_tags, the
+# cross-validation's tags, the verdict), and its dataset input's tags.
+CLOSING_TAGS = {
+    "hibayes.chain_method",
+    "hibayes.precision",
+    "hibayes.structure_key",
+    "hibayes.likelihood_rows",
+    "hibayes.cv_method",
+    "hibayes.cv_problems",
+    "hibayes.converged",
+    "hibayes.problems",
+    "hibayes.data_digest",
+    "hibayes.data_source",
+}
 
 
 def _client(workdir: Path):
@@ -71,6 +96,14 @@ def _wait_for(proc: subprocess.Popen, log: Path, done, what: str) -> None:
             proc.wait()
             raise AssertionError(f"never saw {what}:\n{log.read_text()[-3000:]}")
         time.sleep(0.2)
+
+
+def _recorded(out_dir: Path) -> bool:
+    """Whether the fit has written its final metrics.json (FitRun.record has begun)."""
+    try:
+        return "time_total_s" in json.loads((out_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return False
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -194,9 +227,92 @@ def test_sweep_killed_mid_way_ends_parent_and_children_and_its_helpers(tmp_path)
     assert FIT_FILES <= artifact_files(client, done.info.run_id)
     assert {"elpd_loo", "converged", "time_total_s"} <= set(done.data.metrics)
     assert done.data.tags["hibayes.converged"] in ("yes", "no")
+    assert CLOSING_TAGS <= set(done.data.tags)
+    assert len(done.inputs.dataset_inputs) == 1  # sent again by sync: not twice
     assert killed.info.status == "KILLED"
     assert KILLED_FILES <= artifact_files(client, killed.info.run_id)
     for child in (done, killed):
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert not (sweep / "2").exists()
     _check_nothing_left(tmp_path, "sweep")
+
+
+def test_fit_killed_while_closing_its_run_is_finished_by_sync_with_every_tag(
+    tmp_path,
+):
+    """SIGKILL after the fit wrote every output but before the store took its
+    closing calls (another writer holds the SQLite store, as a busy store or a slow
+    server would): sync ends the run FINISHED with the same tags, dataset input and
+    metrics as a normal run of the same config, apart from where, by whom and how
+    each was ended."""
+    args = (*QUICK_ARGS, "fit.samples=300")
+    normal = run_hibayes(
+        tmp_path,
+        *args,
+        "hydra.run.dir=normal",
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+    )
+    assert normal.returncode == 0, normal.stderr[-3000:]
+    client = _client(tmp_path)
+    out = tmp_path / "out"
+    proc, log = _start(tmp_path, *args, "hydra.run.dir=out")
+
+    def opened(_text: str) -> bool:  # the run exists in the store, with its params
+        found = [
+            r
+            for r in all_runs(client)
+            if r.data.tags.get("hibayes.output_dir") == str(out)
+        ]
+        return bool(found and found[0].data.params)
+
+    _wait_for(proc, log, opened, "the run opened with its params")
+    lock = sqlite3.connect(tmp_path / "mlflow.db", isolation_level=None)
+    try:
+        lock.execute("BEGIN IMMEDIATE")  # the fit's next write waits (20 s at most)
+        _wait_for(proc, log, lambda _: _recorded(out), "metrics.json with its total")
+        _kill(proc)
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    (cut,) = [
+        r for r in all_runs(client) if r.data.tags["hibayes.output_dir"] == str(out)
+    ]
+    assert cut.info.status == "RUNNING"
+    assert "hibayes.chain_method" not in cut.data.tags  # only in the fit's memory
+    assert cut.data.metrics == {} and cut.inputs.dataset_inputs == []
+
+    synced = _sync(tmp_path, "out")
+    assert synced.returncode == 0, synced.stderr[-3000:]
+    assert synced.stdout.strip() == (
+        "ended 1 run(s) of killed processes (1 FINISHED), 0 still pending"
+    )
+    runs = {r.data.tags["hibayes.output_dir"]: r for r in all_runs(client)}
+    done, repaired = runs[str(tmp_path / "normal")], runs[str(out)]
+    assert done.info.status == repaired.info.status == "FINISHED"
+    assert f"process {proc.pid} on" in repaired.data.tags["hibayes.ended_by"]
+    assert repaired.data.tags["hibayes.upload"] == "synced"
+    assert set(done.data.tags) | {"hibayes.ended_by", "hibayes.upload"} == set(
+        repaired.data.tags
+    )
+    same = {k: v for k, v in done.data.tags.items() if k not in OWN_TAGS}
+    assert {k: repaired.data.tags[k] for k in same} == same
+    assert CLOSING_TAGS <= set(same)
+    # The values this config gives (QUICK_ARGS: 2 chains on 2+ devices, PSIS, data as is).
+    assert repaired.data.tags["hibayes.chain_method"] == "parallel"
+    assert repaired.data.tags["hibayes.cv_method"] == "psis"
+    assert repaired.data.tags["hibayes.precision"] == "float32"
+    assert repaired.data.tags["hibayes.likelihood_rows"] == "all"
+    assert repaired.data.tags["hibayes.converged"] in ("yes", "no")
+    assert repaired.data.tags["hibayes.data_source"].endswith("llm_evals.csv")
+
+    def inputs(run) -> list[tuple]:
+        return [
+            (d.dataset.name, d.dataset.digest, d.dataset.source, d.dataset.profile)
+            for d in run.inputs.dataset_inputs
+        ]
+
+    assert len(inputs(repaired)) == 1 and inputs(repaired) == inputs(done)
+    assert set(repaired.data.metrics) == set(done.data.metrics)
+    assert repaired.data.metrics["elpd_loo"] == done.data.metrics["elpd_loo"]
+    assert FIT_FILES | {"tags.json"} <= artifact_files(client, repaired.info.run_id)
+    _check_nothing_left(tmp_path, "out")

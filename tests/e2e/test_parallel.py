@@ -180,6 +180,15 @@ def test_joblib_worker_killed_fails_its_job_and_the_sweep_goes_on(
     assert by_job["1"] == ["FINISHED"] and by_job["2"] == ["FINISHED"], by_job
     assert by_job.get("0", ["KILLED"])[0] in {"KILLED", "FAILED"}, by_job
     assert "RUNNING" not in {r.info.status for r in runs}
+    # A run its fit had begun to open (its marker written) is not the sweep's to
+    # create; sync ends it, and job 0 then has one run, never two.
+    synced = run_hibayes(tmp_path, "sweep", module="hibayes.sync")
+    assert synced.returncode == 0, synced.stderr[-3000:]
+    runs, _ = _family(mlflow_server.client(), exp)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert sorted(r.data.tags["hibayes.job_num"] for r in children) == ["0", "1", "2"]
+    (job0,) = [r for r in children if r.data.tags["hibayes.job_num"] == "0"]
+    assert job0.info.status in {"KILLED", "FAILED"}
 
 
 @pytest.mark.slow
