@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
 
+from hibayes.inference.idata import PPC_DRAWS_ATTR
 from hibayes.inference.refit import (
     pointwise_log_likelihood,
     refit_weighted,
@@ -160,20 +161,33 @@ def _mid_pit(
 
 
 def _psis_pit(idata: Any) -> np.ndarray:
-    """PSIS LOO-PIT of every row from the fit's own replicates (NaN if thinned)."""
+    """PSIS LOO-PIT of every row from the fit's own replicates.
+
+    Replicates of a random subset of the draws (``fit.max_predictive_values``)
+    are paired with those draws' log-likelihood (:data:`PPC_DRAWS_ATTR`): a
+    uniform subsample of posterior draws is itself a posterior sample, so PSIS
+    over it is the same estimate with fewer draws. NaN where the pairing is
+    unknown (a posterior predictive group without it).
+    """
     import arviz as az
 
     log_lik = np.asarray(idata.log_likelihood["obs"].values, dtype=np.float64)
     n_rows = log_lik.shape[-1]
+    log_lik = log_lik.reshape(-1, n_rows)
     ppc = idata.get("posterior_predictive")
-    y_rep = None if ppc is None else np.asarray(ppc["obs"].values)
-    if y_rep is None or y_rep.shape[:2] != log_lik.shape[:2]:
-        return np.full(n_rows, np.nan)  # replicates of a subset of draws
+    if ppc is None:
+        return np.full(n_rows, np.nan)
+    y_rep = np.asarray(ppc["obs"].values).reshape(-1, n_rows)
+    if y_rep.shape[0] != log_lik.shape[0]:
+        draws = ppc.attrs.get(PPC_DRAWS_ATTR)
+        if draws is None or np.size(draws) != y_rep.shape[0]:
+            return np.full(n_rows, np.nan)
+        log_lik = log_lik[np.asarray(draws, dtype=np.int64)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        log_w, _ = az.psislw(-log_lik.reshape(-1, n_rows).T)
+        log_w, _ = az.psislw(-log_lik.T)
     y = np.asarray(idata.observed_data["obs"].values).reshape(1, -1)
-    return _mid_pit(y_rep.reshape(-1, n_rows), y, np.asarray(log_w).T)
+    return _mid_pit(y_rep, y, np.asarray(log_w).T)
 
 
 def _thinned(

@@ -50,16 +50,18 @@ class FitResult:
 
 def _posterior_predictive_draws(
     samples: dict, chains: int, draws: int, wanted: int | None, rng: np.random.Generator
-) -> tuple[dict, bool]:
-    """Pick which posterior draws feed the posterior predictive."""
+) -> tuple[dict, np.ndarray | None]:
+    """Pick which posterior draws feed the posterior predictive.
+
+    :return: the draws flattened over (chain, draw), and their flat indices
+        (``None`` when every draw is used).
+    """
     total = chains * draws
     if wanted is None or wanted >= total:
         flat = {k: v.reshape((total,) + v.shape[2:]) for k, v in samples.items()}
-        return flat, True
+        return flat, None
     idx = np.sort(rng.choice(total, size=int(wanted), replace=False))
-    return {
-        k: v.reshape((total,) + v.shape[2:])[idx] for k, v in samples.items()
-    }, False
+    return {k: v.reshape((total,) + v.shape[2:])[idx] for k, v in samples.items()}, idx
 
 
 def _log_likelihood(fn: Callable, latent: dict, program: Program) -> np.ndarray:
@@ -194,7 +196,7 @@ def fit_model(
             f"{n_rows} rows: {ppc_wanted} posterior predictive and {prior_draws} prior draws "
             f"(fit.max_predictive_values={settings.max_predictive_values})"
         )
-    ppc_samples, every_draw = _posterior_predictive_draws(
+    ppc_samples, ppc_draws = _posterior_predictive_draws(
         latent, settings.chains, settings.samples, ppc_wanted, rng
     )
     n_ppc = len(next(iter(ppc_samples.values()))) if ppc_samples else n_draws
@@ -204,7 +206,7 @@ def fit_model(
                 ppc_key, ppc_samples, program.arrays, program.hyper
             )
         )
-    if every_draw:
+    if ppc_draws is None:
         ppc = ppc.reshape((settings.chains, settings.samples) + ppc.shape[1:])
     prior = None
     if prior_draws > 0:
@@ -234,6 +236,7 @@ def fit_model(
             sample_stats=stats,
             log_likelihood=loglik,
             posterior_predictive=ppc,
+            posterior_predictive_draws=ppc_draws,
             prior=prior,
             observed=observed,
             constant_data=constant,

@@ -14,7 +14,11 @@ from hibayes.inference.labels import infer_dims
 if TYPE_CHECKING:  # imported where used: ArviZ takes seconds to import
     import arviz as az
 
-__all__ = ["build_idata", "save_idata", "load_idata"]
+__all__ = ["PPC_DRAWS_ATTR", "build_idata", "save_idata", "load_idata"]
+
+#: Attribute of a thinned ``posterior_predictive`` group: the flat (chain x draw)
+#: indices of the posterior draws its replicates came from, in order.
+PPC_DRAWS_ATTR = "posterior_draws"
 
 
 def _tree_depth(num_steps: np.ndarray) -> np.ndarray:
@@ -59,12 +63,16 @@ def build_idata(
     attrs: Mapping[str, Any],
     log_prior: Mapping[str, np.ndarray] | None = None,
     log_prior_attrs: Mapping[str, str] | None = None,
+    posterior_predictive_draws: np.ndarray | None = None,
 ) -> az.InferenceData:
     """Build InferenceData with every group, axes labelled by category name.
 
     ``posterior``, ``sample_stats`` and ``log_likelihood`` have leading
     (chain, draw) axes; ``posterior_predictive`` is (chain, draw, obs) or
-    (draw, obs) when it was drawn from a thinned posterior; ``prior`` holds
+    (draw, obs) when it was drawn from a thinned posterior, whose flat (chain x
+    draw) indices ``posterior_predictive_draws`` become the group's attribute
+    :data:`PPC_DRAWS_ATTR` (PSIS LOO-PIT pairs each replicate with its draw's
+    log-likelihood); ``prior`` holds
     (draw, ...) arrays including ``obs``; ``log_prior`` holds (chain, draw)
     log densities, one per power-scaled prior site
     (:mod:`hibayes.inference.log_prior`).
@@ -107,6 +115,9 @@ def build_idata(
     idata = az.from_dict(**groups, coords=coords_used, dims=dims)
     for group in ("posterior", "sample_stats"):
         idata[group].attrs.update(safe_attrs)
+    if posterior_predictive_draws is not None and "posterior_predictive" in groups:
+        draws = np.asarray(posterior_predictive_draws, dtype=np.int64)
+        idata.posterior_predictive.attrs[PPC_DRAWS_ATTR] = draws
     if log_prior:
         idata.add_groups(
             {"log_prior": {k: np.asarray(v) for k, v in log_prior.items()}}
