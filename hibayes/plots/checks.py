@@ -245,7 +245,9 @@ def plot_loo_pit(idata: az.InferenceData) -> Figure:
     methods = np.asarray(cv["cv_method"].values).astype(str)
     keep = np.isfinite(pit)
     if not keep.any():
-        raise ValueError("no LOO-PIT values (posterior predictive draws were thinned)")
+        raise ValueError(
+            "no LOO-PIT values (thinned replicates whose posterior draws were not recorded)"
+        )
     pit, n = np.sort(pit[keep]), int(keep.sum())
     grid = np.linspace(0, 1, 201)
     lo, hi = binom.ppf(0.025, n, grid) / n, binom.ppf(0.975, n, grid) / n
