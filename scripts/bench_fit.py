@@ -614,7 +614,8 @@ def categories_case(args: argparse.Namespace, work: Path) -> list[tuple[str, ...
             )
             m = json.loads((run_dir / "metrics.json").read_text())
             after = m["time_predictive_s"] + m["time_outputs_s"]
-            # Cross-validation refits are sampling, not outputs: shown apart.
+            # The cross-validation stage (refits; with cv=psis the per-trial LOO and
+            # LOO-PIT) is shown apart: refits are sampling work, not outputs.
             cv_s = m.get("cv_time_s", 0.0)
             silence = _longest_silence_after_sampling((run_dir / "fit.log").read_text())
             out.append(

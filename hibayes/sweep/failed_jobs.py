@@ -151,10 +151,11 @@ def _record(
     }
     if tag:
         tags["hibayes.tag"] = str(tag)
-    named_by = [o for o in job.overrides if o.split("=", 1)[0] in info.varying]
     tracker = DeferringTracker(store, job.out_dir / PENDING_FILE)
     run_id = tracker.start_run(
-        run_name(name, tag, named_by), tags=tags, parent_run_id=info.parent_run_id
+        run_name(name, tag, info.naming(job.overrides)),
+        tags=tags,
+        parent_run_id=info.parent_run_id,
     )
     tracker.log_params(run_id, values)
     text = "".join(traceback.format_exception(job.error))

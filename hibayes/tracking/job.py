@@ -10,7 +10,7 @@ looks anything up.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,6 +45,10 @@ class SweepInfo:
     name: str
     n_jobs: int
     varying: tuple[str, ...] = ()
+
+    def naming(self, overrides: Sequence[str]) -> list[str]:
+        """The overrides that name a job's run: those of keys that vary between jobs."""
+        return [o for o in overrides if o.split("=", 1)[0] in self.varying]
 
 
 def read_sweep_info(sweep_dir: Path | None) -> SweepInfo | None:

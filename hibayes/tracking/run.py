@@ -86,9 +86,7 @@ class FitRun:
         self.sweep: SweepInfo | None = read_sweep_info(job.sweep_dir)
         named_by = job.overrides
         if self.sweep:  # in a sweep, what differs between jobs names them
-            named_by = [
-                o for o in job.overrides if o.split("=", 1)[0] in self.sweep.varying
-            ]
+            named_by = self.sweep.naming(job.overrides)
         self.name = run_name(str(cfg.model.get("name")), cfg.model.get("tag"), named_by)
         self.prefix = (
             f"[job {job.job_num + 1}/{self.sweep.n_jobs}] "
