@@ -41,6 +41,8 @@ from hibayes.inference.refit import (
 from .batched import convergence_by_fit
 from .folds import CVSettings, assign_folds, folds_digest, group_labels
 from .metrics import Criteria, Thresholds
+from .psis import psislw
+from .summary import relative_ess
 from .trial_loo import trial_loo
 
 if TYPE_CHECKING:
@@ -52,6 +54,8 @@ log = logging.getLogger(__name__)
 
 # Draws per refit behind its LOO-PIT values (see :func:`_thinned`).
 PIT_DRAWS = 1000
+# Rows per block of the PSIS LOO-PIT.
+_PIT_BLOCK = 2048
 
 # The InferenceData group holding the pointwise estimate (saved in idata.nc, so
 # comparisons read the same values the fit reported).
@@ -160,34 +164,42 @@ def _mid_pit(
     return np.sum(w * ((y_rep < y) + 0.5 * (y_rep == y)), axis=0)
 
 
-def _psis_pit(idata: Any) -> np.ndarray:
+def _psis_pit(idata: Any, criteria: Criteria) -> np.ndarray:
     """PSIS LOO-PIT of every row from the fit's own replicates.
 
-    Replicates of a random subset of the draws (``fit.max_predictive_values``)
-    are paired with those draws' log-likelihood (:data:`PPC_DRAWS_ATTR`): a
-    uniform subsample of posterior draws is itself a posterior sample, so PSIS
-    over it is the same estimate with fewer draws. NaN where the pairing is
-    unknown (a posterior predictive group without it).
+    The weights are PSIS-LOO's own (``criteria.log_weights``), not smoothed
+    again. Replicates of a random subset of the draws (``fit.max_predictive_values``)
+    are paired with those draws' weights (:data:`PPC_DRAWS_ATTR`), renormalised:
+    self-normalised importance sampling over a uniform subsample of the draws is
+    the same estimate with fewer draws. NaN where the pairing is unknown (a
+    posterior predictive group without it).
     """
-    import arviz as az
-
-    log_lik = np.asarray(idata.log_likelihood["obs"].values, dtype=np.float64)
-    n_rows = log_lik.shape[-1]
-    log_lik = log_lik.reshape(-1, n_rows)
+    log_lik = idata.log_likelihood["obs"]
+    n_rows = int(log_lik.shape[-1])
     ppc = idata.get("posterior_predictive")
     if ppc is None:
         return np.full(n_rows, np.nan)
     y_rep = np.asarray(ppc["obs"].values).reshape(-1, n_rows)
-    if y_rep.shape[0] != log_lik.shape[0]:
+    n_draws = int(log_lik.shape[0] * log_lik.shape[1])
+    draws = np.arange(n_draws)
+    if y_rep.shape[0] != n_draws:
         draws = ppc.attrs.get(PPC_DRAWS_ATTR)
         if draws is None or np.size(draws) != y_rep.shape[0]:
             return np.full(n_rows, np.nan)
-        log_lik = log_lik[np.asarray(draws, dtype=np.int64)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        log_w, _ = az.psislw(-log_lik.T)
-    y = np.asarray(idata.observed_data["obs"].values).reshape(1, -1)
-    return _mid_pit(y_rep, y, np.asarray(log_w).T)
+        draws = np.asarray(draws, dtype=np.int64).ravel()
+    log_w, weight_row = criteria.log_weights, criteria.weight_row
+    if log_w is None:  # criteria built elsewhere: smooth here
+        flat = np.asarray(log_lik.values, dtype=np.float64).reshape(n_draws, n_rows)
+        log_w, weight_row = psislw(-flat.T, criteria.reff or 1.0)[0], None
+    y = np.asarray(idata.observed_data["obs"].values).reshape(-1)
+    pit = np.empty(n_rows)
+    # Blocks of rows: the weights of every row at once can be gigabytes.
+    for start in range(0, n_rows, _PIT_BLOCK):
+        rows = np.arange(start, min(start + _PIT_BLOCK, n_rows))
+        lw = log_w[rows if weight_row is None else weight_row[rows]][:, draws]
+        lw = lw - logsumexp(lw, axis=1, keepdims=True)
+        pit[rows] = _mid_pit(y_rep[:, rows], y[rows][None, :], lw.T)
+    return pit
 
 
 def _thinned(
@@ -291,7 +303,11 @@ def cross_validate(
     units = list(first_copy.values())
     method = _resolve(settings, len(units))
     elpd_i, row_method = psis_i.copy(), np.full(n_rows, "psis", dtype=object)
-    pit = _psis_pit(result.idata) if method != "kfold" else np.full(n_rows, np.nan)
+    pit = (
+        _psis_pit(result.idata, criteria)
+        if method != "kfold"
+        else np.full(n_rows, np.nan)
+    )
     fold = np.full(n_rows, -1, dtype=np.int64)
     unresolved = np.zeros(n_rows, dtype=bool)
     problems: list[str] = []
@@ -372,7 +388,7 @@ def cross_validate(
         "cv_sampling_s": sampling_s,
         "pareto_k_bad_after": float(unresolved.sum()),
     }
-    metrics.update(_trial_metrics(result))
+    metrics.update(_trial_metrics(result, criteria.reff))
     metrics["cv_time_s"] = time.perf_counter() - start
     pointwise = pd.DataFrame(
         {"elpd_cv_i": elpd_i, "cv_method": row_method, "cv_fold": fold, "loo_pit": pit}
@@ -386,7 +402,7 @@ def cross_validate(
     return CrossValidation(method, metrics, tags, pointwise, problems, folds_frame)
 
 
-def _trial_metrics(result: FitResult) -> dict[str, float]:
+def _trial_metrics(result: FitResult, reff: float | None) -> dict[str, float]:
     """Per-trial LOO of counted data, from the fit's own draws ({} if not counted)."""
     program = result.program
     samples = {
@@ -396,7 +412,10 @@ def _trial_metrics(result: FitResult) -> dict[str, float]:
     if probs is None:
         return {}
     return trial_loo(
-        *probs, program.arrays["obs"], program.arrays["n_total"], result.idata.posterior
+        *probs,
+        program.arrays["obs"],
+        program.arrays["n_total"],
+        relative_ess(result.idata.posterior) if reff is None else reff,
     )
 
 

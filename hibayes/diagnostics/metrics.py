@@ -1,6 +1,7 @@
 """Convergence and predictive-accuracy diagnostics of a fit, as plain numbers.
 
-Pure functions over InferenceData, computed by ArviZ; no I/O and no printing.
+Pure functions over InferenceData, computed by ArviZ (PSIS-LOO with ArviZ's
+arithmetic, vectorised: :mod:`.psis`); no I/O and no printing.
 :func:`diagnose` returns the flat metrics dict that tracking logs, and
 :func:`convergence_failures` says in words why a fit did not converge.
 
@@ -21,6 +22,8 @@ import pandas as pd
 
 from hibayes.errors import InputError
 from hibayes.system.typed import wrong_types
+
+from . import psis
 
 if TYPE_CHECKING:  # ArviZ costs seconds to import; only the functions need it
     import arviz as az
@@ -93,10 +96,20 @@ class Thresholds:
 
 
 class Criteria(NamedTuple):
-    """PSIS-LOO and WAIC of a fit, pointwise (ArviZ ``ELPDData``), or ``None``."""
+    """PSIS-LOO and WAIC of a fit, pointwise (ArviZ ``ELPDData``), or ``None``.
+
+    :param reff: the relative ESS the PSIS used (seconds to compute at 20,000
+        categories: the per-trial LOO reuses it).
+    :param log_weights: PSIS-LOO's normalised smoothed log weights, (weight row,
+        chain x draw); the LOO-PIT reuses them rather than smoothing again.
+    :param weight_row: the weight row of each observation (``None``: its own).
+    """
 
     loo: Any
     waic: Any
+    reff: float | None = None
+    log_weights: np.ndarray | None = None
+    weight_row: np.ndarray | None = None
 
 
 def information_criteria(
@@ -107,34 +120,36 @@ def information_criteria(
     :param row_of: where rows repeat (``fit.collapse_identical_rows``), the
         distinct row each observation is a copy of. Copies have the same
         log-likelihood draws and so the same PSIS weights and pointwise values:
-        ArviZ then smooths each distinct row once (at 200k ordinal rows, 34 s of
+        PSIS then smooths each distinct row once (at 200k ordinal rows, 34 s of
         Python loops become milliseconds) and the totals still add every row.
     """
     import arviz as az
 
     if "log_likelihood" not in idata.groups():
         return Criteria(None, None)
+    reff = _reff(idata)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if row_of is not None:
-            return _criteria_over_distinct_rows(idata, np.asarray(row_of))
+            return _criteria_over_distinct_rows(idata, np.asarray(row_of), reff)
+        loo, log_weights = psis.loo(idata.log_likelihood["obs"], reff)
         return Criteria(
-            az.loo(idata, pointwise=True, scale="log", reff=_reff(idata)),
-            az.waic(idata, pointwise=True, scale="log"),
+            loo, az.waic(idata, pointwise=True, scale="log"), reff, log_weights
         )
 
 
-def _reff(idata: az.InferenceData) -> float | None:
-    """``az.loo``'s relative ESS, computed in blocks (None: ArviZ's own default)."""
+def _reff(idata: az.InferenceData) -> float:
+    """``az.loo``'s relative ESS, computed in blocks (1 without a posterior)."""
     from .summary import relative_ess
 
-    return relative_ess(idata.posterior) if "posterior" in idata.groups() else None
+    return relative_ess(idata.posterior) if "posterior" in idata.groups() else 1.0
 
 
 def _criteria_over_distinct_rows(
-    idata: az.InferenceData, row_of: np.ndarray
+    idata: az.InferenceData, row_of: np.ndarray, reff: float
 ) -> Criteria:
-    """LOO and WAIC from ArviZ on the distinct rows, expanded to every row.
+    """LOO (:func:`.psis.loo`, ArviZ's arithmetic) and WAIC (ArviZ) on the distinct
+    rows, expanded to every row.
 
     The totals are ArviZ's formulas over the expanded pointwise values (sum;
     se = sqrt(n var); p_loo = lppd - elpd_loo; p_waic = sum of variances), so the
@@ -145,12 +160,13 @@ def _criteria_over_distinct_rows(
 
     log_lik = idata.log_likelihood["obs"]
     row_dim = log_lik.dims[2]
-    first = np.unique(row_of, return_index=True)[1]  # one observation per distinct row
+    # One observation per distinct row, and each observation's distinct row.
+    _, first, weight_row = np.unique(row_of, return_index=True, return_inverse=True)
     distinct = az.InferenceData(
         posterior=idata.posterior,
         log_likelihood=idata.log_likelihood.isel({row_dim: first}),
     )
-    loo = az.loo(distinct, pointwise=True, scale="log", reff=_reff(idata))
+    loo, log_weights = psis.loo(distinct.log_likelihood["obs"], reff)
     waic = az.waic(distinct, pointwise=True, scale="log")
     template = log_lik.isel(chain=0, draw=0, drop=True)  # every row, with its coords
 
@@ -194,7 +210,9 @@ def _criteria_over_distinct_rows(
             index=list(result.index),
         )
 
-    return Criteria(rebuilt(loo, full_loo), rebuilt(waic, full_waic))
+    return Criteria(
+        rebuilt(loo, full_loo), rebuilt(waic, full_waic), reff, log_weights, weight_row
+    )
 
 
 def summarize(idata: az.InferenceData) -> pd.DataFrame:
@@ -245,7 +263,7 @@ def _sampling_metrics(
 
 
 def _loo_metrics(criteria: Criteria) -> dict[str, float]:
-    loo, waic = criteria
+    loo, waic = criteria.loo, criteria.waic
     if loo is None:
         return dict.fromkeys(
             (
@@ -335,7 +353,7 @@ def pointwise_loo(
     After :func:`~hibayes.diagnostics.cross_validation.cross_validate`, also
     ``elpd_cv_i``, the method that produced it (``cv_method``) and ``cv_fold``.
     """
-    loo, waic = information_criteria(idata) if criteria is None else criteria
+    loo, waic = (information_criteria(idata) if criteria is None else criteria)[:2]
     if loo is None:
         raise ValueError("pointwise LOO needs a log_likelihood group")
     frame = pd.DataFrame(

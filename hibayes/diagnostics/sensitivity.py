@@ -218,13 +218,14 @@ def _sensitivities(
     """Finite-difference derivative of the CJS distance of each row, per component.
 
     ``weights`` holds, per component, the weights at 1/(1 + delta) and 1 + delta.
-    The rows are sorted once (and once negated) for every component and alpha.
+    The rows are sorted once for every component, alpha and tail.
     """
     # Both tails: the distance of -x catches a change that only the upper tail shows.
-    sorts = []
-    for x in (draws, -draws):
-        order = np.argsort(x, axis=1)
-        sorts.append((np.take_along_axis(x, order, axis=1), order))
+    # -x sorted is x sorted, reversed and negated (tied draws may swap places, which
+    # moves no distance: a tie spans zero width).
+    order = np.argsort(draws, axis=1)
+    x = np.take_along_axis(draws, order, axis=1)
+    sorts = [(x, order), (-x[:, ::-1], order[:, ::-1])]
     out = []
     for pair in weights:
         cjs = [np.fmax(*(_cjs_sorted(x, w[order]) for x, order in sorts)) for w in pair]

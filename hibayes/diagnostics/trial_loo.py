@@ -5,17 +5,14 @@ success of a cell has the same log-likelihood draws (log p) and every failure
 the same (log(1 - p)), hence the same PSIS weights and LOO term. So one PSIS
 per cell and outcome gives the LOO of every trial; the totals weight each term
 by its count. This equals ``az.loo`` on the disaggregated Bernoulli rows
-(``tests/test_cross_validation.py``).
+(``tests/unit/diagnostics/test_cross_validation.py``).
 """
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
-
 import numpy as np
 
-from .summary import relative_ess
+from . import psis
 
 __all__ = ["trial_loo"]
 
@@ -25,7 +22,7 @@ def trial_loo(
     log_q: np.ndarray,
     successes: np.ndarray,
     totals: np.ndarray,
-    posterior: Any,
+    reff: float,
 ) -> dict[str, float]:
     """``elpd_loo_trial``, its SE and the count of trials with a bad Pareto k.
 
@@ -33,9 +30,9 @@ def trial_loo(
     :param log_q: log P(failure) per cell, (chain, draw, cell).
     :param successes: successes per cell.
     :param totals: trials per cell.
-    :param posterior: the fit's posterior group (ArviZ's relative ESS for PSIS).
+    :param reff: the fit's relative ESS for PSIS (:func:`.summary.relative_ess`).
     """
-    import arviz as az
+    import xarray as xr
 
     successes = np.asarray(successes, dtype=np.float64).ravel()
     failures = np.asarray(totals, dtype=np.float64).ravel() - successes
@@ -43,15 +40,8 @@ def trial_loo(
     keep = counts > 0  # an outcome nobody had contributes no trial
     log_lik = np.concatenate([log_p, log_q], axis=2)[:, :, keep]
     counts = counts[keep]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        idata = az.InferenceData(
-            posterior=posterior,
-            log_likelihood=az.from_dict(
-                log_likelihood={"trial": log_lik}
-            ).log_likelihood,
-        )
-        loo = az.loo(idata, pointwise=True, reff=relative_ess(posterior))
+    trials = xr.DataArray(log_lik, dims=("chain", "draw", "trial"))
+    loo, _ = psis.loo(trials, reff, weights=False)
     terms = np.asarray(loo.loo_i.values, dtype=np.float64)
     k = np.asarray(loo.pareto_k, dtype=np.float64)
     n = counts.sum()

@@ -130,7 +130,14 @@ def save_idata(idata: az.InferenceData, path: str | Path) -> Path:
     """Write InferenceData to netCDF; returns the path written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    idata.to_netcdf(str(path))
+    # ArviZ's compress=True is zlib at level 4, which draws of floats barely repay:
+    # a 160 MB log-likelihood (20,000 rows) took 7.1 s for 116 MB. Byte shuffling at
+    # level 1 gave 97 MB in 2.6 s (xarray honours each variable's encoding).
+    for group in idata.groups():
+        for var in idata[group].variables.values():
+            if var.dtype.kind in "biuf":
+                var.encoding.update(zlib=True, complevel=1, shuffle=True)
+    idata.to_netcdf(str(path), compress=False)
     return path
 
 

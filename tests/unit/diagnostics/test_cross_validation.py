@@ -476,8 +476,10 @@ def test_psis_loo_pit_pairs_thinned_replicates_with_their_draws(
     draws = np.asarray(thinned.idata.posterior_predictive.attrs[PPC_DRAWS_ATTR])
     assert draws.size == total // 2
     loaded = load_idata(save_idata(thinned.idata, tmp_path / "idata.nc"))
-    pit = _psis_pit(loaded)
-    np.testing.assert_array_equal(pit, _psis_pit(thinned.idata))
+    pit = _psis_pit(loaded, information_criteria(loaded))
+    np.testing.assert_array_equal(
+        pit, _psis_pit(thinned.idata, information_criteria(thinned.idata))
+    )
     # Monte Carlo sd of a self-normalised importance-sampling probability estimate.
     log_lik = full.idata.log_likelihood["obs"].values.reshape(total, n_rows)[draws]
     with warnings.catch_warnings():
@@ -488,6 +490,37 @@ def test_psis_loo_pit_pairs_thinned_replicates_with_their_draws(
     y = loaded.observed_data["obs"].values.reshape(1, -1)
     below = (y_rep < y) + 0.5 * (y_rep == y)
     mcse = np.sqrt(np.sum(w**2 * (below - pit) ** 2, axis=0))
-    reference = _psis_pit(full.idata)
+    reference = _psis_pit(full.idata, information_criteria(full.idata))
     assert np.all(np.isfinite(pit))
     assert np.all(np.abs(pit - reference) <= 4 * mcse + 0.01), (pit, reference, mcse)
+
+
+def test_psis_loo_pit_reuses_the_loo_weights(shipped_fit):
+    """The LOO-PIT from PSIS-LOO's own weights equals the mid-PIT under
+    ``az.psislw``'s weights of every draw, and a collapsed fit's copies of one row
+    use their distinct row's weights."""
+    from hibayes.diagnostics.cross_validation import _psis_pit
+
+    result, criteria = shipped_fit
+    idata = result.idata
+    assert criteria.log_weights is not None
+    n_rows = idata.observed_data["obs"].size
+    log_lik = idata.log_likelihood["obs"].values.reshape(-1, n_rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        log_w, _ = az.psislw(-log_lik.T.astype(np.float64), criteria.reff)
+    w = np.exp(np.asarray(log_w)).T
+    y_rep = idata.posterior_predictive["obs"].values.reshape(-1, n_rows)
+    y = idata.observed_data["obs"].values.reshape(1, -1)
+    expected = np.sum(w * ((y_rep < y) + 0.5 * (y_rep == y)), axis=0)
+    np.testing.assert_allclose(_psis_pit(idata, criteria), expected, atol=1e-9)
+    # Rows 0 and 1 as copies of one distinct row (weight row 0): row 1's PIT is its
+    # own replicates under row 0's weights.
+    shared = criteria._replace(
+        log_weights=criteria.log_weights[[0]], weight_row=np.zeros(n_rows, dtype=int)
+    )
+    w0 = np.exp(np.asarray(log_w)[0])[:, None]
+    below = (y_rep < y) + 0.5 * (y_rep == y)
+    np.testing.assert_allclose(
+        _psis_pit(idata, shared), np.sum(w0 * below, axis=0), atol=1e-9
+    )
