@@ -320,8 +320,12 @@ def cv_fit(work: Path, cache: Path, *extra: str) -> dict:
     return {"wall": wall, **json.loads((out / "metrics.json").read_text())}
 
 
-def cv_cases(work: Path, repeats: int, add: Any) -> None:
-    """Case 6: what exact cross-validation adds to a fit (the second run of each is warm)."""
+def cv_cases(work: Path, repeats: int, add: Any, adapts: list[str]) -> None:
+    """Case 6: what exact cross-validation adds to a fit (the second run of each is warm).
+
+    One line per ``cv.adapt`` value; their runs alternate round by round, so each
+    line's baseline ran under the same load.
+    """
     cases = [
         (
             "reloo, shipped llm_evals (6 rows, all k bad)",
@@ -339,20 +343,29 @@ def cv_cases(work: Path, repeats: int, add: Any) -> None:
     ]
     for label, extra in cases:
         cache = work / f"cv-cache-{label[:5]}"
-        cv_fit(work, cache, *extra)  # fills the compile cache (fit and refit batch)
-        res = [cv_fit(work, cache, *extra) for _ in range(repeats)]
-        sampling = med([r["time_sampling_s"] for r in res])
-        added = med([r["cv_time_s"] for r in res])
-        add(
-            "6",
-            f"{label}: {int(res[0]['cv_refits'])} refits in one batch, "
-            f"pareto_k_bad_after {med([r['pareto_k_bad_after'] for r in res]):.0f}",
-            compile_s=med([r["cv_compile_s"] for r in res]),
-            sampling_s=sampling,
-            total_s=added,
-            ess_min=f"refits sampled {med([r['cv_sampling_s'] for r in res]):.1f} s",
-            ess_per_s=f"cv adds x{added / sampling:.1f} of one sampling",
-        )
+        runs: dict[str, list[dict]] = {adapt: [] for adapt in adapts}
+        for adapt in adapts:  # fills the compile cache (fit and refit batch)
+            cv_fit(work, cache, *extra, f"cv.adapt={adapt}")
+        for _ in range(repeats):
+            for adapt in adapts:
+                runs[adapt].append(cv_fit(work, cache, *extra, f"cv.adapt={adapt}"))
+        for adapt, res in runs.items():
+            sampling = med([r["time_sampling_s"] for r in res])
+            added = med([r["cv_time_s"] for r in res])
+            refits = med([r["cv_sampling_s"] for r in res])
+            elpds = ", ".join(f"{r['elpd_cv']:.2f}" for r in res)
+            add(
+                "6",
+                f"{label}, cv.adapt={adapt}: {int(res[0]['cv_refits'])} refits in one "
+                f"batch, failed {max(r['cv_refits_failed'] for r in res):.0f}, "
+                f"pareto_k_bad_after {med([r['pareto_k_bad_after'] for r in res]):.0f}, "
+                f"elpd_cv {elpds}",
+                compile_s=med([r["cv_compile_s"] for r in res]),
+                sampling_s=sampling,
+                total_s=added,
+                ess_min=f"refits sampled {refits:.1f} s (x{refits / sampling:.1f})",
+                ess_per_s=f"cv adds x{added / sampling:.1f} of one sampling",
+            )
 
 
 def progress_case(work: Path, data: Path, repeats: int, add: Any) -> None:
@@ -709,6 +722,12 @@ def main() -> None:
         default="",
         help="case 8: more fit overrides, space-separated (e.g. 'cv=psis')",
     )
+    parser.add_argument(
+        "--cv-adapt",
+        default="full,reuse",
+        help="case 6: cv.adapt values to time, alternating (full: before issue 14's "
+        "reuse)",
+    )
     args = parser.parse_args()
     cases = set(args.cases.split(","))
     work = Path(tempfile.mkdtemp(prefix="hibayes-bench-"))
@@ -829,7 +848,7 @@ def main() -> None:
         )
 
     if "6" in cases:
-        cv_cases(work, args.repeats, add)
+        cv_cases(work, args.repeats, add, args.cv_adapt.split(","))
 
     if "3" in cases:
         for rows in [int(r) for r in args.rows.split(",")]:

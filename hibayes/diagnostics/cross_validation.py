@@ -31,6 +31,7 @@ import pandas as pd
 from scipy.special import logsumexp
 
 from hibayes.inference.idata import PPC_DRAWS_ATTR
+from hibayes.inference.kernel import dense_mass
 from hibayes.inference.refit import (
     pointwise_log_likelihood,
     refit_weighted,
@@ -39,7 +40,7 @@ from hibayes.inference.refit import (
 )
 
 from .batched import convergence_by_fit
-from .folds import CVSettings, assign_folds, folds_digest, group_labels
+from .folds import REUSE_WARMUP, CVSettings, assign_folds, folds_digest, group_labels
 from .metrics import Criteria, Thresholds
 from .psis import psislw
 from .summary import relative_ess
@@ -226,17 +227,30 @@ def _run_refits(
 ) -> tuple[list, list, list, float, float]:
     """Sample the batch; per refit the held-out rows' elpd, LOO-PIT and failures."""
     fit = result.settings
+    reuse = settings.adapt == "reuse" and result.adaptation is not None
+    if settings.warmup is not None:
+        warmup = settings.warmup
+    else:
+        warmup = REUSE_WARMUP if reuse else fit.warmup
     refit_settings = replace(
         fit,
-        warmup=fit.warmup if settings.warmup is None else settings.warmup,
+        warmup=warmup,
         samples=fit.samples if settings.samples is None else settings.samples,
+        # The fit's mass matrix shape (dense or not), whatever the refits' warmup.
+        dense_mass=dense_mass(result.program, fit) if reuse else fit.dense_mass,
     )
     # Every refit's chains start at the fit's last draws: near where they end up.
     posterior = result.idata.posterior
     start = {
         k: np.asarray(posterior[k].values)[:, -1] for k in result.program.sites.latent
     }
-    batch = refit_weighted(result.program, refit_settings, weights, start=start)
+    batch = refit_weighted(
+        result.program,
+        refit_settings,
+        weights,
+        start=start,
+        adaptation=result.adaptation if reuse else None,
+    )
     program = result.program
     y = np.asarray(result.idata.observed_data["obs"].values)
     latent = {k: batch.samples[k] for k in program.sites.latent}

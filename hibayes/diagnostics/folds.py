@@ -13,7 +13,9 @@ import pandas as pd
 from hibayes.errors import InputError
 
 __all__ = [
+    "CV_ADAPT",
     "CV_METHODS",
+    "REUSE_WARMUP",
     "CVSettings",
     "CVSettingsError",
     "assign_folds",
@@ -22,6 +24,10 @@ __all__ = [
 ]
 
 CV_METHODS = ("auto", "psis", "reloo", "kfold")
+CV_ADAPT = ("reuse", "full")
+# Step-size warmup per refit chain when refits reuse the fit's adaptation
+# (``cv.adapt: reuse``, ``cv.warmup: null``); see scripts/bench_fit.py case 6.
+REUSE_WARMUP = 200
 
 
 class CVSettingsError(InputError):
@@ -54,8 +60,12 @@ class CVSettings:
         every row is its own group.
     :param stratify_by: column whose levels each fold should mix evenly.
     :param seed: fold assignment seed; ``None``: the fit's seed.
-    :param warmup: warmup iterations per refit chain; ``None``: the fit's. Refits
-        start from the fit's last draws, so they need less warmup than a fit.
+    :param adapt: ``reuse``: each refit chain starts with its fit chain's
+        adapted step size and mass matrix, and a short warmup re-estimates both
+        once; ``full``: NumPyro's whole windowed adaptation again, from scratch.
+    :param warmup: warmup iterations per refit chain; ``None``: the fit's with
+        ``adapt: full``, :data:`REUSE_WARMUP` with ``adapt: reuse``. Refits start
+        from the fit's last draws.
     :param samples: draws per refit chain; ``None``: the fit's.
     """
 
@@ -65,6 +75,7 @@ class CVSettings:
     group_by: tuple[str, ...] = ()
     stratify_by: tuple[str, ...] = ()
     seed: int | None = None
+    adapt: str = "reuse"
     warmup: int | None = None
     samples: int | None = None
 
@@ -72,6 +83,10 @@ class CVSettings:
         if self.method not in CV_METHODS:
             raise CVSettingsError(
                 f"cv.method must be one of {', '.join(CV_METHODS)}, got {self.method!r}"
+            )
+        if self.adapt not in CV_ADAPT:
+            raise CVSettingsError(
+                f"cv.adapt must be one of {', '.join(CV_ADAPT)}, got {self.adapt!r}"
             )
         for key, low in (("max_refits", 0), ("k", 2)):
             value = getattr(self, key)

@@ -33,11 +33,27 @@ from .kernel import EXTRA_FIELDS, nuts_kernel
 from .program import Program
 from .settings import FitSettings
 
-__all__ = ["CHUNKS", "ChunkedSampler", "chain_fns", "chunk_length", "compile_chunked"]
+__all__ = [
+    "ADAPTED_FIELDS",
+    "CHUNKS",
+    "ChunkedSampler",
+    "adapted",
+    "chain_fns",
+    "chunk_length",
+    "compile_chunked",
+]
 
 #: Calls per run: progress in steps of 5% (lines are at every 10%). Each call is a
 #: few tens of microseconds of dispatch and a wait for the slowest chain.
 CHUNKS = 20
+#: What warmup adapted, kept from a chain's last state (NumPyro's ``HMCAdaptState``
+#: names): refits reuse it (:mod:`.refit`).
+ADAPTED_FIELDS = (
+    "step_size",
+    "inverse_mass_matrix",
+    "mass_matrix_sqrt",
+    "mass_matrix_sqrt_inv",
+)
 #: Calls queued beyond the one Python waits for (see :meth:`ChunkedSampler.run`).
 QUEUED_AHEAD = 3
 
@@ -45,6 +61,19 @@ QUEUED_AHEAD = 3
 def chunk_length(iterations: int, chunks: int = CHUNKS) -> int:
     """Iterations per call for a run of ``iterations`` per chain (warmup + draws)."""
     return max(1, math.ceil(int(iterations) / chunks))
+
+
+def adapted(state: Any) -> dict:
+    """The adapted step size and mass matrix of chain states, as host arrays.
+
+    :param state: one ``HMCState`` with a leading chain axis, or a list of them
+        (one per chain, sequential chains).
+    :return: :data:`ADAPTED_FIELDS` -> leaves with a leading chain axis.
+    """
+    if isinstance(state, list):
+        state = jax.tree.map(lambda *xs: jnp.stack(xs), *state)
+    fields = {name: getattr(state.adapt_state, name) for name in ADAPTED_FIELDS}
+    return jax.tree.map(np.asarray, jax.device_get(fields))
 
 
 def chain_fns(program: Program, settings: FitSettings, chunk: int) -> tuple:
@@ -115,6 +144,17 @@ class ChunkedSampler:
 
         :return: ``(samples, extras)`` as host arrays with leading (chain, draw) axes.
         """
+        samples, extras, _ = self.run_adapted(chain_keys, arrays, hyper, on_chunk)
+        return samples, extras
+
+    def run_adapted(
+        self,
+        chain_keys: jax.Array,
+        arrays: dict,
+        hyper: dict,
+        on_chunk: Callable[[int], None] | None = None,
+    ) -> tuple[dict, dict, dict]:
+        """:meth:`run`, and what warmup adapted per chain (:func:`adapted`)."""
         total = self.warmup + self.samples
         state = self.init(chain_keys, arrays, hyper)
         queued: deque = deque()
@@ -141,7 +181,8 @@ class ChunkedSampler:
                 wait_for_oldest()
         while queued:
             wait_for_oldest()
-        return jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *kept)
+        samples, extras = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *kept)
+        return samples, extras, adapted(state)
 
     def _keep(self, out: Any, start: int, steps: int) -> Any:
         """The post-warmup rows of one call's output, on the host."""

@@ -38,6 +38,8 @@ class FitResult:
     :param chain_method: how the chains actually ran.
     :param precision: what JAX computed in, ``float32`` or ``float64``.
     :param timings: seconds: ``compile``, ``sampling``, ``predictive``, ``total``.
+    :param adaptation: each chain's adapted step size and mass matrix
+        (:func:`~.chunks.adapted`), which refits reuse; ``None`` if unknown.
     """
 
     idata: az.InferenceData
@@ -46,6 +48,7 @@ class FitResult:
     chain_method: str
     precision: str = "float32"
     timings: dict[str, float] = field(default_factory=dict)
+    adaptation: dict | None = None
 
 
 def _posterior_predictive_draws(
@@ -165,7 +168,7 @@ def fit_model(
     t0 = time.perf_counter()
     # Every fit samples in the same chunks; only a long one says how far it is.
     lines = SamplingProgress(settings.warmup, settings.samples, say)
-    samples, extras = sampler.chunked.run(
+    samples, extras, adaptation = sampler.chunked.run_adapted(
         chain_keys,
         program.sampled_arrays,
         program.hyper,
@@ -263,4 +266,6 @@ def fit_model(
         "predictive": predictive_s,
         "total": time.perf_counter() - start,
     }
-    return FitResult(idata, program, settings, sampler.chain_method, precision, timings)
+    return FitResult(
+        idata, program, settings, sampler.chain_method, precision, timings, adaptation
+    )

@@ -53,12 +53,20 @@ def dense_mass(program: Program, settings: FitSettings) -> bool:
     )
 
 
-def nuts_kernel(program: Program, settings: FitSettings) -> NUTS:
-    """A NUTS kernel for ``program`` with the fit's settings."""
+def nuts_kernel(
+    program: Program, settings: FitSettings, adapt_mass_matrix: bool = True
+) -> NUTS:
+    """A NUTS kernel for ``program`` with the fit's settings.
+
+    :param adapt_mass_matrix: ``False`` keeps the mass matrix a chain starts with
+        (refits that reuse the fit's, :mod:`.refit`); warmup then adapts the step
+        size only.
+    """
     return NUTS(
         program.fn,
         target_accept_prob=settings.target_accept,
         max_tree_depth=settings.max_tree_depth,
         init_strategy=_INIT[settings.init_strategy],
         dense_mass=dense_mass(program, settings),
+        adapt_mass_matrix=adapt_mass_matrix,
     )

@@ -117,6 +117,7 @@ def test_cv_settings_errors_name_the_key(llm_evals):
         ({"nfolds": 3}, "nfolds"),
         ({"group_by": [1]}, "cv.group_by"),
         ({"seed": "x"}, "cv.seed"),
+        ({"adapt": "partial"}, "cv.adapt"),
     ):
         with pytest.raises(CVSettingsError, match=key):
             CVSettings.from_mapping(values)
