@@ -25,8 +25,9 @@ __all__ = [
 
 CV_METHODS = ("auto", "psis", "reloo", "kfold")
 CV_ADAPT = ("reuse", "full")
-# Step-size warmup per refit chain when refits reuse the fit's adaptation
-# (``cv.adapt: reuse``, ``cv.warmup: null``); see scripts/bench_fit.py case 6.
+# Warmup per refit chain when refits reuse the fit's adaptation (``cv.adapt:
+# reuse``, ``cv.warmup: null``): one mass-matrix window, then the step size
+# (hibayes.inference.refit); README case 6 has the measurements.
 REUSE_WARMUP = 200
 
 
