@@ -21,7 +21,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from . import psis
 from .cross_validation import CV_GROUP
+from .summary import relative_ess
 
 __all__ = ["compare_fits", "comparison_to_csv", "group_by_data", "shared_vars"]
 
@@ -155,12 +157,18 @@ def compare_fits(
     return table
 
 
+def _psis_loo(idata: az.InferenceData) -> az.ELPDData:
+    """PSIS-LOO as the fit computed it (:func:`.psis.loo`, float64), so the PSIS
+    values a comparison shows are the ones the fit logged."""
+    return psis.loo(
+        idata.log_likelihood["obs"], relative_ess(idata.posterior), weights=False
+    )[0]
+
+
 def _cv_values(idata: az.InferenceData) -> tuple[np.ndarray, str, str, float, float]:
     """Pointwise elpd, method, partition, PSIS elpd_loo and lppd of one fit."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        loo = az.loo(idata, pointwise=True)
-    # ArviZ's own lppd (its p_loo is lppd - elpd_loo), so p_cv of a PSIS fit is its p_loo.
+    loo = _psis_loo(idata)
+    # ArviZ's lppd (its p_loo is lppd - elpd_loo), so p_cv of a PSIS fit is its p_loo.
     lppd = float(loo.p_loo) + float(loo.elpd_loo)
     if CV_GROUP not in idata.groups():
         values = np.asarray(loo.loo_i.values, dtype=np.float64).ravel()
@@ -234,9 +242,7 @@ def _unresolved(idata: az.InferenceData) -> int:
     methods = np.asarray(idata[CV_GROUP]["cv_method"].values).astype(str)
     failed = np.char.find(methods, "failed") >= 0
     if str(idata[CV_GROUP].attrs.get("method")) == "psis":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            loo = az.loo(idata, pointwise=True)
+        loo = _psis_loo(idata)
         failed |= np.asarray(loo.pareto_k) > float(loo.good_k)
     return int(failed.sum())
 
