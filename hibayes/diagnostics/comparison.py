@@ -19,7 +19,6 @@ from pathlib import Path
 import arviz as az
 import numpy as np
 import pandas as pd
-import xarray as xr
 
 from . import psis
 from .cross_validation import CV_GROUP
@@ -186,8 +185,6 @@ def _cv_values(idata: az.InferenceData) -> tuple[np.ndarray, str, str, float, fl
 
 def _compare_cv(idatas: Mapping[str, az.InferenceData]) -> pd.DataFrame:
     """ArviZ's stacking comparison on each fit's cross-validated pointwise elpd."""
-    from arviz.stats.stats_utils import ELPDData
-
     per_fit = {name: _cv_values(idata) for name, idata in idatas.items()}
     partitions = {name: v[2] for name, v in per_fit.items()}
     if len(set(partitions.values())) > 1:
@@ -200,31 +197,15 @@ def _compare_cv(idatas: Mapping[str, az.InferenceData]) -> pd.DataFrame:
     elpds = {}
     for name, (values, method, _, _, lppd) in per_fit.items():
         unresolved = _unresolved(idatas[name])
-        elpds[name] = ELPDData(
-            data=[
-                float(values.sum()),
-                float(np.sqrt(values.size * np.var(values))),
-                lppd - float(values.sum()),
-                0,
-                values.size,
-                unresolved > 0,
-                xr.DataArray(values),
-                np.zeros(values.size),
-                "log",
-                0.7,
-            ],
-            index=[
-                "elpd_loo",
-                "se",
-                "p_loo",
-                "n_samples",
-                "n_data_points",
-                "warning",
-                "loo_i",
-                "pareto_k",
-                "scale",
-                "good_k",
-            ],
+        # Cross-validated values, not one posterior's PSIS: no draws and no k of
+        # their own; the warning says whether any row is unresolved.
+        elpds[name] = psis.elpd_data(
+            values,
+            lppd=lppd,
+            n_samples=0,
+            warning=unresolved > 0,
+            pareto_k=np.zeros(values.size),
+            good_k=0.7,
         )
     table = az.compare(elpds, ic="loo", method="stacking")
     table = table.rename(columns={"elpd_loo": "elpd_cv", "p_loo": "p_cv"})

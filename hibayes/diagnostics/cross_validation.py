@@ -42,8 +42,6 @@ from hibayes.inference.refit import (
 from .batched import convergence_by_fit
 from .folds import REUSE_WARMUP, CVSettings, assign_folds, folds_digest, group_labels
 from .metrics import Criteria, Thresholds
-from .psis import psislw
-from .summary import relative_ess
 from .trial_loo import trial_loo
 
 if TYPE_CHECKING:
@@ -182,23 +180,22 @@ def _psis_pit(idata: Any, criteria: Criteria) -> np.ndarray:
         return np.full(n_rows, np.nan)
     y_rep = np.asarray(ppc["obs"].values).reshape(-1, n_rows)
     n_draws = int(log_lik.shape[0] * log_lik.shape[1])
-    draws = np.arange(n_draws)
+    draws = None
     if y_rep.shape[0] != n_draws:
         draws = ppc.attrs.get(PPC_DRAWS_ATTR)
         if draws is None or np.size(draws) != y_rep.shape[0]:
             return np.full(n_rows, np.nan)
         draws = np.asarray(draws, dtype=np.int64).ravel()
     log_w, weight_row = criteria.log_weights, criteria.weight_row
-    if log_w is None:  # criteria built elsewhere: smooth here
-        flat = np.asarray(log_lik.values, dtype=np.float64).reshape(n_draws, n_rows)
-        log_w, weight_row = psislw(-flat.T, criteria.reff or 1.0)[0], None
     y = np.asarray(idata.observed_data["obs"].values).reshape(-1)
     pit = np.empty(n_rows)
     # Blocks of rows: the weights of every row at once can be gigabytes.
     for start in range(0, n_rows, _PIT_BLOCK):
         rows = np.arange(start, min(start + _PIT_BLOCK, n_rows))
-        lw = log_w[rows if weight_row is None else weight_row[rows]][:, draws]
-        lw = lw - logsumexp(lw, axis=1, keepdims=True)
+        lw = log_w[rows if weight_row is None else weight_row[rows]]
+        if draws is not None:  # a subset of the draws: its weights renormalised
+            lw = lw[:, draws]
+            lw = lw - logsumexp(lw, axis=1, keepdims=True)
         pit[rows] = _mid_pit(y_rep[:, rows], y[rows][None, :], lw.T)
     return pit
 
@@ -302,8 +299,11 @@ def cross_validate(
     say = progress or (lambda message: None)
     start = time.perf_counter()
     loo = criteria.loo
-    if loo is None:
-        raise ValueError("cross-validation needs a log_likelihood group")
+    if loo is None or criteria.log_weights is None:
+        raise ValueError(
+            "cross-validation needs a log_likelihood group and its PSIS weights "
+            "(information_criteria)"
+        )
     psis_i = np.asarray(loo.loo_i.values, dtype=np.float64).ravel()
     pareto_k = np.asarray(loo.pareto_k, dtype=np.float64).ravel()
     n_rows = psis_i.size
@@ -416,7 +416,7 @@ def cross_validate(
     return CrossValidation(method, metrics, tags, pointwise, problems, folds_frame)
 
 
-def _trial_metrics(result: FitResult, reff: float | None) -> dict[str, float]:
+def _trial_metrics(result: FitResult, reff: float) -> dict[str, float]:
     """Per-trial LOO of counted data, from the fit's own draws ({} if not counted)."""
     program = result.program
     samples = {
@@ -429,7 +429,7 @@ def _trial_metrics(result: FitResult, reff: float | None) -> dict[str, float]:
         *probs,
         program.arrays["obs"],
         program.arrays["n_total"],
-        relative_ess(result.idata.posterior) if reff is None else reff,
+        reff,
     )
 
 

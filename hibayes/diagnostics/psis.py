@@ -28,7 +28,7 @@ import numpy as np
 if TYPE_CHECKING:
     import xarray as xr
 
-__all__ = ["good_k", "loo", "psislw"]
+__all__ = ["elpd_data", "good_k", "loo", "psislw"]
 
 # ArviZ's prior of the GPD fit (``_gpdfit``): prior_bs and prior_k.
 _PRIOR_BS, _PRIOR_K = 3.0, 10.0
@@ -145,8 +145,6 @@ def loo(
     :return: ArviZ's ``ELPDData`` (same fields and values as ``az.loo``) and the
         normalised smoothed log weights, (observation, chain x draw) flat.
     """
-    from arviz.stats.stats_utils import ELPDData
-
     template = log_lik.isel(chain=0, draw=0, drop=True)
     values = np.asarray(log_lik.values)
     n_samples = values.shape[0] * values.shape[1]
@@ -162,20 +160,59 @@ def loo(
         lppd_i[cols] = _logsumexp(block)[:, 0] - np.log(n_samples)
         if log_w is not None:
             log_w[cols] = lw
-    elpd = float(loo_i.sum())
     threshold = good_k(n_samples)
-    result = ELPDData(
+    result = elpd_data(
+        loo_i,
+        lppd=float(lppd_i.sum()),
+        n_samples=n_samples,
+        warning=bool(np.any(k > threshold)),
+        pareto_k=k,
+        good_k=threshold,
+        template=template,
+    )
+    return result, log_w
+
+
+def elpd_data(
+    loo_i: np.ndarray,
+    lppd: float,
+    n_samples: int,
+    warning: bool,
+    pareto_k: np.ndarray,
+    good_k: float,
+    template: xr.DataArray | None = None,
+) -> Any:
+    """``az.loo``'s result (``ELPDData``, log scale, pointwise) from pointwise values.
+
+    The totals are ArviZ's: elpd = sum, se = sqrt(n var), p_loo = lppd - elpd.
+
+    :param template: a DataArray over the observations whose dims and coords the
+        pointwise values take (``None``: a plain dimension).
+    """
+    import xarray as xr
+    from arviz.stats.stats_utils import ELPDData
+
+    loo_i = np.asarray(loo_i, dtype=np.float64).ravel()
+    pareto_k = np.asarray(pareto_k, dtype=np.float64).ravel()
+    if template is None:
+        template = xr.DataArray(np.empty(loo_i.size))
+
+    def pointwise(values: np.ndarray, name: str) -> xr.DataArray:
+        return template.copy(data=values.reshape(template.shape)).rename(name)
+
+    elpd = float(loo_i.sum())
+    return ELPDData(
         data=[
             elpd,
-            float((n_obs * np.var(loo_i)) ** 0.5),
-            float(lppd_i.sum()) - elpd,
+            float((loo_i.size * np.var(loo_i)) ** 0.5),
+            lppd - elpd,
             n_samples,
-            n_obs,
-            bool(np.any(k > threshold)),
-            template.copy(data=loo_i.reshape(template.shape)).rename("loo_i"),
-            template.copy(data=k.reshape(template.shape)).rename("pareto_shape"),
+            loo_i.size,
+            warning,
+            pointwise(loo_i, "loo_i"),
+            pointwise(pareto_k, "pareto_shape"),
             "log",
-            threshold,
+            good_k,
         ],
         index=[
             "elpd_loo",
@@ -190,4 +227,3 @@ def loo(
             "good_k",
         ],
     )
-    return result, log_w

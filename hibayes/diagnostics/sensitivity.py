@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .psis import good_k
+
 if TYPE_CHECKING:
     import arviz as az
 
@@ -273,7 +275,7 @@ def sensitivity(
         for i in range(2)
     )
     k_prior, k_lik = float(np.max(k_prior)), float(np.max(k_lik))
-    k_threshold = min(1 - 1 / np.log10(n_draws), 0.7)
+    k_threshold = good_k(n_draws)
     table = pd.DataFrame(
         {
             "parameter": labels,

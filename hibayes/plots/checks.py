@@ -159,8 +159,7 @@ def plot_pareto_k(idata: az.InferenceData, loo: Any = None) -> Figure:
         with _quiet():
             loo = az.loo(idata, pointwise=True)
     khat = np.asarray(loo.pareto_k.values)
-    n_draws = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
-    good_k = min(1 - 1 / np.log10(n_draws), 0.7)
+    good_k, n_draws = float(loo.good_k), int(loo.n_samples)
     fig = Figure(figsize=(9, 4), layout="constrained")
     ax = fig.add_subplot()
     with _quiet():
