@@ -48,6 +48,9 @@ __all__ = [
 # Distinguishes refit keys from the fit's own (same seed, independent draws).
 _REFIT_STREAM = 7919
 _REFITS: dict[tuple, Callable] = {}
+# Padding refits weigh every row more than any refit can (a left-out row is 0,
+# a kept one 1, a collapsed row its count): recognisable inside the compiled call.
+_PADDING_WEIGHT = 1e30
 _COMPILES = {"count": 0}
 
 
@@ -193,7 +196,13 @@ def _compile(
     hyper, adaptation[chain])``."""
     one = _weighted_chain(program, settings, reuse=adaptation is not None)
     if method == "vectorized":  # accelerators: every refit in lock-step
-        batched = jax.vmap(one, in_axes=(0, 0, None, None, None, None))
+
+        def sane(key: jax.Array, w: jax.Array, *rest: object) -> tuple[dict, dict]:
+            # In lock-step a padding refit is sampled too: with unit weights, a
+            # posterior as easy as the fit's, so it never slows the batch.
+            return one(key, jnp.where(w >= _PADDING_WEIGHT, 1.0, w), *rest)
+
+        batched = jax.vmap(sane, in_axes=(0, 0, None, None, None, None))
     else:
         # CPU: each chain's device runs the refits one after another. Under vmap
         # every NUTS iteration waits for the longest trajectory of the batch and
@@ -206,10 +215,22 @@ def _compile(
             hyper: dict,
             adaptation: dict | None,
         ) -> tuple[dict, dict]:
-            return jax.lax.map(
-                lambda kw: one(kw[0], kw[1], init, arrays, hyper, adaptation),
-                (keys, weights),
-            )
+            def refit(key: jax.Array, w: jax.Array) -> tuple[dict, dict]:
+                return one(key, w, init, arrays, hyper, adaptation)
+
+            shapes = jax.eval_shape(refit, keys[0], weights[0])
+
+            def refit_unless_padding(kw: tuple) -> tuple[dict, dict]:
+                # A padding refit (no weight below 1: nothing left out) only
+                # shares the executable: skipped, its draws are dropped anyway.
+                # A real branch here, unlike under vmap.
+                return jax.lax.cond(
+                    jnp.all(kw[1] >= _PADDING_WEIGHT),
+                    lambda: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes),
+                    lambda: refit(*kw),
+                )
+
+            return jax.lax.map(refit_unless_padding, (keys, weights))
 
     # Per chain: keys, start and adaptation; shared: weights, data, hyperparameters.
     axes = (0, None, 0, None, None, 0)
@@ -300,7 +321,8 @@ def refit_weighted(
     :param start: site -> one draw per chain (leading chain axis) where each
         refit's chains start, e.g. the fit's last draws; ``None``: the fit's
         init strategy.
-    :param pad: pad the batch to :func:`batch_size` refits (extra ones dropped).
+    :param pad: pad the batch to :func:`batch_size` refits (extra ones skipped where
+        the refits run one after another, and dropped).
     :param adaptation: the fit's adapted step size and mass matrix per chain
         (:attr:`~.fit.FitResult.adaptation`): each refit chain starts with its
         chain's, and ``settings.warmup`` re-estimates them once
@@ -308,10 +330,13 @@ def refit_weighted(
     :return: the refits' draws, leading (refit, chain, draw) axes.
     """
     n_wanted = int(np.shape(row_weights)[0])
+    weights = sampling_weights(program, row_weights)
     if pad and batch_size(n_wanted) > n_wanted:
-        extra = np.ones((batch_size(n_wanted) - n_wanted, np.shape(row_weights)[1]))
-        row_weights = np.concatenate([np.asarray(row_weights), extra])
-    weights = jnp.asarray(sampling_weights(program, row_weights))
+        extra = np.full(
+            (batch_size(n_wanted) - n_wanted, weights.shape[1]), _PADDING_WEIGHT
+        )
+        weights = np.concatenate([weights, extra.astype(weights.dtype)])
+    weights = jnp.asarray(weights)
     arrays = {k: v for k, v in program.sampled_arrays.items() if k != ROW_WEIGHTS}
     n_refits = int(weights.shape[0])
     init = (

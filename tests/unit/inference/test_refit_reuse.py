@@ -19,6 +19,7 @@ from hibayes.inference import FitSettings, fit_model
 from hibayes.inference.collapse import ROW_WEIGHTS
 from hibayes.inference.kernel import EXTRA_FIELDS
 from hibayes.inference.refit import (
+    _PADDING_WEIGHT,
     _REFIT_STREAM,
     _unconstrained_start,
     refit_compiles,
@@ -142,6 +143,39 @@ def test_adaptation_is_traced_one_compile_for_every_fit(group_data):
         np.testing.assert_array_equal(
             step, np.broadcast_to(result.adaptation["step_size"], step.shape)
         )
+
+
+def test_padding_refits_are_skipped_and_leave_the_others_alone(group_data):
+    result = _fit(group_data, 0)
+    n_rows = np.size(result.program.arrays["obs"])
+    weights = np.ones((3, n_rows))
+    weights[[0, 1, 2], [0, 1, 2]] = 0.0
+    padded = weights.copy()
+    padded[2] = _PADDING_WEIGHT  # what refit_weighted pads a batch with
+    full, part = (
+        refit_weighted(
+            result.program,
+            FIXED,
+            w,
+            start=_start(result),
+            pad=False,
+            adaptation=result.adaptation,
+        )
+        for w in (weights, padded)
+    )
+    # Same batch size, so the same keys: the real refits are unchanged...
+    for site, draws in full.samples.items():
+        np.testing.assert_array_equal(part.samples[site][:2], draws[:2])
+    # ...and the padding was never sampled (a refit takes at least one step a draw).
+    assert np.all(full.extras["num_steps"][2] > 0)
+    assert np.all(part.extras["num_steps"][2] == 0)
+    (five,) = {
+        v.shape[0]
+        for v in refit_weighted(
+            result.program, FIXED, weights[[0, 1, 2, 0, 1]], start=_start(result)
+        ).samples.values()
+    }
+    assert five == 5  # padded to 6 in the call, the padding dropped
 
 
 @pytest.mark.slow
