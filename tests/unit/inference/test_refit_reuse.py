@@ -145,17 +145,20 @@ def test_adaptation_is_traced_one_compile_for_every_fit(group_data):
         )
 
 
-def test_padding_refits_are_skipped_and_leave_the_others_alone(group_data):
+@pytest.mark.parametrize("method", ["sequential", "parallel", "vectorized"])
+def test_padding_refits_leave_the_others_alone(group_data, method):
+    """Refits in turn skip a padding refit; in lock-step it samples the full data."""
     result = _fit(group_data, 0)
+    settings = replace(FIXED, chain_method=method)
     n_rows = np.size(result.program.arrays["obs"])
     weights = np.ones((3, n_rows))
-    weights[[0, 1, 2], [0, 1, 2]] = 0.0
+    weights[[0, 1], [0, 1]] = 0.0  # the third refit keeps every row
     padded = weights.copy()
     padded[2] = _PADDING_WEIGHT  # what refit_weighted pads a batch with
     full, part = (
         refit_weighted(
             result.program,
-            FIXED,
+            settings,
             w,
             start=_start(result),
             pad=False,
@@ -163,16 +166,20 @@ def test_padding_refits_are_skipped_and_leave_the_others_alone(group_data):
         )
         for w in (weights, padded)
     )
-    # Same batch size, so the same keys: the real refits are unchanged...
+    assert full.chain_method == method
+    # Same batch size, so the same keys: the real refits are unchanged.
     for site, draws in full.samples.items():
         np.testing.assert_array_equal(part.samples[site][:2], draws[:2])
-    # ...and the padding was never sampled (a refit takes at least one step a draw).
-    assert np.all(full.extras["num_steps"][2] > 0)
-    assert np.all(part.extras["num_steps"][2] == 0)
+    assert np.all(full.extras["num_steps"][2] > 0)  # at least one step a draw
+    if method == "vectorized":  # sampled with unit weights, not weights of 1e30
+        for site, draws in full.samples.items():
+            np.testing.assert_array_equal(part.samples[site][2], draws[2])
+    else:  # one refit after another: never sampled
+        assert np.all(part.extras["num_steps"][2] == 0)
     (five,) = {
         v.shape[0]
         for v in refit_weighted(
-            result.program, FIXED, weights[[0, 1, 2, 0, 1]], start=_start(result)
+            result.program, settings, weights[[0, 1, 2, 0, 1]], start=_start(result)
         ).samples.values()
     }
     assert five == 5  # padded to 6 in the call, the padding dropped
