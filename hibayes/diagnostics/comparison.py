@@ -164,9 +164,11 @@ def _psis_loo(idata: az.InferenceData) -> az.ELPDData:
     )[0]
 
 
-def _cv_values(idata: az.InferenceData) -> tuple[np.ndarray, str, str, float, float]:
-    """Pointwise elpd, method, partition, PSIS elpd_loo and lppd of one fit."""
-    loo = _psis_loo(idata)
+def _cv_values(
+    idata: az.InferenceData, loo: az.ELPDData
+) -> tuple[np.ndarray, str, str, float, float]:
+    """Pointwise elpd, method, partition, PSIS elpd_loo and lppd of one fit (``loo``
+    its PSIS-LOO)."""
     # ArviZ's lppd (its p_loo is lppd - elpd_loo), so p_cv of a PSIS fit is its p_loo.
     lppd = float(loo.p_loo) + float(loo.elpd_loo)
     if CV_GROUP not in idata.groups():
@@ -185,7 +187,8 @@ def _cv_values(idata: az.InferenceData) -> tuple[np.ndarray, str, str, float, fl
 
 def _compare_cv(idatas: Mapping[str, az.InferenceData]) -> pd.DataFrame:
     """ArviZ's stacking comparison on each fit's cross-validated pointwise elpd."""
-    per_fit = {name: _cv_values(idata) for name, idata in idatas.items()}
+    loos = {name: _psis_loo(idata) for name, idata in idatas.items()}
+    per_fit = {name: _cv_values(idata, loos[name]) for name, idata in idatas.items()}
     partitions = {name: v[2] for name, v in per_fit.items()}
     if len(set(partitions.values())) > 1:
         listed = ", ".join(f"'{n}': {p}" for n, p in partitions.items())
@@ -196,7 +199,7 @@ def _compare_cv(idatas: Mapping[str, az.InferenceData]) -> pd.DataFrame:
         )
     elpds = {}
     for name, (values, method, _, _, lppd) in per_fit.items():
-        unresolved = _unresolved(idatas[name])
+        unresolved = _unresolved(idatas[name], loos[name])
         # Cross-validated values, not one posterior's PSIS: no draws and no k of
         # their own; the warning says whether any row is unresolved.
         elpds[name] = psis.elpd_data(
@@ -216,14 +219,14 @@ def _compare_cv(idatas: Mapping[str, az.InferenceData]) -> pd.DataFrame:
     return table
 
 
-def _unresolved(idata: az.InferenceData) -> int:
-    """Rows whose cross-validated value is not trustworthy (a failed refit, bad k)."""
+def _unresolved(idata: az.InferenceData, loo: az.ELPDData) -> int:
+    """Rows whose cross-validated value is not trustworthy (a failed refit, bad k);
+    ``loo`` is the fit's PSIS-LOO."""
     if CV_GROUP not in idata.groups():
         return 0
     methods = np.asarray(idata[CV_GROUP]["cv_method"].values).astype(str)
     failed = np.char.find(methods, "failed") >= 0
     if str(idata[CV_GROUP].attrs.get("method")) == "psis":
-        loo = _psis_loo(idata)
         failed |= np.asarray(loo.pareto_k) > float(loo.good_k)
     return int(failed.sum())
 

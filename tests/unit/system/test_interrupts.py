@@ -47,11 +47,9 @@ def _signal_inside_a_gc_callback() -> list[str]:
 def test_an_interrupt_dropped_by_a_gc_callback_is_delivered_again(installed):
     # Seen in CI: a sweep sent SIGTERM while JAX's gc callback ran, then slept in
     # the model for ten minutes with the interrupt lost.
-    started = time.monotonic()
     with pytest.raises(KeyboardInterrupt, match="signal 15"):
         assert _signal_inside_a_gc_callback() == ["signalled"]
-        time.sleep(30)  # only a second delivery ends this
-    assert time.monotonic() - started < 30
+        time.sleep(30)  # only a second delivery ends this: no raise, no pass
     assert interrupts.pending() == signal.SIGTERM  # not yet handled by anyone
 
 
