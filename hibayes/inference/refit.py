@@ -4,12 +4,13 @@ A row left out of a fit is a likelihood weight of 0 (:class:`~.collapse.WeightOb
 The weights enter the compiled sampler as a traced argument, so every refit of
 one structure runs the same executable: :func:`refit_weighted` runs the
 single-chain NUTS over a batch of weight vectors (one per refit) in one compiled
-call, with the chains as the fit runs them. With vectorized chains (GPU) the
-refits are vmapped too; with parallel chains (CPU host devices) each chain's
-device maps over the refits (``lax.map``), chains x refits spread over the
-devices. Nothing is compiled again for the next batch of the same size, the
-next prior of a sweep, or the next seed; batches are padded to a few sizes
-(:func:`batch_size`) so that fits with different numbers of refits share one.
+call. Every chain of every refit is one lane of a vmapped NUTS, in lock-step; on
+CPU the lanes are split over the chains' host devices, on an accelerator they
+share it (``fit.chain_method=sequential`` runs them in turn instead). Nothing is
+compiled or traced again for the next batch of the same size, the next prior of
+a sweep, the next seed, or the next process (:mod:`.exported`); batches are
+padded to a few sizes (:func:`batch_size`) so that fits with different numbers
+of refits share one.
 
 A refit's posterior differs from the fit's by one row or one fold, so its chains
 can start with the fit's adapted step size and mass matrix (``adaptation``, per
@@ -20,6 +21,7 @@ NumPyro's full windowed adaptation from a unit mass matrix.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .collapse import ROW_WEIGHTS
+from .exported import computation_digest, load_or_export
 from .kernel import EXTRA_FIELDS, nuts_kernel
 from .program import Program
 from .sampler import _one_chain, _sampler_key, resolve_chain_method, to_numpy
@@ -182,97 +185,170 @@ def _weighted_chain(
     return run
 
 
+def _model_digest(program: Program, weights: jax.Array) -> str:
+    """What the refits read of the model: its prior draw, log density and constraints."""
+    from numpyro.handlers import seed, trace
+    from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
+
+    fn = program.fn
+
+    def computation(key: jax.Array, arrays: dict, hyper: dict) -> tuple:
+        args = (arrays, hyper)
+        sites = trace(seed(fn, key)).get_trace(*args)
+        params = {
+            name: site["value"]
+            for name, site in sites.items()
+            if site["type"] == "sample" and not site["is_observed"]
+        }
+        z = unconstrain_fn(fn, args, {}, params)
+        energy = potential_energy(fn, args, {}, z)
+        return energy, constrain_fn(fn, args, {}, z, return_deterministic=True)
+
+    arrays = {**program.sampled_arrays, ROW_WEIGHTS: weights[0]}
+    return computation_digest(computation, jax.random.PRNGKey(0), arrays, program.hyper)
+
+
 def _compile(
     program: Program,
     settings: FitSettings,
     method: str,
-    keys: jax.Array,
-    weights: jax.Array,
-    init: dict,
-    arrays: dict,
-    adaptation: dict | None,
+    args: tuple,
 ) -> Callable:
     """Compile ``run(keys[chain, refit], weights[refit, row], init[chain], arrays,
-    hyper, adaptation[chain])``."""
-    one = _weighted_chain(program, settings, reuse=adaptation is not None)
-    if method == "vectorized":  # accelerators: every refit in lock-step
+    hyper, adaptation[chain])`` for arguments shaped like ``args``; its draws have
+    leading (chain, refit) axes.
 
-        def sane(key: jax.Array, w: jax.Array, *rest: object) -> tuple[dict, dict]:
-            # In lock-step a padding refit is sampled too: with unit weights, a
-            # posterior as easy as the fit's, so it never slows the batch.
-            return one(key, jnp.where(w >= _PADDING_WEIGHT, 1.0, w), *rest)
+    The trace is kept across processes (:mod:`.exported`): tracing NUTS under
+    vmap costs more than the refits it batches, and a new process would repeat it.
+    """
+    one = _weighted_chain(program, settings, reuse=args[-1] is not None)
+    identity = {
+        "function": f"refit-{method}",
+        "sampler": _sampler_key(program, settings, method),
+        "padding": _PADDING_WEIGHT,
+        "model": _model_digest(program, args[1]),
+    }
+    if method == "sequential":
+        return _in_turn(one, identity, args)
+    return _lock_step(one, identity, _lane_devices(settings.chains, method), args)
 
-        batched = jax.vmap(sane, in_axes=(0, 0, None, None, None, None))
-    else:
-        # CPU: each chain's device runs the refits one after another. Under vmap
-        # every NUTS iteration waits for the longest trajectory of the batch and
-        # computes masked steps for the others: x2 per refit measured here.
-        def batched(
-            keys: jax.Array,
-            weights: jax.Array,
-            init: dict,
-            arrays: dict,
-            hyper: dict,
-            adaptation: dict | None,
-        ) -> tuple[dict, dict]:
-            def refit(key: jax.Array, w: jax.Array) -> tuple[dict, dict]:
-                return one(key, w, init, arrays, hyper, adaptation)
 
-            # The skip's zeros need the refit's output shapes: a second trace of
-            # the chain, which adds about 0.3 s to loading the batch in a fresh
-            # process (0.73 -> 1.0 s, shipped reloo); a skipped refit saves its
-            # whole sampling (1-2 s for the 6th of 5 folds).
-            shapes = jax.eval_shape(refit, keys[0], weights[0])
+def _lock_step(one: Callable, identity: dict, devices: list, args: tuple) -> Callable:
+    """Every chain of every refit as one lane of a vmapped NUTS, lanes split over devices.
 
-            def refit_unless_padding(kw: tuple) -> tuple[dict, dict]:
-                # A padding refit (no weight below 1: nothing left out) only
-                # shares the executable: skipped, its draws are dropped anyway.
-                # A real branch here, unlike under vmap.
-                return jax.lax.cond(
-                    jnp.all(kw[1] >= _PADDING_WEIGHT),
-                    lambda: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes),
-                    lambda: refit(*kw),
-                )
+    Each step of a lane waits for the batch's longest trajectory, yet on these
+    small models one XLA CPU operation costs about as much for 24 lanes as for
+    one: on the shipped reloo 24 lanes took 1.3 CPU-s against 3.3 for the same
+    refits in turn. The lanes are split over ``devices`` with ``shard_map``, so
+    each device runs its own loop and waits only for its own lanes.
+    """
+    from jax.sharding import Mesh, PartitionSpec
 
-            return jax.lax.map(refit_unless_padding, (keys, weights))
+    mesh = Mesh(np.array(devices), ("lane",))
 
-    # Per chain: keys, start and adaptation; shared: weights, data, hyperparameters.
-    axes = (0, None, 0, None, None, 0)
-    args = (keys, weights, init, arrays, program.hyper, adaptation)
-    if method == "parallel":
-        devices = jax.local_devices()[: settings.chains]
-        return jax.pmap(batched, in_axes=axes, devices=devices).lower(*args).compile()
-    if method == "vectorized":
-        return jax.jit(jax.vmap(batched, in_axes=axes)).lower(*args).compile()
+    def sane(key: jax.Array, w: jax.Array, *rest: object) -> tuple[dict, dict]:
+        # A padding refit is sampled too, with unit weights: a posterior as easy as
+        # the fit's, so it never slows the batch.
+        return one(key, jnp.where(w >= _PADDING_WEIGHT, 1.0, w), *rest)
 
-    def chain(tree: dict | None, c: int) -> dict | None:
-        return jax.tree.map(lambda v: v[c], tree)
-
-    single = (
-        jax.jit(batched)
-        .lower(
-            keys[0],
-            weights,
-            chain(init, 0),
-            arrays,
-            program.hyper,
-            chain(adaptation, 0),
-        )
-        .compile()
+    split, whole = PartitionSpec("lane"), PartitionSpec()
+    spread = jax.shard_map(
+        jax.vmap(sane, in_axes=(0, 0, 0, None, None, 0)),
+        mesh=mesh,
+        in_specs=(split, split, split, whole, whole, split),
+        out_specs=split,
+        # NumPyro's loops start from values no one device owns (its init carry).
+        check_vma=False,
     )
+    n_chains, n_refits = args[0].shape[:2]
 
-    def run(
+    def as_lanes(args: tuple) -> tuple:
+        # lane = chain * n_refits + refit: each chain's key, start and adaptation
+        # for each of its refits, each refit's weights for every chain.
+        keys, weights, init, arrays, hyper, adaptation = args
+
+        def per_lane(tree: dict | None) -> dict | None:
+            return jax.tree.map(lambda v: jnp.repeat(v, n_refits, axis=0), tree)
+
+        return (
+            keys.reshape(n_chains * n_refits, *keys.shape[2:]),
+            jnp.tile(weights, (n_chains, 1)),
+            per_lane(init),
+            arrays,
+            hyper,
+            per_lane(adaptation),
+        )
+
+    compiled = load_or_export(spread, as_lanes(args), identity, mesh=mesh)
+
+    def run(*args: object) -> tuple[dict, dict]:
+        out = compiled(*as_lanes(args))
+        return jax.tree.map(lambda v: v.reshape(n_chains, n_refits, *v.shape[1:]), out)
+
+    return run
+
+
+def _lane_devices(chains: int, method: str) -> list:
+    """The devices lock-step lanes are split over: one per core, at most one per chain.
+
+    Measured on the shipped reloo (24 lanes, 2 cores): 1.0 s on 2 devices, 1.0-1.2
+    s on 1 and 1.3-1.5 s on 4 (more devices than cores only adds switching). The
+    count divides the chains, so every device gets the same number of lanes. An
+    accelerator (``vectorized``) takes every lane itself.
+    """
+    if method != "parallel":
+        return jax.local_devices()[:1]
+    cores = min(os.cpu_count() or 1, chains, jax.local_device_count())
+    count = max(d for d in range(1, cores + 1) if chains % d == 0)
+    return jax.local_devices()[:count]
+
+
+def _in_turn(one: Callable, identity: dict, args: tuple) -> Callable:
+    """Each chain runs its refits one after another (``lax.map``), chains in turn.
+
+    For ``fit.chain_method=sequential``: one refit's memory at a time.
+    """
+
+    def batched(
         keys: jax.Array,
         weights: jax.Array,
-        init: dict,
+        init: dict | None,
         arrays: dict,
         hyper: dict,
         adaptation: dict | None,
     ) -> tuple[dict, dict]:
-        outs = [
-            single(k, weights, chain(init, c), arrays, hyper, chain(adaptation, c))
-            for c, k in enumerate(keys)
-        ]
+        def refit(key: jax.Array, w: jax.Array) -> tuple[dict, dict]:
+            return one(key, w, init, arrays, hyper, adaptation)
+
+        # The skip's zeros need the refit's output shapes: a second trace of the
+        # chain, paid once (the trace is stored across processes).
+        shapes = jax.eval_shape(refit, keys[0], weights[0])
+
+        def refit_unless_padding(kw: tuple) -> tuple[dict, dict]:
+            # A padding refit (no weight below 1: nothing left out) only shares
+            # the executable: skipped, its draws are dropped anyway. A real
+            # branch here, unlike under vmap.
+            return jax.lax.cond(
+                jnp.all(kw[1] >= _PADDING_WEIGHT),
+                lambda: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes),
+                lambda: refit(*kw),
+            )
+
+        return jax.lax.map(refit_unless_padding, (keys, weights))
+
+    def chain(args: tuple, c: int) -> tuple:
+        # keys, init and adaptation are per chain; weights, data and hyper shared
+        keys, weights, init, arrays, hyper, adaptation = args
+
+        def pick(tree: dict | None) -> dict | None:
+            return jax.tree.map(lambda v: v[c], tree)
+
+        return (keys[c], weights, pick(init), arrays, hyper, pick(adaptation))
+
+    single = load_or_export(batched, chain(args, 0), identity)
+
+    def run(*args: object) -> tuple[dict, dict]:
+        outs = [single(*chain(args, c)) for c in range(len(args[0]))]
         return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
 
     return run
@@ -356,8 +432,6 @@ def refit_weighted(
         settings.chains, n_refits, -1
     )
     method = resolve_chain_method(settings.chain_method, settings.chains)
-    if method == "parallel" and jax.local_device_count() < settings.chains:
-        method = "sequential"
     cache_key = (
         _sampler_key(program, settings, method),
         "refit",
@@ -370,9 +444,8 @@ def refit_weighted(
     compile_s = 0.0
     if run_fn is None:
         t0 = time.perf_counter()
-        run_fn = _compile(
-            program, settings, method, keys, weights, init, arrays, adaptation
-        )
+        args = (keys, weights, init, arrays, program.hyper, adaptation)
+        run_fn = _compile(program, settings, method, args)
         compile_s = time.perf_counter() - t0
         _REFITS[cache_key] = run_fn
         _COMPILES["count"] += 1
