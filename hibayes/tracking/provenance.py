@@ -58,8 +58,8 @@ def provenance_tags() -> dict[str, str]:
 
 def _jax_backend() -> str | None:
     # Asking initialises JAX's backends if nothing has yet, which fixes the CPU
-    # device count: hibayes sets it when hibayes.inference (or .fit) is imported,
-    # before anything imports JAX, so by the time JAX is imported it is decided.
+    # device count: every entry point configures the runtime first
+    # (hibayes.inference.runtime.configure_runtime), the sweeper included.
     if "jax" not in sys.modules:
         return None
     try:

@@ -183,7 +183,13 @@ class HibayesSweeper(BasicSweeper):
         from hibayes.sweep import SweepSession
 
         assert self.config is not None and self.launcher is not None
+        from hibayes.inference.runtime import configure_runtime
         from hibayes.system.output_dir import release_if_unused
+
+        # Before the session's provenance asks JAX for its backend, which fixes the
+        # CPU device count: jobs run in this process would then get one device,
+        # and their chains would run one after another instead of in parallel.
+        configure_runtime(self.config.get("runtime"))
 
         try:
             jobs = self._job_overrides(arguments)

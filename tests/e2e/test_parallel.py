@@ -317,3 +317,42 @@ def test_parallel_jobs_on_a_locked_sqlite_store_fail_loudly_and_lose_nothing(tmp
     from mlflow import MlflowClient
 
     _check_children(MlflowClient(f"sqlite:///{db}"), "hibayes", 2, tmp_path / "sweep")
+
+
+def test_a_sweep_run_in_process_samples_its_chains_in_parallel(tmp_path):
+    """Hydra's basic launcher runs the jobs in the sweep's own process.
+
+    The sweep's parent run asks JAX for its backend (provenance), which fixes the
+    CPU device count: the runtime must be configured before that, or every fit
+    of the sweep gets one device and runs its chains one after another.
+    """
+    from helpers.mlflow_store import all_runs as store_runs
+    from helpers.mlflow_store import store_uri
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("XLA_FLAGS", "HIBAYES_HOST_DEVICES")  # as a user's shell has it
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hibayes.fit",
+            "model=two_level_group_binomial",
+            "fit=quick",
+            "cv=psis",
+            "model.prior_sigma_group_scale=0.1,0.4",
+            "-m",
+        ],
+        cwd=tmp_path,
+        env={**env, "MLFLOW_TRACKING_URI": store_uri(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    children = [r for r in store_runs(tmp_path) if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 2
+    assert {r.data.tags["hibayes.chain_method"] for r in children} == {"parallel"}
