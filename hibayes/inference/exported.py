@@ -2,8 +2,8 @@
 
 JAX's persistent compile cache (:mod:`.runtime`) keys an executable by its HLO, so
 a new process must still trace the function to find it. For NUTS vmapped over
-chains x refits that trace costs 4-14 s on the 2-core machine, more than the
-sampling it saves. Here the lowered function (StableHLO, ~0.1 MB) is written
+chains x refits that trace costs 4-8 s on the 2-core machine, several times the
+refits' sampling. Here the lowered function (StableHLO, ~0.1 MB) is written
 next to the compile cache the first time, and a later process loads it and
 compiles it straight from that cache: no trace.
 
@@ -25,7 +25,6 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +61,7 @@ def computation_digest(fn: Callable, *args: Any) -> str:
     return h.hexdigest()
 
 
-@cache
+@functools.cache
 def _code_digest() -> str:
     """Digest of hibayes's inference code, which builds every stored function."""
     h = hashlib.sha256()

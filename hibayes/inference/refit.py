@@ -4,13 +4,13 @@ A row left out of a fit is a likelihood weight of 0 (:class:`~.collapse.WeightOb
 The weights enter the compiled sampler as a traced argument, so every refit of
 one structure runs the same executable: :func:`refit_weighted` runs the
 single-chain NUTS over a batch of weight vectors (one per refit) in one compiled
-call. Every chain of every refit is one lane of a vmapped NUTS, in lock-step; on
-CPU the lanes are split over the chains' host devices, on an accelerator they
-share it (``fit.chain_method=sequential`` runs them in turn instead). Nothing is
-compiled or traced again for the next batch of the same size, the next prior of
-a sweep, the next seed, or the next process (:mod:`.exported`); batches are
-padded to a few sizes (:func:`batch_size`) so that fits with different numbers
-of refits share one.
+call. Every chain of every refit is one lane, and the lanes are split over the
+chains' host devices on CPU (one device on an accelerator); a device runs its
+lanes in lock-step (one vmapped NUTS) or one after another, whichever is faster
+for the model's size (:func:`_lanes`). Nothing is compiled or traced again for
+the next batch of the same size, the next prior of a sweep, the next seed, or
+the next process (:mod:`.exported`); batches are padded to a few sizes
+(:func:`batch_size`) so that fits with different numbers of refits share one.
 
 A refit's posterior differs from the fit's by one row or one fold, so its chains
 can start with the fit's adapted step size and mass matrix (``adaptation``, per
@@ -32,7 +32,7 @@ import numpy as np
 
 from .collapse import ROW_WEIGHTS
 from .exported import computation_digest, load_or_export
-from .kernel import EXTRA_FIELDS, nuts_kernel
+from .kernel import EXTRA_FIELDS, latent_size, nuts_kernel
 from .program import Program
 from .sampler import _one_chain, _sampler_key, resolve_chain_method, to_numpy
 from .settings import FitSettings
@@ -54,6 +54,12 @@ _REFITS: dict[tuple, Callable] = {}
 # Padding refits weigh every row more than any refit can (a left-out row is 0,
 # a kept one 1, a collapsed row its count): recognisable inside the compiled call.
 _PADDING_WEIGHT = 1e30
+# CPU refits run in lock-step up to this many latent values, in turn above it.
+# Measured on 2 cores, lock-step against in turn: the shipped reloo (8 latent
+# values, 6 refits x 4 chains) 1.0 against 1.7 s; simulated two-level binomials of
+# G groups (G + 2 latent values, 5 folds x 4 chains) G=30 0.7-1.4 against 1.2 s,
+# G=60 1.1 against 1.4 s, G=100 1.9 against 1.6 s, G=200 6.1 against 3.3 s.
+_LOCK_STEP_MAX_LATENT = 64
 _COMPILES = {"count": 0}
 
 
@@ -221,39 +227,86 @@ def _compile(
     The trace is kept across processes (:mod:`.exported`): tracing NUTS under
     vmap costs more than the refits it batches, and a new process would repeat it.
     """
-    one = _weighted_chain(program, settings, reuse=args[-1] is not None)
+    lock_step = method == "vectorized" or (
+        method == "parallel" and latent_size(program) <= _LOCK_STEP_MAX_LATENT
+    )
     identity = {
-        "function": f"refit-{method}",
+        "function": "refit",
         "sampler": _sampler_key(program, settings, method),
+        "lock_step": lock_step,
         "padding": _PADDING_WEIGHT,
         "model": _model_digest(program, args[1]),
     }
-    if method == "sequential":
-        return _in_turn(one, identity, args)
-    return _lock_step(one, identity, _lane_devices(settings.chains, method), args)
+    one = _weighted_chain(program, settings, reuse=args[-1] is not None)
+    devices = _lane_devices(settings.chains, method)
+    return _lanes(one, identity, devices, args, lock_step)
 
 
-def _lock_step(one: Callable, identity: dict, devices: list, args: tuple) -> Callable:
-    """Every chain of every refit as one lane of a vmapped NUTS, lanes split over devices.
+def _lanes(
+    one: Callable, identity: dict, devices: list, args: tuple, lock_step: bool
+) -> Callable:
+    """Every chain of every refit as one lane; lanes split over ``devices``.
 
-    Each step of a lane waits for the batch's longest trajectory, yet on these
-    small models one XLA CPU operation costs about as much for 24 lanes as for
-    one: on the shipped reloo 24 lanes took 1.3 CPU-s against 3.3 for the same
-    refits in turn. The lanes are split over ``devices`` with ``shard_map``, so
-    each device runs its own loop and waits only for its own lanes.
+    ``shard_map`` gives each device its own share of the lanes and its own loop.
+    A device runs its lanes in lock-step (one vmapped NUTS: each iteration waits
+    for the longest trajectory, masked steps for the rest) or in turn
+    (``lax.map``: a padding lane is skipped there). Lock-step pays on small
+    models, where an XLA CPU operation costs about the same for 12 lanes as for
+    one; in turn pays on larger ones, where the masked steps are real work
+    (:data:`_LOCK_STEP_MAX_LATENT`).
     """
     from jax.sharding import Mesh, PartitionSpec
 
     mesh = Mesh(np.array(devices), ("lane",))
 
-    def sane(key: jax.Array, w: jax.Array, *rest: object) -> tuple[dict, dict]:
-        # A padding refit is sampled too, with unit weights: a posterior as easy as
-        # the fit's, so it never slows the batch.
-        return one(key, jnp.where(w >= _PADDING_WEIGHT, 1.0, w), *rest)
+    def lock_stepped(
+        keys: jax.Array,
+        weights: jax.Array,
+        init: dict | None,
+        arrays: dict,
+        hyper: dict,
+        adaptation: dict | None,
+    ) -> tuple[dict, dict]:
+        def sane(key: jax.Array, w: jax.Array, i: dict, a: dict) -> tuple[dict, dict]:
+            # A padding lane is sampled too, with unit weights: a posterior as
+            # easy as the fit's, so it never slows the batch.
+            w = jnp.where(w >= _PADDING_WEIGHT, 1.0, w)
+            return one(key, w, i, arrays, hyper, a)
+
+        return jax.vmap(sane)(keys, weights, init, adaptation)
+
+    def in_turn(
+        keys: jax.Array,
+        weights: jax.Array,
+        init: dict | None,
+        arrays: dict,
+        hyper: dict,
+        adaptation: dict | None,
+    ) -> tuple[dict, dict]:
+        def refit(lane: tuple) -> tuple[dict, dict]:
+            key, w, i, a = lane
+            return one(key, w, i, arrays, hyper, a)
+
+        lanes = (keys, weights, init, adaptation)
+        # The skip's zeros need a lane's output shapes: a second trace of the
+        # chain, paid once (the trace is stored across processes).
+        shapes = jax.eval_shape(refit, jax.tree.map(lambda v: v[0], lanes))
+
+        def refit_unless_padding(lane: tuple) -> tuple[dict, dict]:
+            # A padding refit (no weight below 1: nothing left out) only shares
+            # the executable: skipped, its draws are dropped anyway. A real
+            # branch here, unlike under vmap.
+            return jax.lax.cond(
+                jnp.all(lane[1] >= _PADDING_WEIGHT),
+                lambda: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes),
+                lambda: refit(lane),
+            )
+
+        return jax.lax.map(refit_unless_padding, lanes)
 
     split, whole = PartitionSpec("lane"), PartitionSpec()
     spread = jax.shard_map(
-        jax.vmap(sane, in_axes=(0, 0, 0, None, None, 0)),
+        lock_stepped if lock_step else in_turn,
         mesh=mesh,
         in_specs=(split, split, split, whole, whole, split),
         out_specs=split,
@@ -289,69 +342,19 @@ def _lock_step(one: Callable, identity: dict, devices: list, args: tuple) -> Cal
 
 
 def _lane_devices(chains: int, method: str) -> list:
-    """The devices lock-step lanes are split over: one per core, at most one per chain.
+    """The devices the lanes are split over: one per core, at most one per chain.
 
-    Measured on the shipped reloo (24 lanes, 2 cores): 1.0 s on 2 devices, 1.0-1.2
-    s on 1 and 1.3-1.5 s on 4 (more devices than cores only adds switching). The
-    count divides the chains, so every device gets the same number of lanes. An
-    accelerator (``vectorized``) takes every lane itself.
+    Measured on the shipped reloo in lock-step (24 lanes, 2 cores): 1.0 s on 2
+    devices, 1.0-1.2 s on 1 and 1.3-1.5 s on 4 (more devices than cores only adds
+    switching). The count divides the chains, so every device gets as many lanes.
+    An accelerator (``vectorized``) takes every lane itself; ``sequential`` runs
+    every lane in turn on one device.
     """
     if method != "parallel":
         return jax.local_devices()[:1]
     cores = min(os.cpu_count() or 1, chains, jax.local_device_count())
     count = max(d for d in range(1, cores + 1) if chains % d == 0)
     return jax.local_devices()[:count]
-
-
-def _in_turn(one: Callable, identity: dict, args: tuple) -> Callable:
-    """Each chain runs its refits one after another (``lax.map``), chains in turn.
-
-    For ``fit.chain_method=sequential``: one refit's memory at a time.
-    """
-
-    def batched(
-        keys: jax.Array,
-        weights: jax.Array,
-        init: dict | None,
-        arrays: dict,
-        hyper: dict,
-        adaptation: dict | None,
-    ) -> tuple[dict, dict]:
-        def refit(key: jax.Array, w: jax.Array) -> tuple[dict, dict]:
-            return one(key, w, init, arrays, hyper, adaptation)
-
-        # The skip's zeros need the refit's output shapes: a second trace of the
-        # chain, paid once (the trace is stored across processes).
-        shapes = jax.eval_shape(refit, keys[0], weights[0])
-
-        def refit_unless_padding(kw: tuple) -> tuple[dict, dict]:
-            # A padding refit (no weight below 1: nothing left out) only shares
-            # the executable: skipped, its draws are dropped anyway. A real
-            # branch here, unlike under vmap.
-            return jax.lax.cond(
-                jnp.all(kw[1] >= _PADDING_WEIGHT),
-                lambda: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes),
-                lambda: refit(*kw),
-            )
-
-        return jax.lax.map(refit_unless_padding, (keys, weights))
-
-    def chain(args: tuple, c: int) -> tuple:
-        # keys, init and adaptation are per chain; weights, data and hyper shared
-        keys, weights, init, arrays, hyper, adaptation = args
-
-        def pick(tree: dict | None) -> dict | None:
-            return jax.tree.map(lambda v: v[c], tree)
-
-        return (keys[c], weights, pick(init), arrays, hyper, pick(adaptation))
-
-    single = load_or_export(batched, chain(args, 0), identity)
-
-    def run(*args: object) -> tuple[dict, dict]:
-        outs = [single(*chain(args, c)) for c in range(len(args[0]))]
-        return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
-
-    return run
 
 
 def _unconstrained_start(program: Program, start: dict, chains: int) -> dict:
