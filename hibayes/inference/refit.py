@@ -54,12 +54,14 @@ _REFITS: dict[tuple, Callable] = {}
 # Padding refits weigh every row more than any refit can (a left-out row is 0,
 # a kept one 1, a collapsed row its count): recognisable inside the compiled call.
 _PADDING_WEIGHT = 1e30
-# CPU refits run in lock-step up to this many latent values, in turn above it.
-# Measured on 2 cores, lock-step against in turn: the shipped reloo (8 latent
-# values, 6 refits x 4 chains) 1.0 against 1.7 s; simulated two-level binomials of
-# G groups (G + 2 latent values, 5 folds x 4 chains) G=30 0.7-1.4 against 1.2 s,
-# G=60 1.1 against 1.4 s, G=100 1.9 against 1.6 s, G=200 6.1 against 3.3 s.
-_LOCK_STEP_MAX_LATENT = 64
+# CPU refits run in lock-step up to this size (latent values + data rows: what a
+# gradient costs), in turn above it. Measured on 2 cores, lock-step against in
+# turn: the shipped reloo (8 latent values, 6 rows; 6 refits x 4 chains) 1.0
+# against 1.7 s; 5-fold nested_evals (79, 60) 4.3 against 5.0-6.5 s; simulated
+# two-level binomials of G groups (G + 2, G; 5 folds x 4 chains) G=30 0.7-1.4
+# against 1.2 s, G=60 1.1 against 1.4 s, G=100 1.9 against 1.6 s, G=200 6.1
+# against 3.3 s.
+_LOCK_STEP_MAX_SIZE = 150
 _COMPILES = {"count": 0}
 
 
@@ -70,6 +72,8 @@ class RefitBatch:
     :param samples: site -> array with leading (refit, chain, draw) axes.
     :param extras: NUTS extra fields, leading (refit, chain, draw) axes.
     :param chain_method: how the chains ran.
+    :param lock_step: whether each device ran its lanes (chain x refit) in
+        lock-step, or one after another.
     :param compile_s: seconds spent compiling (0 when the executable was cached).
     :param sampling_s: seconds the batch took to sample.
     """
@@ -79,6 +83,7 @@ class RefitBatch:
     chain_method: str
     compile_s: float
     sampling_s: float
+    lock_step: bool = False
 
 
 def refit_compiles() -> int:
@@ -214,11 +219,19 @@ def _model_digest(program: Program, weights: jax.Array) -> str:
     return computation_digest(computation, jax.random.PRNGKey(0), arrays, program.hyper)
 
 
+def _runs_in_lock_step(program: Program, method: str) -> bool:
+    """Whether a device's lanes run in lock-step (vmap) rather than in turn."""
+    if method == "sequential":
+        return False
+    return method == "vectorized" or _gradient_size(program) <= _LOCK_STEP_MAX_SIZE
+
+
 def _compile(
     program: Program,
     settings: FitSettings,
     method: str,
     args: tuple,
+    lock_step: bool,
 ) -> Callable:
     """Compile ``run(keys[chain, refit], weights[refit, row], init[chain], arrays,
     hyper, adaptation[chain])`` for arguments shaped like ``args``; its draws have
@@ -227,9 +240,6 @@ def _compile(
     The trace is kept across processes (:mod:`.exported`): tracing NUTS under
     vmap costs more than the refits it batches, and a new process would repeat it.
     """
-    lock_step = method == "vectorized" or (
-        method == "parallel" and latent_size(program) <= _LOCK_STEP_MAX_LATENT
-    )
     identity = {
         "function": "refit",
         "sampler": _sampler_key(program, settings, method),
@@ -240,6 +250,12 @@ def _compile(
     one = _weighted_chain(program, settings, reuse=args[-1] is not None)
     devices = _lane_devices(settings.chains, method)
     return _lanes(one, identity, devices, args, lock_step)
+
+
+def _gradient_size(program: Program) -> int:
+    """Latent values plus sampled data rows: how much one gradient computes."""
+    obs = program.sampled_arrays.get("obs")
+    return latent_size(program) + (0 if obs is None else int(np.shape(obs)[0]))
 
 
 def _lanes(
@@ -253,7 +269,7 @@ def _lanes(
     (``lax.map``: a padding lane is skipped there). Lock-step pays on small
     models, where an XLA CPU operation costs about the same for 12 lanes as for
     one; in turn pays on larger ones, where the masked steps are real work
-    (:data:`_LOCK_STEP_MAX_LATENT`).
+    (:data:`_LOCK_STEP_MAX_SIZE`).
     """
     from jax.sharding import Mesh, PartitionSpec
 
@@ -435,9 +451,11 @@ def refit_weighted(
         settings.chains, n_refits, -1
     )
     method = resolve_chain_method(settings.chain_method, settings.chains)
+    lock_step = _runs_in_lock_step(program, method)
     cache_key = (
         _sampler_key(program, settings, method),
         "refit",
+        lock_step,
         n_refits,
         tuple(weights.shape),
         init is None,
@@ -448,7 +466,7 @@ def refit_weighted(
     if run_fn is None:
         t0 = time.perf_counter()
         args = (keys, weights, init, arrays, program.hyper, adaptation)
-        run_fn = _compile(program, settings, method, args)
+        run_fn = _compile(program, settings, method, args, lock_step)
         compile_s = time.perf_counter() - t0
         _REFITS[cache_key] = run_fn
         _COMPILES["count"] += 1
@@ -461,7 +479,7 @@ def refit_weighted(
         {k: np.swapaxes(v, 0, 1)[:n_wanted] for k, v in tree.items()}
         for tree in (samples, extras)
     )
-    return RefitBatch(samples, extras, method, compile_s, sampling_s)
+    return RefitBatch(samples, extras, method, compile_s, sampling_s, lock_step)
 
 
 def pointwise_log_likelihood(program: Program, samples: dict) -> np.ndarray:

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from numpyro.infer import MCMC, NUTS
 
-from hibayes.inference import FitSettings, fit_model
+from hibayes.inference import FitSettings, build_program, fit_model
+from hibayes.inference import refit as refit_module
 from hibayes.inference.collapse import ROW_WEIGHTS
 from hibayes.inference.kernel import EXTRA_FIELDS
 from hibayes.inference.refit import (
@@ -145,10 +146,21 @@ def test_adaptation_is_traced_one_compile_for_every_fit(group_data):
         )
 
 
-@pytest.mark.parametrize("method", ["sequential", "parallel", "vectorized"])
-def test_padding_refits_leave_the_others_alone(group_data, method):
-    """Refits in turn skip a padding refit; in lock-step (parallel, vectorized) it
-    samples the full data."""
+@pytest.mark.parametrize(
+    "method, lock_step",
+    [
+        ("sequential", False),
+        ("parallel", True),  # a small model: lock-step on every device
+        ("parallel", False),  # as a large model: in turn on every device
+        ("vectorized", True),
+    ],
+)
+def test_padding_refits_leave_the_others_alone(
+    group_data, method, lock_step, monkeypatch
+):
+    """Refits in turn skip a padding refit; in lock-step it samples the full data."""
+    if method == "parallel" and not lock_step:
+        monkeypatch.setattr(refit_module, "_LOCK_STEP_MAX_SIZE", 0)
     result = _fit(group_data, 0)
     settings = replace(FIXED, chain_method=method)
     n_rows = np.size(result.program.arrays["obs"])
@@ -167,12 +179,12 @@ def test_padding_refits_leave_the_others_alone(group_data, method):
         )
         for w in (weights, padded)
     )
-    assert full.chain_method == method
+    assert (full.chain_method, full.lock_step) == (method, lock_step)
     # Same batch size, so the same keys: the real refits are unchanged.
     for site, draws in full.samples.items():
         np.testing.assert_array_equal(part.samples[site][:2], draws[:2])
     assert np.all(full.extras["num_steps"][2] > 0)  # at least one step a draw
-    if method != "sequential":  # sampled with unit weights, not weights of 1e30
+    if lock_step:  # sampled with unit weights, not weights of 1e30
         for site, draws in full.samples.items():
             np.testing.assert_array_equal(part.samples[site][2], draws[2])
     else:  # one refit after another: never sampled
@@ -203,3 +215,18 @@ def test_short_warmup_retunes_then_holds_the_step_size(group_data):
     step = batch.extras["adapt_state.step_size"][0]
     assert np.all(step == step[:, :1])  # fixed after warmup
     assert not np.allclose(step[:, 0], result.adaptation["step_size"])  # re-tuned
+
+
+@pytest.mark.parametrize("groups, lock_step", [(6, True), (60, True), (200, False)])
+def test_cpu_refits_run_in_lock_step_only_for_small_models(groups, lock_step):
+    """Lock-step on CPU pays where a gradient is cheap (measured, _LOCK_STEP_MAX_SIZE)."""
+    features = {
+        "obs": np.arange(groups) % 7,
+        "n_total": np.full(groups, 10),
+        "group_index": np.arange(groups),
+        "num_group": groups,
+    }
+    program = build_program(get_model(MODEL), features, {})
+    assert refit_module._runs_in_lock_step(program, "parallel") is lock_step
+    assert refit_module._runs_in_lock_step(program, "vectorized")  # accelerators
+    assert not refit_module._runs_in_lock_step(program, "sequential")
