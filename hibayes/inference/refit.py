@@ -62,6 +62,8 @@ _PADDING_WEIGHT = 1e30
 # against 1.2 s, G=60 1.1 against 1.4 s, G=100 1.9 against 1.6 s, G=200 6.1
 # against 3.3 s.
 _LOCK_STEP_MAX_SIZE = 150
+# ...and on one device up to this size (:func:`_lane_devices`).
+_ONE_DEVICE_MAX_SIZE = 32
 _COMPILES = {"count": 0}
 
 
@@ -74,6 +76,7 @@ class RefitBatch:
     :param chain_method: how the chains ran.
     :param lock_step: whether each device ran its lanes (chain x refit) in
         lock-step, or one after another.
+    :param devices: how many devices the lanes were split over.
     :param compile_s: seconds spent compiling (0 when the executable was cached).
     :param sampling_s: seconds the batch took to sample.
     """
@@ -84,6 +87,7 @@ class RefitBatch:
     compile_s: float
     sampling_s: float
     lock_step: bool = False
+    devices: int = 1
 
 
 def refit_compiles() -> int:
@@ -232,6 +236,7 @@ def _compile(
     method: str,
     args: tuple,
     lock_step: bool,
+    devices: list,
 ) -> Callable:
     """Compile ``run(keys[chain, refit], weights[refit, row], init[chain], arrays,
     hyper, adaptation[chain])`` for arguments shaped like ``args``; its draws have
@@ -248,7 +253,6 @@ def _compile(
         "model": _model_digest(program, args[1]),
     }
     one = _weighted_chain(program, settings, reuse=args[-1] is not None)
-    devices = _lane_devices(settings.chains, method)
     return _lanes(one, identity, devices, args, lock_step)
 
 
@@ -357,16 +361,18 @@ def _lanes(
     return run
 
 
-def _lane_devices(chains: int, method: str) -> list:
+def _lane_devices(chains: int, method: str, size: int) -> list:
     """The devices the lanes are split over: one per core, at most one per chain.
 
-    Measured on the shipped reloo in lock-step (24 lanes, 2 cores): 1.0 s on 2
-    devices, 1.0-1.2 s on 1 and 1.3-1.5 s on 4 (more devices than cores only adds
-    switching). The count divides the chains, so every device gets as many lanes.
-    An accelerator (``vectorized``) takes every lane itself; ``sequential`` runs
-    every lane in turn on one device.
+    The count divides the chains, so every device gets as many lanes. An
+    accelerator (``vectorized``) takes every lane itself; ``sequential`` runs
+    every lane in turn on one device. The smallest models run in lock-step on one
+    device: on the shipped reloo (size 14, 24 lanes, 2 cores) one device took
+    1.0-1.06 s and 1.0 CPU-s a batch, two 0.95-1.0 s and 1.9 CPU-s, and now and
+    then 1.7-2.0 s; from nested_evals' size (139) on, two devices pay (4.3-6.4 s
+    against 6.5-7.2 s).
     """
-    if method != "parallel":
+    if method != "parallel" or size <= _ONE_DEVICE_MAX_SIZE:
         return jax.local_devices()[:1]
     cores = min(os.cpu_count() or 1, chains, jax.local_device_count())
     count = max(d for d in range(1, cores + 1) if chains % d == 0)
@@ -452,10 +458,12 @@ def refit_weighted(
     )
     method = resolve_chain_method(settings.chain_method, settings.chains)
     lock_step = _runs_in_lock_step(program, method)
+    devices = _lane_devices(settings.chains, method, _gradient_size(program))
     cache_key = (
         _sampler_key(program, settings, method),
         "refit",
         lock_step,
+        len(devices),
         n_refits,
         tuple(weights.shape),
         init is None,
@@ -466,7 +474,7 @@ def refit_weighted(
     if run_fn is None:
         t0 = time.perf_counter()
         args = (keys, weights, init, arrays, program.hyper, adaptation)
-        run_fn = _compile(program, settings, method, args, lock_step)
+        run_fn = _compile(program, settings, method, args, lock_step, devices)
         compile_s = time.perf_counter() - t0
         _REFITS[cache_key] = run_fn
         _COMPILES["count"] += 1
@@ -479,7 +487,9 @@ def refit_weighted(
         {k: np.swapaxes(v, 0, 1)[:n_wanted] for k, v in tree.items()}
         for tree in (samples, extras)
     )
-    return RefitBatch(samples, extras, method, compile_s, sampling_s, lock_step)
+    return RefitBatch(
+        samples, extras, method, compile_s, sampling_s, lock_step, len(devices)
+    )
 
 
 def pointwise_log_likelihood(program: Program, samples: dict) -> np.ndarray:

@@ -8,6 +8,7 @@ run through the same compiled refit batch.
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import jax
@@ -159,8 +160,10 @@ def test_padding_refits_leave_the_others_alone(
     group_data, method, lock_step, monkeypatch
 ):
     """Refits in turn skip a padding refit; in lock-step it samples the full data."""
-    if method == "parallel" and not lock_step:
-        monkeypatch.setattr(refit_module, "_LOCK_STEP_MAX_SIZE", 0)
+    if method == "parallel":  # this small model's lanes split over both devices
+        monkeypatch.setattr(refit_module, "_ONE_DEVICE_MAX_SIZE", 0)
+        if not lock_step:
+            monkeypatch.setattr(refit_module, "_LOCK_STEP_MAX_SIZE", 0)
     result = _fit(group_data, 0)
     settings = replace(FIXED, chain_method=method)
     n_rows = np.size(result.program.arrays["obs"])
@@ -180,6 +183,7 @@ def test_padding_refits_leave_the_others_alone(
         for w in (weights, padded)
     )
     assert (full.chain_method, full.lock_step) == (method, lock_step)
+    assert full.devices == (min(2, os.cpu_count()) if method == "parallel" else 1)
     # Same batch size, so the same keys: the real refits are unchanged.
     for site, draws in full.samples.items():
         np.testing.assert_array_equal(part.samples[site][:2], draws[:2])
@@ -228,5 +232,10 @@ def test_cpu_refits_run_in_lock_step_only_for_small_models(groups, lock_step):
     }
     program = build_program(get_model(MODEL), features, {})
     assert refit_module._runs_in_lock_step(program, "parallel") is lock_step
+    # the smallest on one device, the rest over one per core (2 here) and chain
+    devices = refit_module._lane_devices(
+        4, "parallel", refit_module._gradient_size(program)
+    )
+    assert len(devices) == (1 if groups == 6 else min(2, os.cpu_count()))
     assert refit_module._runs_in_lock_step(program, "vectorized")  # accelerators
     assert not refit_module._runs_in_lock_step(program, "sequential")
