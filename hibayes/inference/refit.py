@@ -74,11 +74,11 @@ class RefitBatch:
     :param samples: site -> array with leading (refit, chain, draw) axes.
     :param extras: NUTS extra fields, leading (refit, chain, draw) axes.
     :param chain_method: how the chains ran.
+    :param compile_s: seconds spent compiling (0 when the executable was cached).
+    :param sampling_s: seconds the batch took to sample.
     :param lock_step: whether each device ran its lanes (chain x refit) in
         lock-step, or one after another.
     :param devices: how many devices the lanes were split over.
-    :param compile_s: seconds spent compiling (0 when the executable was cached).
-    :param sampling_s: seconds the batch took to sample.
     """
 
     samples: dict[str, np.ndarray]
@@ -287,7 +287,9 @@ def _lanes(
         hyper: dict,
         adaptation: dict | None,
     ) -> tuple[dict, dict]:
-        def sane(key: jax.Array, w: jax.Array, i: dict, a: dict) -> tuple[dict, dict]:
+        def sane(
+            key: jax.Array, w: jax.Array, i: dict | None, a: dict | None
+        ) -> tuple[dict, dict]:
             # A padding lane is sampled too, with unit weights: a posterior as
             # easy as the fit's, so it never slows the batch.
             w = jnp.where(w >= _PADDING_WEIGHT, 1.0, w)
