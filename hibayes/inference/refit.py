@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, PartitionSpec
 
 from .collapse import ROW_WEIGHTS
 from .exported import computation_digest, load_or_export
@@ -56,9 +57,9 @@ _REFITS: dict[tuple, Callable] = {}
 _PADDING_WEIGHT = 1e30
 # CPU refits run in lock-step up to this size (latent values + data rows: what a
 # gradient costs), in turn above it. Measured on 2 cores, lock-step against in
-# turn: the shipped reloo (8 latent values, 6 rows; 6 refits x 4 chains) 1.0
+# turn: the shipped reloo (10 latent values, 6 rows; 6 refits x 4 chains) 1.0
 # against 1.7 s; 5-fold nested_evals (79, 60) 4.3 against 5.0-6.5 s; simulated
-# two-level binomials of G groups (G + 2, G; 5 folds x 4 chains) G=30 0.7-1.4
+# two-level binomials of G groups (G + 4, G; 5 folds x 4 chains) G=30 0.7-1.4
 # against 1.2 s, G=60 1.1 against 1.4 s, G=100 1.9 against 1.6 s, G=200 6.1
 # against 3.3 s.
 _LOCK_STEP_MAX_SIZE = 150
@@ -223,11 +224,14 @@ def _model_digest(program: Program, weights: jax.Array) -> str:
     return computation_digest(computation, jax.random.PRNGKey(0), arrays, program.hyper)
 
 
-def _runs_in_lock_step(program: Program, method: str) -> bool:
-    """Whether a device's lanes run in lock-step (vmap) rather than in turn."""
+def _runs_in_lock_step(size: int, method: str) -> bool:
+    """Whether a device's lanes run in lock-step (vmap) rather than in turn.
+
+    :param size: the model's :func:`_gradient_size`.
+    """
     if method == "sequential":
         return False
-    return method == "vectorized" or _gradient_size(program) <= _LOCK_STEP_MAX_SIZE
+    return method == "vectorized" or size <= _LOCK_STEP_MAX_SIZE
 
 
 def _compile(
@@ -275,44 +279,28 @@ def _lanes(
     one; in turn pays on larger ones, where the masked steps are real work
     (:data:`_LOCK_STEP_MAX_SIZE`).
     """
-    from jax.sharding import Mesh, PartitionSpec
-
     mesh = Mesh(np.array(devices), ("lane",))
 
-    def lock_stepped(
-        keys: jax.Array,
-        weights: jax.Array,
-        init: dict | None,
-        arrays: dict,
-        hyper: dict,
-        adaptation: dict | None,
-    ) -> tuple[dict, dict]:
-        def sane(
-            key: jax.Array, w: jax.Array, i: dict | None, a: dict | None
-        ) -> tuple[dict, dict]:
-            # A padding lane is sampled too, with unit weights: a posterior as
-            # easy as the fit's, so it never slows the batch.
-            w = jnp.where(w >= _PADDING_WEIGHT, 1.0, w)
-            return one(key, w, i, arrays, hyper, a)
+    def refit(lane: tuple, arrays: dict, hyper: dict) -> tuple[dict, dict]:
+        # A lane is (key, weights, start, adaptation); data and hyper are shared.
+        key, weights, init, adaptation = lane
+        return one(key, weights, init, arrays, hyper, adaptation)
 
-        return jax.vmap(sane)(keys, weights, init, adaptation)
+    def lock_stepped(lanes: tuple, arrays: dict, hyper: dict) -> tuple[dict, dict]:
+        # A padding lane is sampled too, with unit weights: a posterior as easy
+        # as the fit's, so it never slows the batch.
+        keys, weights, init, adaptation = lanes
+        weights = jnp.where(weights >= _PADDING_WEIGHT, 1.0, weights)
+        in_axes = (0, None, None)
+        return jax.vmap(refit, in_axes)(
+            (keys, weights, init, adaptation), arrays, hyper
+        )
 
-    def in_turn(
-        keys: jax.Array,
-        weights: jax.Array,
-        init: dict | None,
-        arrays: dict,
-        hyper: dict,
-        adaptation: dict | None,
-    ) -> tuple[dict, dict]:
-        def refit(lane: tuple) -> tuple[dict, dict]:
-            key, w, i, a = lane
-            return one(key, w, i, arrays, hyper, a)
-
-        lanes = (keys, weights, init, adaptation)
+    def in_turn(lanes: tuple, arrays: dict, hyper: dict) -> tuple[dict, dict]:
         # The skip's zeros need a lane's output shapes: a second trace of the
         # chain, paid once (the trace is stored across processes).
-        shapes = jax.eval_shape(refit, jax.tree.map(lambda v: v[0], lanes))
+        first = jax.tree.map(lambda v: v[0], lanes)
+        shapes = jax.eval_shape(refit, first, arrays, hyper)
 
         def refit_unless_padding(lane: tuple) -> tuple[dict, dict]:
             # A padding refit (no weight below 1: nothing left out) only shares
@@ -321,17 +309,16 @@ def _lanes(
             return jax.lax.cond(
                 jnp.all(lane[1] >= _PADDING_WEIGHT),
                 lambda: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes),
-                lambda: refit(lane),
+                lambda: refit(lane, arrays, hyper),
             )
 
         return jax.lax.map(refit_unless_padding, lanes)
 
-    split, whole = PartitionSpec("lane"), PartitionSpec()
     spread = jax.shard_map(
         lock_stepped if lock_step else in_turn,
         mesh=mesh,
-        in_specs=(split, split, split, whole, whole, split),
-        out_specs=split,
+        in_specs=(PartitionSpec("lane"), PartitionSpec(), PartitionSpec()),
+        out_specs=PartitionSpec("lane"),
         # NumPyro's loops start from values no one device owns (its init carry).
         check_vma=False,
     )
@@ -345,14 +332,13 @@ def _lanes(
         def per_lane(tree: dict | None) -> dict | None:
             return jax.tree.map(lambda v: jnp.repeat(v, n_refits, axis=0), tree)
 
-        return (
+        lanes = (
             keys.reshape(n_chains * n_refits, *keys.shape[2:]),
             jnp.tile(weights, (n_chains, 1)),
             per_lane(init),
-            arrays,
-            hyper,
             per_lane(adaptation),
         )
+        return lanes, arrays, hyper
 
     compiled = load_or_export(spread, as_lanes(args), identity, mesh=mesh)
 
@@ -369,7 +355,7 @@ def _lane_devices(chains: int, method: str, size: int) -> list:
     The count divides the chains, so every device gets as many lanes. An
     accelerator (``vectorized``) takes every lane itself; ``sequential`` runs
     every lane in turn on one device. The smallest models run in lock-step on one
-    device: on the shipped reloo (size 14, 24 lanes, 2 cores) one device took
+    device: on the shipped reloo (size 16, 24 lanes, 2 cores) one device took
     1.0-1.06 s and 1.0 CPU-s a batch, two 0.95-1.0 s and 1.9 CPU-s, and now and
     then 1.7-2.0 s; from nested_evals' size (139) on, two devices pay (4.3-6.4 s
     against 6.5-7.2 s).
@@ -459,8 +445,9 @@ def refit_weighted(
         settings.chains, n_refits, -1
     )
     method = resolve_chain_method(settings.chain_method, settings.chains)
-    lock_step = _runs_in_lock_step(program, method)
-    devices = _lane_devices(settings.chains, method, _gradient_size(program))
+    size = _gradient_size(program)
+    lock_step = _runs_in_lock_step(size, method)
+    devices = _lane_devices(settings.chains, method, size)
     cache_key = (
         _sampler_key(program, settings, method),
         "refit",

@@ -231,11 +231,13 @@ def test_cpu_refits_run_in_lock_step_only_for_small_models(groups, lock_step):
         "num_group": groups,
     }
     program = build_program(get_model(MODEL), features, {})
-    assert refit_module._runs_in_lock_step(program, "parallel") is lock_step
+    size = refit_module._gradient_size(program)
+    # latent: overall_mean, sigma_overall, z_overall, sigma_group, z_group[groups];
+    # plus one row per group
+    assert size == (groups + 4) + groups
+    assert refit_module._runs_in_lock_step(size, "parallel") is lock_step
     # the smallest on one device, the rest over one per core (2 here) and chain
-    devices = refit_module._lane_devices(
-        4, "parallel", refit_module._gradient_size(program)
-    )
+    devices = refit_module._lane_devices(4, "parallel", size)
     assert len(devices) == (1 if groups == 6 else min(2, os.cpu_count()))
-    assert refit_module._runs_in_lock_step(program, "vectorized")  # accelerators
-    assert not refit_module._runs_in_lock_step(program, "sequential")
+    assert refit_module._runs_in_lock_step(size, "vectorized")  # accelerators
+    assert not refit_module._runs_in_lock_step(size, "sequential")
